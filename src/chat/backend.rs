@@ -1,0 +1,203 @@
+//! The seam between the protocols and the engine. The HTTP façade and the gRPC service both talk
+//! to a `ChatBackend`: in one process it is the local engine (`claude::Engine`); in front of a
+//! remote worker it is the gRPC client (`grpc::RemoteBackend`), so HTTP never needs to know where
+//! the CLI runs.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::error::ChatError;
+use super::models::ModelInfo;
+use super::types::{
+    ChatCompletion, ChatEvent, ChatRequest, Choice, CompletionMeta, FinishReason, ToolCall, Usage,
+};
+
+/// Per-request context that travels with a request across protocols.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The `x-request-id` of the request, on every log line about it.
+    pub request_id: String,
+}
+
+/// A completion being streamed. Only handed out once the first event is known to come, so a
+/// failure to start is an `Err` (a real HTTP status), never a broken stream. Dropping it cancels
+/// the run: the stream owns the process.
+pub struct ChatStream {
+    pub meta: CompletionMeta,
+    pub events: BoxStream<'static, Result<ChatEvent, ChatError>>,
+}
+
+#[async_trait::async_trait]
+pub trait ChatBackend: Send + Sync + 'static {
+    /// Starts a completion and returns once its first event is ready.
+    async fn stream(&self, req: ChatRequest, ctx: RequestContext) -> Result<ChatStream, ChatError>;
+
+    /// Runs a completion to its end.
+    async fn complete(
+        &self,
+        req: ChatRequest,
+        ctx: RequestContext,
+    ) -> Result<ChatCompletion, ChatError> {
+        collect(self.stream(req, ctx).await?).await
+    }
+
+    /// Every model id accepted.
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError>;
+
+    /// One model id, or `ModelNotFound`.
+    async fn get_model(&self, id: &str) -> Result<ModelInfo, ChatError>;
+
+    /// Whether completions can be served now, and why not.
+    async fn health(&self) -> BackendHealth;
+}
+
+/// What `/health` and `grpc.health.v1` report about a backend.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BackendHealth {
+    pub ready: bool,
+    /// The local CLI, when the backend runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cli: Option<CliStatus>,
+    /// The remote worker, when the backend is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+}
+
+/// Whether the `claude` binary is there and which version it is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CliStatus {
+    pub found: bool,
+    /// The configured binary, resolved through PATH when found.
+    pub path: String,
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Folds a stream into the whole completion.
+pub async fn collect(stream: ChatStream) -> Result<ChatCompletion, ChatError> {
+    let ChatStream { meta, mut events } = stream;
+    let mut acc = Accumulator::default();
+    while let Some(event) = events.next().await {
+        acc.push(event?);
+    }
+    Ok(acc.finish(meta))
+}
+
+/// Builds choices from events; pure so the non-streaming path is testable without a process.
+#[derive(Debug, Default)]
+pub struct Accumulator {
+    choices: Vec<PartialChoice>,
+    usage: Usage,
+}
+
+#[derive(Debug, Default)]
+struct PartialChoice {
+    content: String,
+    has_content: bool,
+    tool_calls: Vec<ToolCall>,
+    finish_reason: Option<FinishReason>,
+}
+
+impl Accumulator {
+    fn choice(&mut self, index: u32) -> &mut PartialChoice {
+        let i = index as usize;
+        if self.choices.len() <= i {
+            self.choices.resize_with(i + 1, PartialChoice::default);
+        }
+        &mut self.choices[i]
+    }
+
+    pub fn push(&mut self, event: ChatEvent) {
+        match event {
+            ChatEvent::Role { index } => {
+                self.choice(index);
+            }
+            ChatEvent::Text { index, text } => {
+                let choice = self.choice(index);
+                choice.content.push_str(&text);
+                choice.has_content = true;
+            }
+            ChatEvent::ToolCall { index, call } => {
+                let choice = self.choice(index);
+                let i = call.index as usize;
+                if choice.tool_calls.len() <= i {
+                    choice.tool_calls.resize_with(i + 1, || ToolCall {
+                        id: String::new(),
+                        name: String::new(),
+                        arguments: String::new(),
+                    });
+                }
+                let slot = &mut choice.tool_calls[i];
+                if let Some(id) = call.id {
+                    slot.id = id;
+                }
+                if let Some(name) = call.name {
+                    slot.name = name;
+                }
+                slot.arguments.push_str(&call.arguments);
+            }
+            ChatEvent::Finish { index, reason } => {
+                self.choice(index).finish_reason = Some(reason);
+            }
+            ChatEvent::Usage(usage) => self.usage = usage,
+        }
+    }
+
+    pub fn finish(self, meta: CompletionMeta) -> ChatCompletion {
+        let choices = self
+            .choices
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Choice {
+                index: i as u32,
+                content: (c.has_content || c.tool_calls.is_empty()).then_some(c.content),
+                tool_calls: c.tool_calls,
+                finish_reason: c.finish_reason.unwrap_or(FinishReason::Stop),
+            })
+            .collect();
+        ChatCompletion {
+            meta,
+            choices,
+            usage: self.usage,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accumulates_text_and_usage() {
+        let mut acc = Accumulator::default();
+        acc.push(ChatEvent::Role { index: 0 });
+        acc.push(ChatEvent::Text {
+            index: 0,
+            text: "Hel".into(),
+        });
+        acc.push(ChatEvent::Text {
+            index: 0,
+            text: "lo".into(),
+        });
+        acc.push(ChatEvent::Finish {
+            index: 0,
+            reason: FinishReason::Length,
+        });
+        acc.push(ChatEvent::Usage(Usage {
+            prompt_tokens: 3,
+            completion_tokens: 2,
+            ..Usage::default()
+        }));
+        let meta = CompletionMeta {
+            id: "chatcmpl-1".into(),
+            created: 1,
+            model: "gpt-4o".into(),
+            ignored_params: vec![],
+        };
+        let done = acc.finish(meta);
+        assert_eq!(done.choices[0].content.as_deref(), Some("Hello"));
+        assert_eq!(done.choices[0].finish_reason, FinishReason::Length);
+        assert_eq!(done.usage.total_tokens(), 5);
+    }
+}

@@ -1,0 +1,174 @@
+//! The one error type of the gateway. Every failure a client can see is a `ChatError`; it maps
+//! once to an OpenAI error body with an HTTP status (`http/error.rs`) and once to a gRPC status
+//! (`grpc/error.rs`). Messages are written for the API user: what was wrong, the limit, what was
+//! sent.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChatError {
+    /// The request is malformed or asks for something impossible (400).
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+        code: Option<String>,
+    },
+    /// The request body is larger than the configured limit (413).
+    #[error("{message}")]
+    PayloadTooLarge { message: String },
+    /// The model id is not in the model map and is not a Claude id (404).
+    #[error("{message}")]
+    ModelNotFound { message: String },
+    /// The `claude` binary cannot be started (503).
+    #[error("{message}")]
+    CliNotFound { message: String },
+    /// Anthropic rate-limited the CLI (429).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<u64>,
+    },
+    /// Anthropic rejected the gateway's own credentials (502: the client did nothing wrong).
+    #[error("{message}")]
+    UpstreamAuth { message: String },
+    /// Anthropic is overloaded (503).
+    #[error("{message}")]
+    Overloaded { message: String },
+    /// Any other failure of the Anthropic API (502).
+    #[error("{message}")]
+    Upstream { message: String },
+    /// The CLI crashed, exited early or printed something unusable (502).
+    #[error("{message}")]
+    CliFailed { message: String },
+    /// The request ran out of time (504).
+    #[error("{message}")]
+    Timeout { message: String },
+    /// The gateway cannot take the request now: a remote worker is unreachable (503).
+    #[error("{message}")]
+    Unavailable { message: String },
+    /// A bug or an unexpected local failure (500).
+    #[error("{message}")]
+    Internal { message: String },
+}
+
+impl ChatError {
+    pub fn invalid(message: impl Into<String>, param: impl Into<String>) -> Self {
+        ChatError::InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+            code: None,
+        }
+    }
+
+    pub fn invalid_with_code(
+        message: impl Into<String>,
+        param: impl Into<String>,
+        code: &str,
+    ) -> Self {
+        ChatError::InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+            code: Some(code.to_string()),
+        }
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        ChatError::ModelNotFound {
+            message: format!(
+                "The model `{model}` does not exist. Use an id from GET /v1/models, a CLI alias \
+                 (sonnet, haiku, opus) or a Claude model id (claude-…)."
+            ),
+        }
+    }
+
+    pub fn cli_not_found(path: &str, detail: &str) -> Self {
+        ChatError::CliNotFound {
+            message: format!(
+                "The claude CLI could not be started ({path}: {detail}). Install it with \
+                 `npm install -g @anthropic-ai/claude-code`, log in with `claude` (or set \
+                 ANTHROPIC_API_KEY), or point --claude-bin / CLAUDE_BIN at it."
+            ),
+        }
+    }
+
+    pub fn timeout(after: Duration) -> Self {
+        ChatError::Timeout {
+            message: format!("The request timed out after {} s.", after.as_secs_f64()),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ChatError::Internal {
+            message: message.into(),
+        }
+    }
+
+    pub fn cli_failed(message: impl Into<String>) -> Self {
+        ChatError::CliFailed {
+            message: message.into(),
+        }
+    }
+
+    /// The stable machine-readable code of this error (OpenAI's `error.code`).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ChatError::InvalidRequest { code, .. } => code.as_deref(),
+            ChatError::PayloadTooLarge { .. } => Some("payload_too_large"),
+            ChatError::ModelNotFound { .. } => Some("model_not_found"),
+            ChatError::CliNotFound { .. } => Some("cli_not_found"),
+            ChatError::RateLimited { .. } => Some("rate_limit_exceeded"),
+            ChatError::UpstreamAuth { .. } => Some("upstream_auth_failed"),
+            ChatError::Overloaded { .. } => Some("overloaded"),
+            ChatError::Upstream { .. } => Some("upstream_error"),
+            ChatError::CliFailed { .. } => Some("cli_failed"),
+            ChatError::Timeout { .. } => Some("timeout"),
+            ChatError::Unavailable { .. } => Some("unavailable"),
+            ChatError::Internal { .. } => Some("internal_error"),
+        }
+    }
+
+    /// The request field the error is about (OpenAI's `error.param`).
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            ChatError::InvalidRequest { param, .. } => param.as_deref(),
+            ChatError::ModelNotFound { .. } => Some("model"),
+            ChatError::PayloadTooLarge { .. }
+            | ChatError::CliNotFound { .. }
+            | ChatError::RateLimited { .. }
+            | ChatError::UpstreamAuth { .. }
+            | ChatError::Overloaded { .. }
+            | ChatError::Upstream { .. }
+            | ChatError::CliFailed { .. }
+            | ChatError::Timeout { .. }
+            | ChatError::Unavailable { .. }
+            | ChatError::Internal { .. } => None,
+        }
+    }
+
+    /// Rebuilds an error from its code and message (the inverse of `code()`), as a remote
+    /// worker's status arrives over gRPC. `None` when the code is not one of ours.
+    pub fn from_parts(
+        code: Option<&str>,
+        message: String,
+        retry_after: Option<u64>,
+    ) -> Option<Self> {
+        Some(match code {
+            Some("payload_too_large") => ChatError::PayloadTooLarge { message },
+            Some("model_not_found") => ChatError::ModelNotFound { message },
+            Some("cli_not_found") => ChatError::CliNotFound { message },
+            Some("rate_limit_exceeded") => ChatError::RateLimited {
+                message,
+                retry_after,
+            },
+            Some("upstream_auth_failed") => ChatError::UpstreamAuth { message },
+            Some("overloaded") => ChatError::Overloaded { message },
+            Some("upstream_error") => ChatError::Upstream { message },
+            Some("cli_failed") => ChatError::CliFailed { message },
+            Some("timeout") => ChatError::Timeout { message },
+            Some("unavailable") => ChatError::Unavailable { message },
+            Some("internal_error") => ChatError::Internal { message },
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! The domain of a chat completion, free of any protocol: request and event types, validation,
+//! the model map, the one error type, and the `ChatBackend` seam the protocols talk to.
+
+pub mod backend;
+pub mod error;
+pub mod models;
+pub mod stop;
+pub mod tokens;
+pub mod types;
+pub mod validate;
+
+pub use backend::{BackendHealth, ChatBackend, ChatStream, CliStatus, RequestContext};
+pub use error::ChatError;

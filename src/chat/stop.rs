@@ -1,0 +1,127 @@
+//! Stop sequences on a stream of text: text that could still turn into a stop sequence is held
+//! back across chunk boundaries and released as soon as it cannot; on a match everything from the
+//! sequence on is dropped. Pure, so it is tested without a process.
+
+#[derive(Debug, Clone, Default)]
+pub struct StopMatcher {
+    stops: Vec<String>,
+    held: String,
+}
+
+/// What the matcher lets through for one pushed chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Text safe to release now (possibly empty); the stream goes on.
+    Continue(String),
+    /// A stop sequence matched: release this text, then end the choice.
+    Stopped(String),
+}
+
+impl StopMatcher {
+    pub fn new(stops: Vec<String>) -> Self {
+        StopMatcher {
+            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            held: String::new(),
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> StopOutcome {
+        if self.stops.is_empty() {
+            return StopOutcome::Continue(text.to_string());
+        }
+        self.held.push_str(text);
+        let earliest = self
+            .stops
+            .iter()
+            .filter_map(|stop| self.held.find(stop.as_str()))
+            .min();
+        if let Some(at) = earliest {
+            let before = self.held[..at].to_string();
+            self.held.clear();
+            return StopOutcome::Stopped(before);
+        }
+        let keep = self.partial_suffix_len();
+        let release = self.held.len() - keep;
+        let out = self.held[..release].to_string();
+        self.held.drain(..release);
+        StopOutcome::Continue(out)
+    }
+
+    /// Text still held when the stream ends normally: it never became a stop sequence.
+    pub fn finish(&mut self) -> String {
+        std::mem::take(&mut self.held)
+    }
+
+    /// Length of the longest suffix of `held` that is a proper prefix of some stop sequence.
+    fn partial_suffix_len(&self) -> usize {
+        let held = self.held.as_str();
+        held.char_indices()
+            .map(|(i, _)| i)
+            .find(|&i| {
+                let suffix = &held[i..];
+                self.stops.iter().any(|s| s.starts_with(suffix))
+            })
+            .map_or(0, |i| held.len() - i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stops: &[&str], chunks: &[&str]) -> (String, bool) {
+        let mut m = StopMatcher::new(stops.iter().map(|s| s.to_string()).collect());
+        let mut out = String::new();
+        for chunk in chunks {
+            match m.push(chunk) {
+                StopOutcome::Continue(t) => out.push_str(&t),
+                StopOutcome::Stopped(t) => {
+                    out.push_str(&t);
+                    return (out, true);
+                }
+            }
+        }
+        out.push_str(&m.finish());
+        (out, false)
+    }
+
+    #[test]
+    fn no_stops_passes_through() {
+        assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
+    }
+
+    #[test]
+    fn stop_split_across_chunks_is_cut() {
+        assert_eq!(
+            run(&["END"], &["hello E", "N", "D and more"]),
+            ("hello ".into(), true)
+        );
+    }
+
+    #[test]
+    fn partial_match_is_released_when_it_fails() {
+        let mut m = StopMatcher::new(vec!["END".into()]);
+        assert_eq!(m.push("hello EN"), StopOutcome::Continue("hello ".into()));
+        assert_eq!(m.push("X"), StopOutcome::Continue("ENX".into()));
+        assert_eq!(m.finish(), "");
+    }
+
+    #[test]
+    fn earliest_of_several_stops_wins() {
+        assert_eq!(run(&["b", "a"], &["xxab"]), ("xx".into(), true));
+    }
+
+    #[test]
+    fn held_text_is_released_at_the_end() {
+        assert_eq!(run(&["END"], &["the E"]), ("the E".into(), false));
+    }
+
+    #[test]
+    fn multibyte_text_is_cut_on_char_boundaries() {
+        assert_eq!(run(&["é!"], &["café", "é", "!x"]), ("café".into(), true));
+        assert_eq!(
+            run(&["日本"], &["今日は日", "曜"]),
+            ("今日は日曜".into(), false)
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Domain types of a chat completion: what both protocols (OpenAI JSON over HTTP, protobuf over
+//! gRPC) are converted into and out of. They mirror `proto/claude_gateway/v1/chat.proto` one to one
+//! so the conversions in `grpc/convert.rs` and `http/convert.rs` can be exhaustive.
+
+use std::collections::BTreeMap;
+
+/// A chat-completion request as a client sent it, before validation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
+    pub response_format: ResponseFormat,
+    pub stop: Vec<String>,
+    pub n: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub session_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub sampling: SamplingParams,
+    pub reasoning_effort: Option<String>,
+}
+
+/// OpenAI knobs with no CLI equivalent. Kept so they can be reported (or refused), never used.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub seed: Option<i64>,
+    pub logit_bias: BTreeMap<String, f64>,
+    pub user: Option<String>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u32>,
+    /// Other request fields the client sent that the gateway does not use.
+    pub other: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<ContentPart>,
+    pub name: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A message whose content is one text part.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: vec![ContentPart::Text(text.into())],
+            name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// All text parts joined, images skipped.
+    pub fn joined_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let ContentPart::Text(text) = part {
+                out.push_str(text);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContentPart {
+    Text(String),
+    ImageUrl { url: String, detail: ImageDetail },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImageDetail {
+    #[default]
+    Unspecified,
+    Auto,
+    Low,
+    High,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the parameters, as the client wrote it.
+    pub parameters: Option<serde_json::Value>,
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text of the arguments.
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Function(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ResponseFormat {
+    #[default]
+    Text,
+    JsonObject,
+    JsonSchema(JsonSchemaFormat),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonSchemaFormat {
+    pub name: String,
+    pub description: Option<String>,
+    pub schema: serde_json::Value,
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+}
+
+/// Token accounting of a completion.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Input tokens, cache reads and writes included.
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub cached_tokens: u32,
+    pub reasoning_tokens: u32,
+    /// True when these are the gateway's tiktoken estimates, not Claude's numbers.
+    pub estimated: bool,
+    pub cost_usd: f64,
+}
+
+impl Usage {
+    pub fn total_tokens(&self) -> u32 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+
+    /// Adds another run's usage (n > 1 choices).
+    pub fn add(&mut self, other: &Usage) {
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
+        self.estimated |= other.estimated;
+        self.cost_usd += other.cost_usd;
+    }
+}
+
+/// Identity of one completion, fixed before the first chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionMeta {
+    pub id: String,
+    pub created: i64,
+    /// The model id the client asked for.
+    pub model: String,
+    pub ignored_params: Vec<String>,
+}
+
+/// One step of a streamed completion, for one choice (or the usage at the end).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// A choice starts: its first chunk carries the assistant role.
+    Role { index: u32 },
+    /// More text for a choice.
+    Text { index: u32, text: String },
+    /// A piece of a tool call: id and name on its first piece, then argument fragments.
+    ToolCall { index: u32, call: ToolCallDelta },
+    /// A choice is complete.
+    Finish { index: u32, reason: FinishReason },
+    /// Accounting for the whole completion; the last event.
+    Usage(Usage),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+/// A whole completion (the non-streaming answer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatCompletion {
+    pub meta: CompletionMeta,
+    pub choices: Vec<Choice>,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub index: u32,
+    pub content: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+}

@@ -1,0 +1,13 @@
+//! The `claude` subprocess: the argv builder (pure), what goes on stdin, the typed stream-json
+//! lines, the turn state machine (pure), the process supervisor, and the engine that ties them
+//! into a `ChatBackend`.
+
+pub mod argv;
+pub mod engine;
+pub mod input;
+pub mod lines;
+pub mod probe;
+pub mod process;
+pub mod turn;
+
+pub use engine::{Engine, EngineConfig};

@@ -1,0 +1,169 @@
+//! The one configuration of the binary: every knob is a flag with an environment variable and a
+//! default, shown in `--help`. It is validated once at start (`Config::engine_config`) and passed
+//! by reference afterwards. A `.env` file in the working directory is read before parsing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::chat::models::ModelMap;
+use crate::chat::validate::ValidationConfig;
+use crate::claude::EngineConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// `--bare` when ANTHROPIC_API_KEY is set, otherwise the CLI's own login.
+    Auto,
+    /// Always `--bare` with ANTHROPIC_API_KEY (strongest isolation; no subscription login).
+    ApiKey,
+    /// Never `--bare`: use the login stored by `claude` (subscription or console).
+    Login,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "claude-gateway",
+    version,
+    about = "OpenAI-compatible HTTP and gRPC API for Claude, driving the claude CLI"
+)]
+pub struct Config {
+    /// HTTP listen address [default: 127.0.0.1:8000, or 127.0.0.1:$PORT].
+    #[arg(long, env = "HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Port of the default HTTP address (kept for the seed's PORT convention).
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+
+    /// gRPC listen address.
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// The claude CLI: a path, or a name looked up on PATH.
+    #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
+    pub claude_bin: PathBuf,
+
+    /// Run as a pure HTTP façade in front of another instance's gRPC port (http://HOST:PORT);
+    /// no CLI runs here.
+    #[arg(long, env = "UPSTREAM")]
+    pub upstream: Option<String>,
+
+    /// Overall time limit of one completion, in seconds.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 600)]
+    pub request_timeout_secs: u64,
+
+    /// Model map overrides: a JSON object, a file holding one, or `id=cli_model,…`
+    /// (an empty cli_model removes an id).
+    #[arg(long, env = "MODEL_MAP", default_value = "")]
+    pub model_map: String,
+
+    /// How the CLI authenticates with Anthropic.
+    #[arg(long, env = "CLAUDE_AUTH", value_enum, default_value_t = AuthMode::Auto)]
+    pub auth: AuthMode,
+
+    /// Retries the CLI makes on API errors (CLAUDE_CODE_MAX_RETRIES; the CLI's own default of
+    /// 10 takes ~3 minutes to give up).
+    #[arg(long, env = "CLAUDE_MAX_RETRIES", default_value_t = 2)]
+    pub claude_max_retries: u32,
+
+    /// Refuse (400) sampling parameters Claude cannot honour instead of ignoring them.
+    #[arg(long, env = "STRICT_PARAMS", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub strict_params: bool,
+
+    /// Where per-run private working directories are created [default: the system temp dir].
+    #[arg(long, env = "WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Extra environment variables passed through to the CLI (comma-separated names).
+    #[arg(long, env = "CLAUDE_PASS_ENV", value_delimiter = ',')]
+    pub pass_env: Vec<String>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest image accepted, in decoded bytes.
+    #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_image_bytes: usize,
+
+    /// Most images accepted in one request.
+    #[arg(long, env = "MAX_IMAGES", default_value_t = 20)]
+    pub max_images: usize,
+
+    /// How long in-flight requests may run on after SIGTERM/SIGINT, in seconds.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log format on stderr. Levels come from RUST_LOG (default `info`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], self.port.unwrap_or(8000))))
+    }
+
+    /// Whether the CLI runs with `--bare` (API-key auth).
+    pub fn bare(&self) -> Result<bool, String> {
+        let has_key = std::env::var("ANTHROPIC_API_KEY").is_ok_and(|k| !k.is_empty());
+        match self.auth {
+            AuthMode::Auto => Ok(has_key),
+            AuthMode::ApiKey if has_key => Ok(true),
+            AuthMode::ApiKey => Err("--auth api-key needs ANTHROPIC_API_KEY".into()),
+            AuthMode::Login => Ok(false),
+        }
+    }
+
+    pub fn engine_config(&self) -> Result<EngineConfig, String> {
+        if self.request_timeout_secs == 0 {
+            return Err("--request-timeout-secs must be at least 1".into());
+        }
+        Ok(EngineConfig {
+            claude_bin: self.claude_bin.clone(),
+            bare: self.bare()?,
+            max_retries: self.claude_max_retries,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            validation: ValidationConfig {
+                models: ModelMap::with_overrides(&self.model_map)?,
+                strict_params: self.strict_params,
+                max_image_bytes: self.max_image_bytes,
+                max_images: self.max_images,
+            },
+            work_root: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            extra_env: self.pass_env.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let c = Config::try_parse_from(["claude-gateway"]).unwrap();
+        assert_eq!(c.http_addr().to_string(), "127.0.0.1:8000");
+        assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
+        let c = Config::try_parse_from(["claude-gateway", "--port", "9000"]).unwrap();
+        assert_eq!(c.http_addr().to_string(), "127.0.0.1:9000");
+        let c = Config::try_parse_from(["claude-gateway", "--strict-params"]).unwrap();
+        assert!(c.strict_params);
+    }
+
+    #[test]
+    fn bad_model_map_is_a_startup_error() {
+        let c = Config::try_parse_from(["claude-gateway", "--model-map", "nonsense"]).unwrap();
+        assert!(c.engine_config().is_err());
+    }
+}

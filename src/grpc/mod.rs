@@ -1,0 +1,72 @@
+//! The gRPC side: generated types (`pb`), protobuf ⇄ domain conversions, the status mapping,
+//! the tonic services, the remote backend used by `--upstream`, and the server with reflection
+//! and `grpc.health.v1`.
+
+pub mod convert;
+pub mod error;
+pub mod pb;
+pub mod remote;
+pub mod service;
+
+use std::sync::Arc;
+
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::chat::ChatBackend;
+
+pub const CHAT_SERVICE_NAME: &str = "claude_gateway.v1.ChatService";
+pub const MODEL_SERVICE_NAME: &str = "claude_gateway.v1.ModelService";
+
+/// Serves the gateway's gRPC API on `listener` until `shutdown` resolves. Health follows the
+/// backend: the chat service is NOT_SERVING while the backend is not ready (checked every 15 s).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    backend: Arc<dyn ChatBackend>,
+    started: i64,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let watched = backend.clone();
+    let health_task = tokio::spawn(async move {
+        loop {
+            let status = if watched.health().await.ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for name in [CHAT_SERVICE_NAME, ""] {
+                reporter.set_service_status(name, status).await;
+            }
+            reporter
+                .set_service_status(MODEL_SERVICE_NAME, ServingStatus::Serving)
+                .await;
+            tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+        }
+    });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| {
+            tracing::error!("reflection: {e}");
+            e
+        });
+    let mut router = Server::builder()
+        .add_service(health_service)
+        .add_service(pb::chat_service_server::ChatServiceServer::new(
+            service::ChatGrpc::new(backend.clone()),
+        ))
+        .add_service(pb::model_service_server::ModelServiceServer::new(
+            service::ModelGrpc::new(backend, started),
+        ));
+    if let Ok(reflection) = reflection {
+        router = router.add_service(reflection);
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    health_task.abort();
+    result
+}

@@ -1,0 +1,128 @@
+//! The tonic services: `ChatService` and `ModelService` over any `ChatBackend`. They convert
+//! protobuf to the domain and back and nothing else; a streamed call fails with a status before
+//! its first message, and ends with a status when the run fails later. The response stream owns
+//! the run, so a cancelled call kills its process.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tonic::{Request, Response, Status};
+
+use crate::chat::{ChatBackend, RequestContext};
+
+use super::convert;
+use super::error::to_status;
+use super::pb;
+
+fn context<T>(req: &Request<T>) -> RequestContext {
+    let request_id = req
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    RequestContext { request_id }
+}
+
+pub struct ChatGrpc {
+    backend: Arc<dyn ChatBackend>,
+}
+
+impl ChatGrpc {
+    pub fn new(backend: Arc<dyn ChatBackend>) -> Self {
+        ChatGrpc { backend }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::chat_service_server::ChatService for ChatGrpc {
+    async fn create_chat_completion(
+        &self,
+        request: Request<pb::CreateChatCompletionRequest>,
+    ) -> Result<Response<pb::CreateChatCompletionResponse>, Status> {
+        let ctx = context(&request);
+        let pb::CreateChatCompletionRequest { params } = request.into_inner();
+        let req = convert::chat_request(params).map_err(|e| to_status(&e))?;
+        let completion = self
+            .backend
+            .complete(req, ctx)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(convert::completion_to_pb(completion)))
+    }
+
+    type StreamChatCompletionStream =
+        BoxStream<'static, Result<pb::StreamChatCompletionResponse, Status>>;
+
+    async fn stream_chat_completion(
+        &self,
+        request: Request<pb::StreamChatCompletionRequest>,
+    ) -> Result<Response<Self::StreamChatCompletionStream>, Status> {
+        let ctx = context(&request);
+        let pb::StreamChatCompletionRequest { params } = request.into_inner();
+        let req = convert::chat_request(params).map_err(|e| to_status(&e))?;
+        let stream = self
+            .backend
+            .stream(req, ctx)
+            .await
+            .map_err(|e| to_status(&e))?;
+        let meta = stream.meta;
+        let mut first = true;
+        let out = stream.events.map(move |item| match item {
+            Ok(event) => {
+                let message = convert::event_to_pb(&meta, event, first);
+                first = false;
+                Ok(message)
+            }
+            Err(err) => Err(to_status(&err)),
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+pub struct ModelGrpc {
+    backend: Arc<dyn ChatBackend>,
+    started: i64,
+}
+
+impl ModelGrpc {
+    pub fn new(backend: Arc<dyn ChatBackend>, started: i64) -> Self {
+        ModelGrpc { backend, started }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::model_service_server::ModelService for ModelGrpc {
+    async fn list_models(
+        &self,
+        _request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let models = self
+            .backend
+            .list_models()
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::ListModelsResponse {
+            models: models
+                .into_iter()
+                .map(|m| convert::model_to_pb(m, self.started))
+                .collect(),
+        }))
+    }
+
+    async fn get_model(
+        &self,
+        request: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::GetModelResponse>, Status> {
+        let pb::GetModelRequest { id } = request.into_inner();
+        let model = self
+            .backend
+            .get_model(&id)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::GetModelResponse {
+            model: Some(convert::model_to_pb(model, self.started)),
+        }))
+    }
+}

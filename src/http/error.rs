@@ -1,0 +1,194 @@
+//! OpenAI-shaped errors over HTTP: the one mapping of `ChatError` to a status and an
+//! `{"error":{"message","type","param","code"}}` body, plus the JSON body extractor that turns
+//! malformed or mistyped bodies into the same shape instead of axum's plain-text rejections.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::chat::ChatError;
+
+use super::openai::{ErrorBody, ErrorResponse};
+
+/// A `ChatError` on its way out as an HTTP response.
+#[derive(Debug)]
+pub struct ApiError(pub ChatError);
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        ApiError(e)
+    }
+}
+
+/// The HTTP status and OpenAI `type` of an error. Exhaustive: a new variant must be placed.
+pub fn status_and_type(err: &ChatError) -> (StatusCode, &'static str) {
+    match err {
+        ChatError::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+        ChatError::PayloadTooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error")
+        }
+        ChatError::ModelNotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error"),
+        ChatError::CliNotFound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
+        ChatError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
+        ChatError::UpstreamAuth { .. } => (StatusCode::BAD_GATEWAY, "server_error"),
+        ChatError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
+        ChatError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "server_error"),
+        ChatError::CliFailed { .. } => (StatusCode::BAD_GATEWAY, "server_error"),
+        ChatError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "server_error"),
+        ChatError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
+        ChatError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    }
+}
+
+/// The OpenAI error body of `err`.
+pub fn error_body(err: &ChatError) -> ErrorResponse {
+    let (_, kind) = status_and_type(err);
+    ErrorResponse {
+        error: ErrorBody {
+            message: err.to_string(),
+            kind,
+            param: err.param().map(str::to_string),
+            code: err.code().map(str::to_string),
+        },
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = status_and_type(&self.0);
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), error = %self.0, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), error = %self.0, "request refused");
+        }
+        let mut response = (status, axum::Json(error_body(&self.0))).into_response();
+        if let ChatError::RateLimited {
+            retry_after: Some(secs),
+            ..
+        } = &self.0
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// `axum::Json`, but every rejection is an OpenAI error naming the offending field.
+pub struct OpenAiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OpenAiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                ApiError(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ChatError::PayloadTooLarge {
+                        message: format!(
+                            "The request body is larger than this gateway accepts ({e}); send \
+                             smaller images or fewer messages."
+                        ),
+                    }
+                } else {
+                    ChatError::InvalidRequest {
+                        message: format!("Could not read the request body: {e}"),
+                        param: None,
+                        code: None,
+                    }
+                })
+            })?;
+        parse_json(&bytes).map(OpenAiJson).map_err(ApiError)
+    }
+}
+
+/// Deserializes `bytes`, reporting syntax errors and the path of type errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ChatError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ChatError::InvalidRequest {
+                message: format!(
+                    "We could not parse the JSON body of your request ({inner}). The body must \
+                     be a JSON object."
+                ),
+                param: None,
+                code: Some("invalid_json".into()),
+            };
+        }
+        let detail = strip_position(&inner.to_string());
+        if path == "." || path.is_empty() {
+            // A missing top-level field: serde names it in the message.
+            let param = missing_field(&detail);
+            ChatError::InvalidRequest {
+                message: format!("Invalid request body: {detail}."),
+                param,
+                code: None,
+            }
+        } else {
+            ChatError::InvalidRequest {
+                message: format!("Invalid value for `{path}`: {detail}."),
+                param: Some(path),
+                code: None,
+            }
+        }
+    })
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn missing_field(detail: &str) -> Option<String> {
+    let rest = detail.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        model: String,
+        max_tokens: Option<u32>,
+    }
+
+    #[test]
+    fn syntax_errors_and_field_errors_are_named() {
+        let e = parse_json::<Body>(b"{not json").unwrap_err();
+        assert_eq!(e.code(), Some("invalid_json"));
+        let e = parse_json::<Body>(b"{}").unwrap_err();
+        assert_eq!(e.param(), Some("model"));
+        let e = parse_json::<Body>(br#"{"model":"x","max_tokens":"lots"}"#).unwrap_err();
+        assert_eq!(e.param(), Some("max_tokens"));
+        assert!(e.to_string().contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn every_error_has_a_status_and_type() {
+        let err = ChatError::RateLimited {
+            message: "slow down".into(),
+            retry_after: Some(3),
+        };
+        let response = ApiError(err).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        let (status, _) = status_and_type(&ChatError::UpstreamAuth {
+            message: String::new(),
+        });
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+}

@@ -1,0 +1,171 @@
+//! The HTTP routes: chat completions (whole or streamed as SSE), models, health and the index.
+//! Handlers only convert: OpenAI JSON to the domain request, the backend's answer back to OpenAI
+//! JSON. A streamed answer is committed (200) only once the backend produced its first event.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::chat::models::ModelInfo;
+use crate::chat::{ChatBackend, ChatError, RequestContext};
+
+use super::convert;
+use super::error::{ApiError, OpenAiJson};
+use super::openai;
+use super::sse::ChunkTranscoder;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub backend: Arc<dyn ChatBackend>,
+    /// When the process started (Unix seconds): the `created` of every model.
+    pub started: i64,
+}
+
+pub const IGNORED_PARAMS_HEADER: &str = "x-ignored-params";
+
+fn request_context(headers: &HeaderMap) -> RequestContext {
+    RequestContext {
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OpenAiJson(body): OpenAiJson<openai::ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let ctx = request_context(&headers);
+    let session = headers
+        .get("x-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (request, mode) = convert::chat_request(body, session)?;
+    if !mode.stream {
+        let completion = state.backend.complete(request, ctx).await?;
+        let ignored = completion.meta.ignored_params.clone();
+        let mut response = Json(convert::completion(completion)).into_response();
+        set_ignored(&mut response, &ignored);
+        return Ok(response);
+    }
+    let stream = state.backend.stream(request, ctx).await?;
+    let ignored = stream.meta.ignored_params.clone();
+    let mut transcoder = ChunkTranscoder::new(stream.meta, mode.include_usage);
+    let mut events = stream.events;
+    let body = async_stream::stream! {
+        while let Some(item) = events.next().await {
+            match item {
+                Ok(event) => {
+                    if let Some(data) = transcoder.push(event) {
+                        yield Ok::<_, Infallible>(Event::default().data(data));
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "stream failed after it started");
+                    yield Ok(Event::default().data(transcoder.error(&err)));
+                    break;
+                }
+            }
+        }
+        yield Ok(Event::default().data("[DONE]"));
+    };
+    let mut response = Sse::new(body)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    set_ignored(&mut response, &ignored);
+    Ok(response)
+}
+
+fn set_ignored(response: &mut Response, ignored: &[String]) {
+    if ignored.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&ignored.join(", ")) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(IGNORED_PARAMS_HEADER), value);
+    }
+}
+
+fn model_json(m: ModelInfo, created: i64) -> openai::Model {
+    openai::Model {
+        id: m.id,
+        object: "model",
+        created,
+        owned_by: "anthropic",
+    }
+}
+
+pub async fn list_models(
+    State(state): State<AppState>,
+) -> Result<Json<openai::ModelList>, ApiError> {
+    let models = state.backend.list_models().await?;
+    Ok(Json(openai::ModelList {
+        object: "list",
+        data: models
+            .into_iter()
+            .map(|m| model_json(m, state.started))
+            .collect(),
+    }))
+}
+
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<openai::Model>, ApiError> {
+    let model = state.backend.get_model(&id).await?;
+    Ok(Json(model_json(model, state.started)))
+}
+
+pub async fn health(State(state): State<AppState>) -> Response {
+    let health = state.backend.health().await;
+    let status = if health.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if health.ready { "ok" } else { "unavailable" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "cli": health.cli,
+        "upstream": health.upstream,
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn index() -> Json<serde_json::Value> {
+    Json(json!({
+        "name": "claude-gateway",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "OpenAI-compatible API for Claude, driving the claude CLI",
+        "endpoints": [
+            "POST /v1/chat/completions",
+            "GET /v1/models",
+            "GET /v1/models/{id}",
+            "GET /health",
+        ],
+        "grpc_services": [
+            "claude_gateway.v1.ChatService",
+            "claude_gateway.v1.ModelService",
+            "grpc.health.v1.Health",
+        ],
+    }))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError(ChatError::InvalidRequest {
+        message: "Unknown route. See GET / for the endpoints this gateway serves.".into(),
+        param: None,
+        code: Some("unknown_url".into()),
+    })
+}

@@ -1,0 +1,48 @@
+//! The OpenAI-compatible HTTP façade (axum): wire types, conversions to and from the domain, the
+//! SSE transcoder, OpenAI-shaped errors, and the router with request ids and tracing.
+
+pub mod convert;
+pub mod error;
+pub mod handlers;
+pub mod openai;
+pub mod sse;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use handlers::AppState;
+
+/// The whole HTTP API over `state`'s backend.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/", get(handlers::index))
+        .route("/health", get(handlers::health))
+        .route("/v1/models", get(handlers::list_models))
+        .route("/v1/models/{id}", get(handlers::get_model))
+        .route("/v1/chat/completions", post(handlers::chat_completions))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(|| async {
+            let mut response = handlers::not_found().await.into_response();
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

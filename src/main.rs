@@ -1,0 +1,93 @@
+//! The `claude-gateway` binary: reads `.env` and the configuration, sets up logging, binds both
+//! listeners, prints where it listens, and runs until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use claude_gateway::config::{Config, LogFormat};
+use claude_gateway::{Listeners, backend, run};
+
+fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let config = Config::parse();
+    init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("claude-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("claude-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let backend = backend(&config).map_err(anyhow::Error::msg)?;
+    let http = tokio::net::TcpListener::bind(config.http_addr()).await?;
+    let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+    let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+    let health = backend.health().await;
+    match (&health.cli, &health.upstream) {
+        (Some(cli), _) if cli.found => {
+            tracing::info!(path = %cli.path, version = ?cli.version, "claude CLI found")
+        }
+        (Some(cli), _) => {
+            tracing::warn!(error = ?cli.error, "claude CLI not usable; completions will answer 503")
+        }
+        (None, Some(upstream)) => {
+            tracing::info!(%upstream, "running as a façade in front of a remote gateway")
+        }
+        (None, None) => {}
+    }
+    tracing::info!(%http_addr, %grpc_addr, "listening");
+    // A stable line on stdout for scripts and tests that start the binary on port 0.
+    println!("claude-gateway listening http={http_addr} grpc={grpc_addr}");
+    run(
+        &config,
+        backend,
+        Listeners { http, grpc },
+        shutdown_signal(),
+    )
+    .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
