@@ -2,14 +2,14 @@
 //! `claude` CLI run as a subprocess.
 //!
 //! The map of the crate:
-//! - `chat/`   the domain: request and event types, validation, the model map, the one error
-//!             type, and the `ChatBackend` seam both protocols talk to.
-//! - `claude/` the subprocess: argv (pure), stdin lines, typed stdout lines, the turn state
-//!             machine (pure), the process supervisor, and the `Engine` backend.
-//! - `grpc/`   the proto contract: conversions, status mapping, tonic services, and the remote
-//!             backend used when the façade runs in front of another instance (`--upstream`).
-//! - `http/`   the OpenAI façade: wire types, conversions, SSE transcoder, errors, router.
-//! - `config`  the one clap configuration.
+//! - `chat/`: the domain: request and event types, validation, the model map, the one error
+//!   type, and the `ChatBackend` seam both protocols talk to.
+//! - `claude/`: the subprocess: argv (pure), stdin lines, typed stdout lines, the turn state
+//!   machine (pure), the process supervisor, and the `Engine` backend.
+//! - `grpc/`: the proto contract: conversions, status mapping, tonic services, and the remote
+//!   backend used when the façade runs in front of another instance (`--upstream`).
+//! - `http/`: the OpenAI façade: wire types, conversions, SSE transcoder, errors, router.
+//! - `config`: the one clap configuration.
 //!
 //! `run` wires them: one backend (local engine or remote), served on both listeners until
 //! shutdown.

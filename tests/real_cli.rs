@@ -1,6 +1,7 @@
 //! The gateway binary on the real `claude` CLI (the pinned npm package, installed by `.ci/run`)
 //! against the fake Anthropic API in `common/fake_anthropic.rs`, reached through
 //! ANTHROPIC_BASE_URL. These tests check what actually reaches the API.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -88,6 +89,137 @@ async fn a_plain_hello_reaches_the_api_lean_in_login_mode() {
         Duration::from_secs(120),
         hello_is_lean(&["--auth", "login"]),
     )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn streaming_is_token_by_token_with_usage() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let Some(s) = setup(&[]).await else { return };
+        let mut body = chat_body("gpt-4o-mini", "[[words:5]] [[delay_ms:150]]");
+        body["stream"] = true.into();
+        body["stream_options"] = json!({"include_usage": true});
+        let (status, _, events) = post_sse(&s.gw.url("/v1/chat/completions"), &body).await;
+        assert_eq!(status, 200);
+        let chunks = chunks(&events);
+        for c in &chunks {
+            assert_valid("CreateChatCompletionStreamResponse", c);
+        }
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(content_of(&chunks), "w1 w2 w3 w4 w5");
+        let content_times: Vec<Instant> = events
+            .iter()
+            .filter(|e| e.data.contains("\"content\":\"w"))
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(content_times.len(), 5, "one chunk per token");
+        let spread = content_times[4] - content_times[0];
+        assert!(spread >= Duration::from_millis(450), "tokens arrived in a burst: {spread:?}");
+        let n = chunks.len();
+        assert_eq!(chunks[n - 2]["choices"][0]["finish_reason"], "stop");
+        let usage = &chunks[n - 1]["usage"];
+        assert_eq!(chunks[n - 1]["choices"], json!([]));
+        assert_eq!(usage["completion_tokens"], 5);
+        assert_eq!(s.api.requests()[0]["model"], "claude-haiku-5-5");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_conversation_reaches_the_api_as_native_messages() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let Some(s) = setup(&[]).await else { return };
+        let body = json!({"model": "sonnet", "messages": [
+            {"role": "system", "content": "You are a pirate."},
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Ahoy, Ada!"},
+            {"role": "developer", "content": "Answer in one line."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="}}
+            ]}
+        ]});
+        let (status, _, resp) = post_json(&s.gw.url("/v1/chat/completions"), &body).await;
+        assert_eq!(status, 200, "{resp}");
+        let requests = s.api.requests();
+        assert_eq!(requests.len(), 1, "history must not cost extra API calls");
+        let req = &requests[0];
+        let system = req["system"].to_string();
+        assert!(system.contains("You are a pirate.\\n\\nAnswer in one line."), "{system}");
+        let turns: Vec<(String, String)> = req["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] != "system")
+            .map(|m| (m["role"].as_str().unwrap().to_string(), m["content"].to_string()))
+            .collect();
+        assert_eq!(turns.len(), 3, "{turns:#?}");
+        assert_eq!(turns[0].0, "user");
+        assert!(turns[0].1.contains("My name is Ada."));
+        assert_eq!(turns[1].0, "assistant");
+        assert!(turns[1].1.contains("Ahoy, Ada!"));
+        assert_eq!(turns[2].0, "user");
+        let last = &req["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rfind(|m| m["role"] == "user")
+            .unwrap()["content"];
+        let image = last
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "image")
+            .expect("native image block");
+        assert_eq!(image["source"]["media_type"], "image/png");
+        assert_eq!(image["source"]["type"], "base64");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn api_errors_are_mapped() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let Some(s) = setup(&[]).await else { return };
+        let url = s.gw.url("/v1/chat/completions");
+        let cases = [
+            ("[[error:429]] [[retry_after:7]]", 429, "rate_limit_exceeded"),
+            ("[[error:401]]", 502, "upstream_auth_failed"),
+            ("[[error:403]]", 502, "upstream_auth_failed"),
+            ("[[error:529]]", 503, "overloaded"),
+            ("[[error:500]]", 502, "upstream_error"),
+        ];
+        for (text, want_status, want_code) in cases {
+            let (status, _, body) = post_json(&url, &chat_body("gpt-4o", text)).await;
+            assert_eq!(status, want_status, "{text}: {body}");
+            assert_valid("ErrorResponse", &body);
+            assert_eq!(body["error"]["code"], want_code, "{text}: {body}");
+            if want_status == 502 && want_code == "upstream_auth_failed" {
+                assert!(body["error"]["message"].as_str().unwrap().contains("not authenticated"));
+            }
+        }
+        // Streaming: an error before the first token is a real status, not a 200.
+        let mut body = chat_body("gpt-4o", "[[error:529]]");
+        body["stream"] = true.into();
+        let (status, _, _) = post_sse(&url, &body).await;
+        assert_eq!(status, 503);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn health_reports_the_real_cli_version() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let Some(s) = setup(&[]).await else { return };
+        let health: Value = client().get(s.gw.url("/health")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(health["status"], "ok");
+        assert_eq!(health["cli"]["found"], true);
+        assert_eq!(health["cli"]["version"], "2.1.330 (Claude Code)");
+    })
     .await
     .unwrap();
 }

@@ -174,22 +174,32 @@ impl Run {
     /// Spawns, writes the conversation, and reads until the answer has begun (or failed).
     async fn start(launch: Launch, req: &ValidChatRequest) -> Result<Run, ChatError> {
         let started_at = Instant::now();
-        let mut process = ClaudeProcess::spawn(&launch)?;
+        let process = ClaudeProcess::spawn(&launch)?;
         debug!(pid = process.pid(), "spawned claude");
         let input = run_input(req);
-        for line in &input.lines {
-            if let Err(e) = process.write_line(line).await {
-                let report = process.exit_report().await;
-                return Err(ChatError::cli_failed(format!(
-                    "The claude CLI stopped reading its input ({e}); it exited: {report}"
-                )));
-            }
-        }
         let mut run = Run {
             process,
             state: TurnState::new(input.history_user_lines, req.stop.clone()),
             pending: VecDeque::new(),
         };
+        for line in &input.lines {
+            if let Err(e) = run.process.write_line(&line.json).await {
+                let report = run.process.exit_report().await;
+                return Err(ChatError::cli_failed(format!(
+                    "The claude CLI stopped reading its input ({e}); it exited: {report}"
+                )));
+            }
+            if line.await_ack {
+                let before = run.state.unacknowledged_history();
+                while run.state.unacknowledged_history() == before {
+                    for output in run.read_one().await? {
+                        if let TurnOutput::Failed(err) = output {
+                            return Err(err);
+                        }
+                    }
+                }
+            }
+        }
         loop {
             let outputs = run.next_outputs().await?;
             let mut started = false;
@@ -216,20 +226,26 @@ impl Run {
     /// Reads lines until the turn state produces something; EOF before the end is a failure.
     async fn next_outputs(&mut self) -> Result<Vec<TurnOutput>, ChatError> {
         loop {
-            let Some(line) = self.process.next_line().await else {
-                let report = self.process.exit_report().await;
-                return Err(ChatError::cli_failed(format!(
-                    "The claude CLI exited before finishing its answer: {report}"
-                )));
-            };
-            match CliLine::parse(&line) {
-                Some(parsed) => {
-                    let outputs = self.state.push(parsed);
-                    if !outputs.is_empty() {
-                        return Ok(outputs);
-                    }
-                }
-                None => debug!(len = line.len(), "ignored a stdout line that is not JSON"),
+            let outputs = self.read_one().await?;
+            if !outputs.is_empty() {
+                return Ok(outputs);
+            }
+        }
+    }
+
+    /// Reads and decodes one stdout line.
+    async fn read_one(&mut self) -> Result<Vec<TurnOutput>, ChatError> {
+        let Some(line) = self.process.next_line().await else {
+            let report = self.process.exit_report().await;
+            return Err(ChatError::cli_failed(format!(
+                "The claude CLI exited before finishing its answer: {report}"
+            )));
+        };
+        match CliLine::parse(&line) {
+            Some(parsed) => Ok(self.state.push(parsed)),
+            None => {
+                debug!(len = line.len(), "ignored a stdout line that is not JSON");
+                Ok(Vec::new())
             }
         }
     }

@@ -11,21 +11,39 @@ use crate::chat::validate::{Block, Turn, TurnRole, ValidChatRequest};
 /// produce before the real one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInput {
-    pub lines: Vec<String>,
+    pub lines: Vec<InputLine>,
     pub history_user_lines: usize,
+}
+
+/// One stdin line, and whether the CLI acknowledges it with a `result` that must be awaited
+/// before the next line. The CLI queues user lines and handles the queue asynchronously, so a
+/// replayed user line written right before an assistant line lands after it; waiting for its
+/// `num_turns:0` result keeps the conversation in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputLine {
+    pub json: String,
+    pub await_ack: bool,
 }
 
 pub fn run_input(req: &ValidChatRequest) -> RunInput {
     let mut lines = Vec::with_capacity(req.history.len() + 2);
-    lines.push(initialize("init_1", req.system_prompt.as_deref()));
+    lines.push(InputLine {
+        json: initialize("init_1", req.system_prompt.as_deref()),
+        await_ack: false,
+    });
     let mut history_user_lines = 0;
     for turn in &req.history {
-        lines.push(turn_line(turn, false));
-        if turn.role == TurnRole::User {
-            history_user_lines += 1;
-        }
+        let is_user = turn.role == TurnRole::User;
+        lines.push(InputLine {
+            json: turn_line(turn, false),
+            await_ack: is_user,
+        });
+        history_user_lines += usize::from(is_user);
     }
-    lines.push(turn_line(&req.prompt, true));
+    lines.push(InputLine {
+        json: turn_line(&req.prompt, true),
+        await_ack: false,
+    });
     RunInput {
         lines,
         history_user_lines,
@@ -124,8 +142,10 @@ mod tests {
         let lines: Vec<Value> = input
             .lines
             .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .map(|l| serde_json::from_str(&l.json).unwrap())
             .collect();
+        let acks: Vec<bool> = input.lines.iter().map(|l| l.await_ack).collect();
+        assert_eq!(acks, vec![false, true, false, false]);
         assert_eq!(lines[0]["request"]["subtype"], "initialize");
         assert_eq!(lines[0]["request"]["systemPrompt"][0], "Be brief.");
         assert_eq!(lines[1]["shouldQuery"], false);
@@ -136,7 +156,7 @@ mod tests {
             "What is my name?"
         );
         assert!(lines[3].get("shouldQuery").is_none());
-        assert!(input.lines.iter().all(|l| !l.contains('\n')));
+        assert!(input.lines.iter().all(|l| !l.json.contains('\n')));
     }
 
     #[test]

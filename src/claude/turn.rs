@@ -62,6 +62,11 @@ impl TurnState {
         self.done
     }
 
+    /// How many replayed history lines have not been acknowledged by their `result` yet.
+    pub fn unacknowledged_history(&self) -> usize {
+        self.skip_results
+    }
+
     pub fn push(&mut self, line: CliLine) -> Vec<TurnOutput> {
         if self.done {
             return Vec::new();

@@ -1,7 +1,7 @@
 //! Shared test harness: the fake Anthropic API, OpenAI schema validation, and `Gateway`, which
 //! runs the real `claude-gateway` binary on 127.0.0.1 port 0 and waits for its "listening" line
 //! (no sleeps for readiness). Each integration test file uses the parts it needs.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 pub mod fake_anthropic;
 pub mod openai_schema;
