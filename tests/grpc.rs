@@ -62,7 +62,10 @@ async fn unary_and_streaming_completions() {
         assert_eq!(choice.finish_reason, pb::FinishReason::Stop as i32);
         let usage = response.usage.unwrap();
         assert_eq!(usage.cached_tokens, 3);
-        assert_eq!(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+        assert_eq!(
+            usage.total_tokens,
+            usage.prompt_tokens + usage.completion_tokens
+        );
 
         let mut stream = client
             .stream_chat_completion(pb::StreamChatCompletionRequest {
@@ -87,11 +90,18 @@ async fn unary_and_streaming_completions() {
             .collect();
         assert_eq!(text, "w1 w2 w3 w4");
         let finish = &messages[messages.len() - 2];
-        assert_eq!(finish.choices[0].finish_reason, pb::FinishReason::Stop as i32);
+        assert_eq!(
+            finish.choices[0].finish_reason,
+            pb::FinishReason::Stop as i32
+        );
         let last = messages.last().unwrap();
         assert!(last.choices.is_empty());
         assert!(last.usage.as_ref().unwrap().completion_tokens > 0);
-        assert!(messages.iter().all(|m| m.id == first.id && m.model == "sonnet"));
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.id == first.id && m.model == "sonnet")
+        );
     })
     .await
     .unwrap();
@@ -109,7 +119,10 @@ async fn errors_are_statuses_with_openai_trailers() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::NotFound);
-        assert_eq!(status.metadata().get("error-code").unwrap(), "model_not_found");
+        assert_eq!(
+            status.metadata().get("error-code").unwrap(),
+            "model_not_found"
+        );
         assert_eq!(status.metadata().get("error-param").unwrap(), "model");
 
         let status = client
@@ -162,7 +175,9 @@ async fn errors_are_statuses_with_openai_trailers() {
 async fn models_and_health() {
     within(60, async {
         let g = FakeCliGateway::start(&[]).await;
-        let mut models = ModelServiceClient::connect(g.gw.grpc.clone()).await.unwrap();
+        let mut models = ModelServiceClient::connect(g.gw.grpc.clone())
+            .await
+            .unwrap();
         let list = models
             .list_models(pb::ListModelsRequest {})
             .await

@@ -115,7 +115,10 @@ async fn streaming_is_token_by_token_with_usage() {
             .collect();
         assert_eq!(content_times.len(), 5, "one chunk per token");
         let spread = content_times[4] - content_times[0];
-        assert!(spread >= Duration::from_millis(450), "tokens arrived in a burst: {spread:?}");
+        assert!(
+            spread >= Duration::from_millis(450),
+            "tokens arrived in a burst: {spread:?}"
+        );
         let n = chunks.len();
         assert_eq!(chunks[n - 2]["choices"][0]["finish_reason"], "stop");
         let usage = &chunks[n - 1]["usage"];
@@ -186,7 +189,11 @@ async fn api_errors_are_mapped() {
         let Some(s) = setup(&[]).await else { return };
         let url = s.gw.url("/v1/chat/completions");
         let cases = [
-            ("[[error:429]] [[retry_after:7]]", 429, "rate_limit_exceeded"),
+            (
+                "[[error:429]] [[retry_after:7]]",
+                429,
+                "rate_limit_exceeded",
+            ),
             ("[[error:401]]", 502, "upstream_auth_failed"),
             ("[[error:403]]", 502, "upstream_auth_failed"),
             ("[[error:529]]", 503, "overloaded"),
@@ -198,7 +205,12 @@ async fn api_errors_are_mapped() {
             assert_valid("ErrorResponse", &body);
             assert_eq!(body["error"]["code"], want_code, "{text}: {body}");
             if want_status == 502 && want_code == "upstream_auth_failed" {
-                assert!(body["error"]["message"].as_str().unwrap().contains("not authenticated"));
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("not authenticated")
+                );
             }
         }
         // Streaming: an error before the first token is a real status, not a 200.
@@ -215,7 +227,14 @@ async fn api_errors_are_mapped() {
 async fn health_reports_the_real_cli_version() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let Some(s) = setup(&[]).await else { return };
-        let health: Value = client().get(s.gw.url("/health")).send().await.unwrap().json().await.unwrap();
+        let health: Value = client()
+            .get(s.gw.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(health["status"], "ok");
         assert_eq!(health["cli"]["found"], true);
         assert_eq!(health["cli"]["version"], "2.1.330 (Claude Code)");
