@@ -130,7 +130,7 @@ impl Config {
             return Err("--request-timeout-secs must be at least 1".into());
         }
         Ok(EngineConfig {
-            claude_bin: self.claude_bin.clone(),
+            claude_bin: absolute_if_relative_path(&self.claude_bin),
             bare: self.bare()?,
             max_retries: self.claude_max_retries,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
@@ -146,6 +146,18 @@ impl Config {
     }
 }
 
+/// A relative path with a directory part (`./bin/claude`) is made absolute now: the CLI is
+/// started inside its own working directory, where the relative path would mean something else.
+/// A bare name (`claude`) stays a PATH lookup.
+fn absolute_if_relative_path(bin: &std::path::Path) -> PathBuf {
+    if bin.is_relative() && bin.components().count() > 1 {
+        if let Ok(cwd) = std::env::current_dir() {
+            return cwd.join(bin);
+        }
+    }
+    bin.to_path_buf()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +171,17 @@ mod tests {
         assert_eq!(c.http_addr().to_string(), "127.0.0.1:9000");
         let c = Config::try_parse_from(["claude-gateway", "--strict-params"]).unwrap();
         assert!(c.strict_params);
+    }
+
+    #[test]
+    fn relative_cli_paths_become_absolute() {
+        let c = Config::try_parse_from(["claude-gateway", "--claude-bin", "bin/claude"]).unwrap();
+        assert!(c.engine_config().unwrap().claude_bin.is_absolute());
+        let c = Config::try_parse_from(["claude-gateway"]).unwrap();
+        assert_eq!(
+            c.engine_config().unwrap().claude_bin,
+            PathBuf::from("claude")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod error;
 pub mod models;
 pub mod stop;
 pub mod tokens;
+pub mod turns;
 pub mod types;
 pub mod validate;
 

@@ -2,11 +2,16 @@
 //! request type the subprocess layer accepts. Everything a client can get wrong is caught here,
 //! with a message that names the field, the limit and what was sent.
 
-use base64::Engine as _;
+use std::collections::HashSet;
+
+use serde_json::Value;
 
 use super::error::ChatError;
 use super::models::{ModelInfo, ModelMap};
-use super::types::{ChatRequest, ContentPart, Message, ResponseFormat, Role};
+use super::turns::{ImageLimits, split_messages};
+use super::types::{ChatRequest, ResponseFormat, SamplingParams, Tool, ToolChoice};
+
+pub use super::turns::{Block, Turn, TurnRole};
 
 /// Limits and switches of validation, from the configuration.
 #[derive(Debug, Clone)]
@@ -37,36 +42,58 @@ pub struct ValidChatRequest {
     pub system_prompt: Option<String>,
     /// Earlier turns, oldest first, replayed to the CLI as native messages.
     pub history: Vec<Turn>,
-    /// The user turn that starts the run.
+    /// The user turn (text, images, tool results) that starts the run.
     pub prompt: Turn,
+    /// The client's functions offered to Claude (empty with `tool_choice: none`).
+    pub tools: Vec<Tool>,
+    pub tool_mode: ToolMode,
+    pub output: OutputMode,
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
+    /// Independent choices to generate, 1 to 10.
+    pub n: u32,
     pub effort: Option<Effort>,
     /// Parameters accepted but not honoured, in request order.
     pub ignored_params: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TurnRole {
-    User,
-    Assistant,
+/// How tool calls are constrained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolMode {
+    /// More than one call per turn allowed (`parallel_tool_calls`, default true).
+    pub parallel: bool,
+    /// `tool_choice: required` (any tool) or a named function that must be called.
+    pub required: Option<RequiredTool>,
 }
 
-/// One message as the CLI takes it: a role and Anthropic content blocks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Turn {
-    pub role: TurnRole,
-    pub blocks: Vec<Block>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequiredTool {
+    Any,
+    Named(String),
 }
 
+/// The shape of the answer.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Block {
-    Text(String),
-    /// A base64 image; `data` is the base64 text as the client sent it (already checked).
-    Image {
-        media_type: String,
-        data: String,
+pub enum OutputMode {
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against this schema.
+    JsonSchema {
+        name: String,
+        schema: Value,
     },
+}
+
+impl OutputMode {
+    /// The schema given to the CLI's structured output (`jsonSchema`), if any.
+    pub fn cli_schema(&self) -> Option<Value> {
+        match self {
+            OutputMode::Text => None,
+            OutputMode::JsonObject => Some(serde_json::json!({"type": "object"})),
+            OutputMode::JsonSchema { schema, .. } => Some(schema.clone()),
+        }
+    }
 }
 
 /// The CLI's `--effort` levels that OpenAI's `reasoning_effort` maps onto.
@@ -87,8 +114,8 @@ impl Effort {
     }
 }
 
-const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 const MAX_STOP: usize = 4;
+const MAX_N: u32 = 10;
 
 pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatRequest, ChatError> {
     let ChatRequest {
@@ -96,7 +123,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         messages,
         tools,
         tool_choice,
-        parallel_tool_calls: _,
+        parallel_tool_calls,
         response_format,
         stop,
         n,
@@ -112,20 +139,22 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
     }
     let model = cfg.models.resolve(&model)?;
     let ignored_params = ignored_params(&sampling, cfg.strict_params)?;
-    if !tools.is_empty() || tool_choice.is_some() {
-        return Err(unsupported("tools", "Function calling"));
-    }
-    if !matches!(response_format, ResponseFormat::Text) {
-        return Err(unsupported("response_format", "JSON output modes"));
-    }
-    match n {
-        None | Some(1) => {}
-        Some(0) => return Err(ChatError::invalid("`n` must be at least 1; got 0.", "n")),
-        Some(_) => return Err(unsupported("n", "Several choices (n > 1)")),
-    }
     if session_id.is_some() {
-        return Err(unsupported("session_id", "Server-side sessions"));
+        return Err(ChatError::invalid_with_code(
+            "Server-side sessions (`session_id`) are not supported by this gateway yet.",
+            "session_id",
+            "unsupported_parameter",
+        ));
     }
+    let n = match n.unwrap_or(1) {
+        n @ 1..=MAX_N => n,
+        other => {
+            return Err(ChatError::invalid(
+                format!("`n` must be between 1 and {MAX_N}; got {other}."),
+                "n",
+            ));
+        }
+    };
     if max_tokens == Some(0) {
         return Err(ChatError::invalid(
             "`max_tokens` must be at least 1; got 0.",
@@ -161,8 +190,14 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
             ));
         }
     };
+    let (tools, tool_mode) = tools_and_mode(tools, tool_choice, parallel_tool_calls)?;
+    let output = output_mode(response_format)?;
 
-    let (system_prompt, mut turns) = split_messages(messages, cfg)?;
+    let limits = ImageLimits {
+        max_bytes: cfg.max_image_bytes,
+        max_count: cfg.max_images,
+    };
+    let (system_prompt, mut turns) = split_messages(messages, limits)?;
     let prompt = turns.pop().ok_or_else(|| {
         ChatError::invalid(
             "`messages` must contain at least one user message.",
@@ -171,8 +206,8 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
     })?;
     if prompt.role != TurnRole::User {
         return Err(ChatError::invalid(
-            "The last message must be a user message: Claude continues a conversation from the \
-             user's turn.",
+            "The last message must be a user or tool message: Claude continues a conversation \
+             from the user's turn.",
             "messages",
         ));
     }
@@ -181,27 +216,102 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         system_prompt,
         history: turns,
         prompt,
+        tools,
+        tool_mode,
+        output,
         max_tokens,
         stop,
+        n,
         effort,
         ignored_params,
     })
 }
 
-fn unsupported(param: &str, what: &str) -> ChatError {
-    ChatError::invalid_with_code(
-        format!("{what} (`{param}`) is not supported by this gateway yet."),
-        param,
-        "unsupported_parameter",
-    )
+fn tools_and_mode(
+    tools: Vec<Tool>,
+    choice: Option<ToolChoice>,
+    parallel: Option<bool>,
+) -> Result<(Vec<Tool>, ToolMode), ChatError> {
+    let mut seen = HashSet::new();
+    for (i, tool) in tools.iter().enumerate() {
+        let valid = !tool.name.is_empty()
+            && tool.name.len() <= 64
+            && tool
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(ChatError::invalid(
+                format!(
+                    "`tools[{i}].function.name` must be 1 to 64 letters, digits, `_` or `-`; got \
+                     `{}`.",
+                    tool.name
+                ),
+                format!("tools[{i}].function.name"),
+            ));
+        }
+        if !seen.insert(tool.name.as_str()) {
+            return Err(ChatError::invalid(
+                format!("Two tools are named `{}`.", tool.name),
+                format!("tools[{i}].function.name"),
+            ));
+        }
+    }
+    let parallel = parallel.unwrap_or(true);
+    let (tools, required) = match choice {
+        Some(_) if tools.is_empty() => {
+            return Err(ChatError::invalid(
+                "`tool_choice` needs `tools`.",
+                "tool_choice",
+            ));
+        }
+        None | Some(ToolChoice::Auto) => (tools, None),
+        Some(ToolChoice::None) => (Vec::new(), None),
+        Some(ToolChoice::Required) => (tools, Some(RequiredTool::Any)),
+        Some(ToolChoice::Function(name)) => {
+            // Only the named function is offered, so it is the one Claude can call.
+            let chosen: Vec<Tool> = tools.into_iter().filter(|t| t.name == name).collect();
+            if chosen.is_empty() {
+                return Err(ChatError::invalid(
+                    format!("`tool_choice` names `{name}`, which is not in `tools`."),
+                    "tool_choice",
+                ));
+            }
+            (chosen, Some(RequiredTool::Named(name)))
+        }
+    };
+    Ok((tools, ToolMode { parallel, required }))
+}
+
+fn output_mode(format: ResponseFormat) -> Result<OutputMode, ChatError> {
+    Ok(match format {
+        ResponseFormat::Text => OutputMode::Text,
+        ResponseFormat::JsonObject => OutputMode::JsonObject,
+        ResponseFormat::JsonSchema(spec) => {
+            if let Err(e) = jsonschema::validator_for(&spec.schema) {
+                return Err(ChatError::invalid(
+                    format!("`response_format.json_schema.schema` is not a valid JSON Schema: {e}"),
+                    "response_format.json_schema.schema",
+                ));
+            }
+            if spec.schema.get("type").and_then(Value::as_str) != Some("object") {
+                return Err(ChatError::invalid(
+                    "`response_format.json_schema.schema` must describe an object \
+                     (`\"type\": \"object\"`): Claude returns structured output as a tool input.",
+                    "response_format.json_schema.schema",
+                ));
+            }
+            OutputMode::JsonSchema {
+                name: spec.name,
+                schema: spec.schema,
+            }
+        }
+    })
 }
 
 /// Names of the set parameters that Claude cannot honour; an error for `logprobs: true` and, in
 /// strict mode, for any of them.
-fn ignored_params(
-    s: &super::types::SamplingParams,
-    strict: bool,
-) -> Result<Vec<String>, ChatError> {
+fn ignored_params(s: &SamplingParams, strict: bool) -> Result<Vec<String>, ChatError> {
     if s.logprobs == Some(true) || s.top_logprobs.is_some_and(|n| n > 0) {
         return Err(ChatError::invalid_with_code(
             "Claude does not report token log probabilities; `logprobs` and `top_logprobs` \
@@ -240,170 +350,25 @@ fn ignored_params(
     Ok(names)
 }
 
-/// System/developer text out, the rest as CLI turns with consecutive same-role messages kept
-/// apart (the CLI merges them the way the API expects).
-fn split_messages(
-    messages: Vec<Message>,
-    cfg: &ValidationConfig,
-) -> Result<(Option<String>, Vec<Turn>), ChatError> {
-    if messages.is_empty() {
-        return Err(ChatError::invalid(
-            "`messages` must contain at least one message.",
-            "messages",
-        ));
-    }
-    let mut system: Vec<String> = Vec::new();
-    let mut turns = Vec::new();
-    let mut images = 0usize;
-    for (i, message) in messages.into_iter().enumerate() {
-        let param = format!("messages[{i}]");
-        if !message.tool_calls.is_empty() || message.tool_call_id.is_some() {
-            return Err(unsupported(
-                &format!("{param}.tool_calls"),
-                "Function calling",
-            ));
-        }
-        match message.role {
-            Role::System | Role::Developer => {
-                let mut text = String::new();
-                for part in message.content {
-                    match part {
-                        ContentPart::Text(t) => text.push_str(&t),
-                        ContentPart::ImageUrl { .. } => {
-                            return Err(ChatError::invalid(
-                                format!(
-                                    "`{param}` is a {} message; only text is allowed there.",
-                                    message.role.as_str()
-                                ),
-                                format!("{param}.content"),
-                            ));
-                        }
-                    }
-                }
-                if !text.trim().is_empty() {
-                    system.push(text);
-                }
-            }
-            Role::Tool => return Err(unsupported(&format!("{param}.role"), "Tool messages")),
-            Role::User | Role::Assistant => {
-                let role = if message.role == Role::User {
-                    TurnRole::User
-                } else {
-                    TurnRole::Assistant
-                };
-                let mut blocks = Vec::with_capacity(message.content.len());
-                for (j, part) in message.content.into_iter().enumerate() {
-                    match part {
-                        ContentPart::Text(t) if t.is_empty() => {}
-                        ContentPart::Text(t) => blocks.push(Block::Text(t)),
-                        ContentPart::ImageUrl { url, .. } => {
-                            let part_param = format!("{param}.content[{j}].image_url");
-                            if role == TurnRole::Assistant {
-                                return Err(ChatError::invalid(
-                                    "Assistant messages cannot carry images.",
-                                    part_param,
-                                ));
-                            }
-                            images += 1;
-                            if images > cfg.max_images {
-                                return Err(ChatError::invalid(
-                                    format!(
-                                        "At most {} images are allowed per request; this one \
-                                         has more.",
-                                        cfg.max_images
-                                    ),
-                                    part_param,
-                                ));
-                            }
-                            blocks.push(parse_image(&url, cfg.max_image_bytes, &part_param)?);
-                        }
-                    }
-                }
-                if blocks.is_empty() {
-                    return Err(ChatError::invalid(
-                        format!("`{param}.content` is empty; Claude needs some text or an image."),
-                        format!("{param}.content"),
-                    ));
-                }
-                turns.push(Turn { role, blocks });
-            }
-        }
-    }
-    let system = (!system.is_empty()).then(|| system.join("\n\n"));
-    Ok((system, turns))
-}
-
-/// `data:image/png;base64,…` into an image block; remote URLs are refused.
-fn parse_image(url: &str, max_bytes: usize, param: &str) -> Result<Block, ChatError> {
-    let Some(rest) = url.strip_prefix("data:") else {
-        let shown: String = url.chars().take(60).collect();
-        return Err(ChatError::invalid_with_code(
-            format!(
-                "Only data URLs (data:image/png;base64,…) are accepted for images; fetching \
-                 remote images is turned off on this gateway (got `{shown}`)."
-            ),
-            param,
-            "invalid_image_url",
-        ));
-    };
-    let (header, data) = rest.split_once(',').ok_or_else(|| {
-        ChatError::invalid_with_code(
-            "The image data URL has no `,` before its data.",
-            param,
-            "invalid_image_url",
-        )
-    })?;
-    let media_type = header.strip_suffix(";base64").ok_or_else(|| {
-        ChatError::invalid_with_code(
-            "Image data URLs must be base64 (`data:image/png;base64,…`).",
-            param,
-            "invalid_image_url",
-        )
-    })?;
-    if !IMAGE_TYPES.contains(&media_type) {
-        return Err(ChatError::invalid_with_code(
-            format!(
-                "Image type `{media_type}` is not supported; use one of {}.",
-                IMAGE_TYPES.join(", ")
-            ),
-            param,
-            "invalid_image_format",
-        ));
-    }
-    let approx_bytes = data.len() / 4 * 3;
-    if approx_bytes > max_bytes {
-        return Err(ChatError::invalid_with_code(
-            format!("The image is {approx_bytes} bytes; the limit is {max_bytes} bytes."),
-            param,
-            "image_too_large",
-        ));
-    }
-    if base64::engine::general_purpose::STANDARD
-        .decode(data.as_bytes())
-        .is_err()
-    {
-        return Err(ChatError::invalid_with_code(
-            "The image data is not valid base64.",
-            param,
-            "invalid_image_url",
-        ));
-    }
-    Ok(Block::Image {
-        media_type: media_type.to_string(),
-        data: data.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::types::{ImageDetail, SamplingParams};
+    use crate::chat::types::{JsonSchemaFormat, Message, Role};
 
     fn req(messages: Vec<Message>) -> ChatRequest {
         ChatRequest {
             model: "gpt-4o".into(),
             messages,
             ..ChatRequest::default()
+        }
+    }
+
+    fn tool(name: &str) -> Tool {
+        Tool {
+            name: name.into(),
+            description: None,
+            parameters: None,
+            strict: None,
         }
     }
 
@@ -431,10 +396,12 @@ mod tests {
             valid.prompt.blocks,
             vec![Block::Text("What is my name?".into())]
         );
+        assert_eq!(valid.n, 1);
+        assert_eq!(valid.output, OutputMode::Text);
     }
 
     #[test]
-    fn last_message_must_be_user() {
+    fn last_message_must_be_user_or_tool() {
         let err = validate(
             req(vec![
                 Message::text(Role::User, "Hi"),
@@ -449,48 +416,70 @@ mod tests {
     }
 
     #[test]
-    fn images_are_parsed_and_limited() {
-        let image = |url: &str| Message {
-            role: Role::User,
-            content: vec![
-                ContentPart::Text("What is this?".into()),
-                ContentPart::ImageUrl {
-                    url: url.into(),
-                    detail: ImageDetail::Auto,
-                },
-            ],
-            name: None,
-            tool_calls: vec![],
-            tool_call_id: None,
-        };
+    fn tool_choice_shapes_what_is_offered() {
+        let mut r = req(vec![Message::text(Role::User, "Hi")]);
+        r.tools = vec![tool("a"), tool("b")];
         let cfg = ValidationConfig::default();
-        let ok = validate(req(vec![image("data:image/png;base64,iVBORw0KGgo=")]), &cfg).unwrap();
+        let v = validate(r.clone(), &cfg).unwrap();
+        assert_eq!(v.tools.len(), 2);
+        assert_eq!(v.tool_mode.required, None);
+        r.tool_choice = Some(ToolChoice::None);
+        assert!(validate(r.clone(), &cfg).unwrap().tools.is_empty());
+        r.tool_choice = Some(ToolChoice::Required);
         assert_eq!(
-            ok.prompt.blocks[1],
-            Block::Image {
-                media_type: "image/png".into(),
-                data: "iVBORw0KGgo=".into()
-            }
+            validate(r.clone(), &cfg).unwrap().tool_mode.required,
+            Some(RequiredTool::Any)
         );
-        for (url, code) in [
-            ("https://example.com/cat.png", "invalid_image_url"),
-            ("data:image/tiff;base64,AAAA", "invalid_image_format"),
-            ("data:image/png;base64,@@@@", "invalid_image_url"),
-        ] {
-            let err = validate(req(vec![image(url)]), &cfg).unwrap_err();
-            assert_eq!(err.code(), Some(code), "{url}");
-            assert_eq!(err.param(), Some("messages[0].content[1].image_url"));
-        }
-        let small = ValidationConfig {
-            max_image_bytes: 3,
-            ..ValidationConfig::default()
+        r.tool_choice = Some(ToolChoice::Function("b".into()));
+        let v = validate(r.clone(), &cfg).unwrap();
+        assert_eq!(v.tools.len(), 1);
+        assert_eq!(v.tools[0].name, "b");
+        r.tool_choice = Some(ToolChoice::Function("zzz".into()));
+        assert_eq!(
+            validate(r.clone(), &cfg).unwrap_err().param(),
+            Some("tool_choice")
+        );
+        r.tool_choice = None;
+        r.tools = vec![tool("bad name")];
+        assert_eq!(
+            validate(r.clone(), &cfg).unwrap_err().param(),
+            Some("tools[0].function.name")
+        );
+        r.tools = vec![tool("a"), tool("a")];
+        assert!(validate(r, &cfg).is_err());
+    }
+
+    #[test]
+    fn response_formats_are_checked() {
+        let mut r = req(vec![Message::text(Role::User, "Hi")]);
+        let cfg = ValidationConfig::default();
+        r.response_format = ResponseFormat::JsonObject;
+        assert_eq!(
+            validate(r.clone(), &cfg).unwrap().output,
+            OutputMode::JsonObject
+        );
+        let schema = |s: serde_json::Value| {
+            ResponseFormat::JsonSchema(JsonSchemaFormat {
+                name: "x".into(),
+                description: None,
+                schema: s,
+                strict: Some(true),
+            })
         };
-        let err = validate(
-            req(vec![image("data:image/png;base64,iVBORw0KGgo=")]),
-            &small,
-        )
-        .unwrap_err();
-        assert_eq!(err.code(), Some("image_too_large"));
+        r.response_format =
+            schema(serde_json::json!({"type":"object","properties":{"a":{"type":"string"}}}));
+        assert!(matches!(
+            validate(r.clone(), &cfg).unwrap().output,
+            OutputMode::JsonSchema { .. }
+        ));
+        r.response_format = schema(serde_json::json!({"type":"array"}));
+        assert!(validate(r.clone(), &cfg).is_err());
+        r.response_format =
+            schema(serde_json::json!({"type":"object","properties":{"a":{"type":12}}}));
+        assert_eq!(
+            validate(r, &cfg).unwrap_err().param(),
+            Some("response_format.json_schema.schema")
+        );
     }
 
     #[test]
@@ -516,22 +505,21 @@ mod tests {
     }
 
     #[test]
-    fn stop_and_max_tokens_are_checked() {
+    fn stop_n_and_max_tokens_are_checked() {
+        let cfg = ValidationConfig::default();
         let mut r = req(vec![Message::text(Role::User, "Hi")]);
         r.stop = vec!["a".into(), "b".into(), "c".into(), "d".into(), "e".into()];
-        assert_eq!(
-            validate(r.clone(), &ValidationConfig::default())
-                .unwrap_err()
-                .param(),
-            Some("stop")
-        );
+        assert_eq!(validate(r.clone(), &cfg).unwrap_err().param(), Some("stop"));
         r.stop = vec![];
         r.max_tokens = Some(0);
         assert_eq!(
-            validate(r, &ValidationConfig::default())
-                .unwrap_err()
-                .param(),
+            validate(r.clone(), &cfg).unwrap_err().param(),
             Some("max_tokens")
         );
+        r.max_tokens = None;
+        for (n, ok) in [(0, false), (1, true), (10, true), (11, false)] {
+            r.n = Some(n);
+            assert_eq!(validate(r.clone(), &cfg).is_ok(), ok, "n={n}");
+        }
     }
 }

@@ -12,6 +12,9 @@ pub struct SpawnSpec {
     /// `--bare`: strongest isolation, but only works with ANTHROPIC_API_KEY (no login).
     pub bare: bool,
     pub effort: Option<Effort>,
+    /// Route permission prompts to the host (`can_use_tool`), so a client tool call waits for
+    /// an answer that never comes instead of being auto-denied and answered by Claude.
+    pub permission_prompts: bool,
 }
 
 pub fn build_args(spec: &SpawnSpec) -> Vec<String> {
@@ -39,6 +42,10 @@ pub fn build_args(spec: &SpawnSpec) -> Vec<String> {
     if spec.bare {
         args.push("--bare".into());
     }
+    if spec.permission_prompts {
+        args.push("--permission-prompt-tool".into());
+        args.push("stdio".into());
+    }
     if let Some(effort) = spec.effort {
         args.push("--effort".into());
         args.push(effort.as_str().into());
@@ -56,6 +63,7 @@ mod tests {
             model: "sonnet".into(),
             bare: false,
             effort: None,
+            permission_prompts: false,
         });
         let joined = args.join(" ");
         for flag in [
@@ -84,7 +92,13 @@ mod tests {
             model: "claude-sonnet-4-5".into(),
             bare: true,
             effort: Some(Effort::High),
+            permission_prompts: true,
         });
+        let p = args
+            .iter()
+            .position(|a| a == "--permission-prompt-tool")
+            .unwrap();
+        assert_eq!(args[p + 1], "stdio");
         assert!(args.contains(&"--bare".to_string()));
         let e = args.iter().position(|a| a == "--effort").unwrap();
         assert_eq!(args[e + 1], "high");

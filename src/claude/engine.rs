@@ -1,28 +1,26 @@
-//! The local engine: a `ChatBackend` that answers each completion with one `claude` process.
-//! It validates the request, spawns the CLI with the flags and environment of `EngineConfig`,
-//! writes the conversation on stdin, and turns the CLI's lines into chat events. The returned
-//! stream owns the process: dropping it (client gone, timeout, shutdown) kills the process group.
+//! The local engine: a `ChatBackend` that answers each completion with `claude` processes, one
+//! per requested choice. It validates the request, builds each process's flags and environment
+//! from `EngineConfig`, starts the runs side by side, and merges their events by choice index.
+//! The returned stream owns the processes: dropping it (client gone, timeout, shutdown) kills them.
 
-use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::time::{Instant, timeout_at};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, info_span};
 
 use crate::chat::models::ModelInfo;
-use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta};
+use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, Usage};
 use crate::chat::validate::{ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
 
 use super::argv::{SpawnSpec, build_args};
-use super::input::run_input;
-use super::lines::CliLine;
 use super::probe::CliProbe;
-use super::process::{ClaudeProcess, Launch};
-use super::turn::{TurnOutput, TurnState};
+use super::process::Launch;
+use super::run::Run;
 
 /// Environment variables passed through to the CLI when the gateway has them: what it needs to
 /// find itself, to authenticate, and to reach Anthropic through a proxy.
@@ -82,6 +80,7 @@ impl Engine {
             model: req.model.cli_model.clone(),
             bare: self.cfg.bare,
             effort: req.effort,
+            permission_prompts: !req.tools.is_empty(),
         };
         Launch {
             program: self.cfg.claude_bin.clone(),
@@ -116,7 +115,8 @@ impl Engine {
 impl ChatBackend for Engine {
     async fn stream(&self, req: ChatRequest, ctx: RequestContext) -> Result<ChatStream, ChatError> {
         let valid = validate(req, &self.cfg.validation)?;
-        let deadline = Instant::now() + self.cfg.request_timeout;
+        let timeout = self.cfg.request_timeout;
+        let deadline = Instant::now() + timeout;
         let meta = CompletionMeta {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             created: unix_now(),
@@ -126,17 +126,21 @@ impl ChatBackend for Engine {
         let span =
             info_span!("claude_run", request_id = %ctx.request_id, model = %valid.model.cli_model);
         let launch = self.launch(&valid);
-        let timeout = self.cfg.request_timeout;
-        let run = timeout_at(
-            deadline,
-            Run::start(launch, &valid).instrument(span.clone()),
-        )
-        .await
-        .map_err(|_| ChatError::timeout(timeout))??;
-        Ok(ChatStream {
-            meta,
-            events: run.into_events(deadline, timeout, span),
-        })
+        let starts = (0..valid.n).map(|_| Run::start(&launch, &valid).instrument(span.clone()));
+        let runs = timeout_at(deadline, futures::future::try_join_all(starts))
+            .await
+            .map_err(|_| ChatError::timeout(timeout))??;
+        let mut streams: Vec<_> = runs
+            .into_iter()
+            .enumerate()
+            .map(|(i, run)| run.into_events(i as u32, deadline, timeout, span.clone()))
+            .collect();
+        let events = if streams.len() == 1 {
+            streams.remove(0)
+        } else {
+            merge_choices(streams)
+        };
+        Ok(ChatStream { meta, events })
     }
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
@@ -157,136 +161,29 @@ impl ChatBackend for Engine {
     }
 }
 
+/// Interleaves the choices' events as they come; their usages are added up and sent once, last.
+fn merge_choices(
+    streams: Vec<BoxStream<'static, Result<ChatEvent, ChatError>>>,
+) -> BoxStream<'static, Result<ChatEvent, ChatError>> {
+    let mut merged = futures::stream::select_all(streams);
+    Box::pin(async_stream::stream! {
+        let mut total = Usage::default();
+        while let Some(item) = merged.next().await {
+            match item {
+                Ok(ChatEvent::Usage(usage)) => total.add(&usage),
+                Ok(event) => yield Ok(event),
+                Err(err) => {
+                    yield Err(err);
+                    return;
+                }
+            }
+        }
+        yield Ok(ChatEvent::Usage(total));
+    })
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// A started run: the process, the turn state, and outputs already decoded but not yet sent.
-struct Run {
-    process: ClaudeProcess,
-    state: TurnState,
-    pending: VecDeque<TurnOutput>,
-}
-
-impl Run {
-    /// Spawns, writes the conversation, and reads until the answer has begun (or failed).
-    async fn start(launch: Launch, req: &ValidChatRequest) -> Result<Run, ChatError> {
-        let started_at = Instant::now();
-        let process = ClaudeProcess::spawn(&launch)?;
-        debug!(pid = process.pid(), "spawned claude");
-        let input = run_input(req);
-        let mut run = Run {
-            process,
-            state: TurnState::new(input.history_user_lines, req.stop.clone()),
-            pending: VecDeque::new(),
-        };
-        for line in &input.lines {
-            if let Err(e) = run.process.write_line(&line.json).await {
-                let report = run.process.exit_report().await;
-                return Err(ChatError::cli_failed(format!(
-                    "The claude CLI stopped reading its input ({e}); it exited: {report}"
-                )));
-            }
-            if line.await_ack {
-                let before = run.state.unacknowledged_history();
-                while run.state.unacknowledged_history() == before {
-                    for output in run.read_one().await? {
-                        if let TurnOutput::Failed(err) = output {
-                            return Err(err);
-                        }
-                    }
-                }
-            }
-        }
-        loop {
-            let outputs = run.next_outputs().await?;
-            let mut started = false;
-            for output in outputs {
-                match output {
-                    TurnOutput::Failed(err) => return Err(err),
-                    TurnOutput::Started => started = true,
-                    other => {
-                        started = true;
-                        run.pending.push_back(other);
-                    }
-                }
-            }
-            if started {
-                debug!(
-                    ms = started_at.elapsed().as_millis() as u64,
-                    "first event from claude"
-                );
-                return Ok(run);
-            }
-        }
-    }
-
-    /// Reads lines until the turn state produces something; EOF before the end is a failure.
-    async fn next_outputs(&mut self) -> Result<Vec<TurnOutput>, ChatError> {
-        loop {
-            let outputs = self.read_one().await?;
-            if !outputs.is_empty() {
-                return Ok(outputs);
-            }
-        }
-    }
-
-    /// Reads and decodes one stdout line.
-    async fn read_one(&mut self) -> Result<Vec<TurnOutput>, ChatError> {
-        let Some(line) = self.process.next_line().await else {
-            let report = self.process.exit_report().await;
-            return Err(ChatError::cli_failed(format!(
-                "The claude CLI exited before finishing its answer: {report}"
-            )));
-        };
-        match CliLine::parse(&line) {
-            Some(parsed) => Ok(self.state.push(parsed)),
-            None => {
-                debug!(len = line.len(), "ignored a stdout line that is not JSON");
-                Ok(Vec::new())
-            }
-        }
-    }
-
-    fn into_events(
-        mut self,
-        deadline: Instant,
-        timeout: Duration,
-        span: tracing::Span,
-    ) -> BoxStream<'static, Result<ChatEvent, ChatError>> {
-        let stream = async_stream::stream! {
-            yield Ok(ChatEvent::Role { index: 0 });
-            loop {
-                while let Some(output) = self.pending.pop_front() {
-                    match output {
-                        TurnOutput::Started => {}
-                        TurnOutput::Text(text) => yield Ok(ChatEvent::Text { index: 0, text }),
-                        TurnOutput::Finished { reason, usage } => {
-                            yield Ok(ChatEvent::Finish { index: 0, reason });
-                            yield Ok(ChatEvent::Usage(usage));
-                            return;
-                        }
-                        TurnOutput::Failed(err) => {
-                            yield Err(err);
-                            return;
-                        }
-                    }
-                }
-                match timeout_at(deadline, self.next_outputs().instrument(span.clone())).await {
-                    Ok(Ok(outputs)) => self.pending.extend(outputs),
-                    Ok(Err(err)) => {
-                        yield Err(err);
-                        return;
-                    }
-                    Err(_) => {
-                        yield Err(ChatError::timeout(timeout));
-                        return;
-                    }
-                }
-            }
-        };
-        Box::pin(stream)
-    }
 }

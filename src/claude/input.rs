@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 
-use crate::chat::validate::{Block, Turn, TurnRole, ValidChatRequest};
+use crate::chat::validate::{Block, RequiredTool, Turn, TurnRole, ValidChatRequest};
+
+use super::control::{SERVER, cli_tool_name};
 
 /// The stdin lines of one run, in order, and how many `result` lines the replayed history will
 /// produce before the real one.
@@ -28,7 +30,7 @@ pub struct InputLine {
 pub fn run_input(req: &ValidChatRequest) -> RunInput {
     let mut lines = Vec::with_capacity(req.history.len() + 2);
     lines.push(InputLine {
-        json: initialize("init_1", req.system_prompt.as_deref()),
+        json: initialize(INIT_ID, req),
         await_ack: false,
     });
     let mut history_user_lines = 0;
@@ -50,18 +52,54 @@ pub fn run_input(req: &ValidChatRequest) -> RunInput {
     }
 }
 
-/// `initialize` with the client's system prompt, replacing Claude Code's own. With no client
-/// system message the prompt is empty, as the Agent SDK does (PROTOCOL.md §2.1).
-pub fn initialize(request_id: &str, system_prompt: Option<&str>) -> String {
-    json!({
-        "type": "control_request",
-        "request_id": request_id,
-        "request": {
-            "subtype": "initialize",
-            "systemPrompt": [system_prompt.unwrap_or("")],
+/// The request id of the `initialize` control request; its response is awaited.
+pub const INIT_ID: &str = "init_1";
+
+/// `initialize`: the client's system prompt replacing Claude Code's own (empty when the client
+/// sent none, as the Agent SDK does, PROTOCOL.md §2.1), the gateway's MCP server when the client
+/// offers functions, the JSON schema of structured output, and the tool requirement.
+pub fn initialize(request_id: &str, req: &ValidChatRequest) -> String {
+    let mut request = json!({
+        "subtype": "initialize",
+        "systemPrompt": [req.system_prompt.as_deref().unwrap_or("")],
+    });
+    if !req.tools.is_empty() {
+        request["sdkMcpServers"] = json!([SERVER]);
+    }
+    if let Some(schema) = req.output.cli_schema() {
+        request["jsonSchema"] = schema;
+    }
+    if let Some(required) = &req.tool_mode.required {
+        request["appendSystemPrompt"] = json!(tool_requirement(required));
+    }
+    json!({"type": "control_request", "request_id": request_id, "request": request}).to_string()
+}
+
+/// What Claude is told when `tool_choice` demands a call.
+pub fn tool_requirement(required: &RequiredTool) -> String {
+    match required {
+        RequiredTool::Any => "Respond by calling one or more of the available tools. Do not \
+                              answer with text only."
+            .to_string(),
+        RequiredTool::Named(name) => {
+            format!("Respond by calling the `{name}` tool. Do not answer with text only.")
+        }
+    }
+}
+
+/// The user message sent when Claude answered without the tool call `tool_choice` demands.
+pub fn tool_nudge(required: &RequiredTool) -> String {
+    let text = match required {
+        RequiredTool::Any => "You must call one of the available tools now.".to_string(),
+        RequiredTool::Named(name) => format!("You must call the `{name}` tool now."),
+    };
+    turn_line(
+        &Turn {
+            role: TurnRole::User,
+            blocks: vec![Block::Text(text)],
         },
-    })
-    .to_string()
+        true,
+    )
 }
 
 /// A user or assistant message line. History user lines carry `shouldQuery:false` so they are
@@ -98,6 +136,13 @@ fn block_json(block: &Block) -> Value {
             "type": "image",
             "source": {"type": "base64", "media_type": media_type, "data": data},
         }),
+        Block::ToolUse { id, name, input } => json!({
+            "type": "tool_use", "id": id, "name": cli_tool_name(name), "input": input,
+        }),
+        Block::ToolResult {
+            tool_use_id,
+            content,
+        } => json!({"type": "tool_result", "tool_use_id": tool_use_id, "content": content}),
     }
 }
 
@@ -115,8 +160,15 @@ mod tests {
             system_prompt: Some("Be brief.".into()),
             history,
             prompt,
+            tools: vec![],
+            tool_mode: crate::chat::validate::ToolMode {
+                parallel: true,
+                required: None,
+            },
+            output: crate::chat::validate::OutputMode::Text,
             max_tokens: None,
             stop: vec![],
+            n: 1,
             effort: None,
             ignored_params: vec![],
         }
@@ -157,6 +209,57 @@ mod tests {
         );
         assert!(lines[3].get("shouldQuery").is_none());
         assert!(input.lines.iter().all(|l| !l.json.contains('\n')));
+    }
+
+    #[test]
+    fn tools_schema_and_requirement_go_in_initialize() {
+        let mut req = request(vec![], text(TurnRole::User, "Hi"));
+        req.tools = vec![crate::chat::types::Tool {
+            name: "f".into(),
+            description: None,
+            parameters: None,
+            strict: None,
+        }];
+        req.output = crate::chat::validate::OutputMode::JsonObject;
+        req.tool_mode.required = Some(RequiredTool::Named("f".into()));
+        let init: Value = serde_json::from_str(&initialize(INIT_ID, &req)).unwrap();
+        assert_eq!(init["request"]["sdkMcpServers"], json!(["gw"]));
+        assert_eq!(init["request"]["jsonSchema"], json!({"type": "object"}));
+        assert!(
+            init["request"]["appendSystemPrompt"]
+                .as_str()
+                .unwrap()
+                .contains("`f`")
+        );
+    }
+
+    #[test]
+    fn tool_blocks_use_the_mcp_name_and_results_answer_ids() {
+        let turn = Turn {
+            role: TurnRole::Assistant,
+            blocks: vec![Block::ToolUse {
+                id: "toolu_1".into(),
+                name: "get_weather".into(),
+                input: json!({"city": "Paris"}),
+            }],
+        };
+        let line: Value = serde_json::from_str(&turn_line(&turn, false)).unwrap();
+        assert_eq!(
+            line["message"]["content"][0]["name"],
+            "mcp__gw__get_weather"
+        );
+        let result = Turn {
+            role: TurnRole::User,
+            blocks: vec![Block::ToolResult {
+                tool_use_id: "toolu_1".into(),
+                content: "Sunny".into(),
+            }],
+        };
+        let line: Value = serde_json::from_str(&turn_line(&result, true)).unwrap();
+        assert_eq!(
+            line["message"]["content"][0],
+            json!({"type":"tool_result","tool_use_id":"toolu_1","content":"Sunny"})
+        );
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! into a `ChatBackend`.
 
 pub mod argv;
+pub mod control;
 pub mod engine;
+pub mod errors;
 pub mod input;
 pub mod lines;
 pub mod probe;
 pub mod process;
+pub mod run;
 pub mod turn;
 
 pub use engine::{Engine, EngineConfig};

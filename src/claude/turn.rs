@@ -1,20 +1,31 @@
 //! One turn of the CLI as a pure state machine: stream-json lines in, gateway outputs out
-//! (started, text, finished with usage, failed). It decides where a turn ends (the `result`
-//! line, a stop sequence, the API's `max_tokens`), skips the `num_turns:0` results that replayed
-//! history produces, and maps the CLI's errors onto `ChatError`. No I/O, so every case is
-//! unit-tested with real lines.
+//! (started, text, tool-call pieces, lines to write back on stdin, finished with usage, failed).
+//! It decides where a turn ends (the `result` line, a stop sequence, the API's `max_tokens`, a
+//! complete message of tool calls), answers the control channel (`control.rs`), checks
+//! structured output against its schema, enforces `tool_choice`, skips the `num_turns:0`
+//! results that replayed history produces, and maps the CLI's errors onto `ChatError`. No I/O,
+//! so every case is unit-tested with real or hand-written lines.
+
+use std::collections::HashMap;
 
 use crate::chat::ChatError;
 use crate::chat::stop::{StopMatcher, StopOutcome};
-use crate::chat::types::{FinishReason, Usage};
+use crate::chat::types::{FinishReason, Tool, ToolCallDelta, Usage};
+use crate::chat::validate::{OutputMode, RequiredTool};
 
-use super::lines::{ApiUsage, BlockDelta, CliLine, ResultLine, StreamEvent};
+use super::control::{self, ControlAction, STRUCTURED_OUTPUT, client_tool_name};
+use super::errors::result_error;
+use super::input::{INIT_ID, tool_nudge};
+use super::lines::{ApiUsage, BlockDelta, CliLine, ContentBlock, ResultLine, StreamEvent};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnOutput {
     /// The API accepted the request and the answer begins.
     Started,
     Text(String),
+    ToolCall(ToolCallDelta),
+    /// A line the host must write on the CLI's stdin (control answers, a nudge).
+    Write(String),
     Finished {
         reason: FinishReason,
         usage: Usage,
@@ -22,13 +33,41 @@ pub enum TurnOutput {
     Failed(ChatError),
 }
 
+/// What a turn needs to know about its request.
+#[derive(Debug, Clone, Default)]
+pub struct TurnConfig {
+    /// Replayed user lines whose `num_turns:0` results come before the real one.
+    pub history_user_lines: usize,
+    pub stop: Vec<String>,
+    /// The client's functions, served by the gateway's MCP server.
+    pub tools: Vec<Tool>,
+    pub parallel_tools: bool,
+    pub required_tool: Option<RequiredTool>,
+    pub output: Option<OutputMode>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum BlockKind {
+    ClientTool { call: u32 },
+    Structured,
+    Ignored,
+}
+
 #[derive(Debug)]
 pub struct TurnState {
-    /// `result` lines of replayed (`shouldQuery:false`) history still to come.
+    cfg: TurnConfig,
+    /// `result` lines of replayed history still to come.
     skip_results: usize,
+    init_acked: bool,
     started: bool,
     done: bool,
     stop: StopMatcher,
+    /// Content blocks of the current API message that are not plain text, by block index.
+    blocks: HashMap<u32, BlockKind>,
+    tool_calls: u32,
+    structured: Option<String>,
+    structured_done: bool,
+    nudged: bool,
     /// Usage summed from the stream events, for turns cut before their `result`.
     stream_usage: ApiTotals,
     /// Output produced so far, for an estimate when the API reported no output count.
@@ -46,12 +85,19 @@ struct ApiTotals {
 }
 
 impl TurnState {
-    pub fn new(history_user_lines: usize, stop: Vec<String>) -> Self {
+    pub fn new(cfg: TurnConfig) -> Self {
         TurnState {
-            skip_results: history_user_lines,
+            skip_results: cfg.history_user_lines,
+            stop: StopMatcher::new(cfg.stop.clone()),
+            cfg,
+            init_acked: false,
             started: false,
             done: false,
-            stop: StopMatcher::new(stop),
+            blocks: HashMap::new(),
+            tool_calls: 0,
+            structured: None,
+            structured_done: false,
+            nudged: false,
             stream_usage: ApiTotals::default(),
             emitted: String::new(),
             last_retry: None,
@@ -62,34 +108,65 @@ impl TurnState {
         self.done
     }
 
+    /// Whether the CLI answered the `initialize` request.
+    pub fn initialized(&self) -> bool {
+        self.init_acked
+    }
+
     /// How many replayed history lines have not been acknowledged by their `result` yet.
     pub fn unacknowledged_history(&self) -> usize {
         self.skip_results
     }
 
+    /// Text is withheld when the answer must be JSON or a tool call.
+    fn text_visible(&self) -> bool {
+        self.cfg.output.is_none() && self.cfg.required_tool.is_none()
+    }
+
     pub fn push(&mut self, line: CliLine) -> Vec<TurnOutput> {
-        if self.done {
-            return Vec::new();
-        }
         let mut out = Vec::new();
         match line {
+            CliLine::ControlRequest {
+                request_id,
+                request,
+            } => {
+                // Answered even after the turn is done: the CLI may still be waiting on one.
+                if let ControlAction::Reply(line) =
+                    control::handle(&request_id, &request, &self.cfg.tools)
+                {
+                    out.push(TurnOutput::Write(line));
+                }
+            }
+            _ if self.done => {}
+            CliLine::ControlResponse { response } => self.on_control_response(&response, &mut out),
             CliLine::System(sys) if sys.subtype == "api_retry" => {
                 self.last_retry = Some((sys.error_status, sys.retry_delay_ms));
             }
             CliLine::StreamEvent { event } => self.on_event(event, &mut out),
             CliLine::Result(result) => self.on_result(result, &mut out),
-            CliLine::System(_)
-            | CliLine::Assistant(_)
-            | CliLine::ControlRequest { .. }
-            | CliLine::ControlResponse { .. }
-            | CliLine::Other => {}
+            CliLine::System(_) | CliLine::Assistant(_) | CliLine::Other => {}
         }
         out
+    }
+
+    fn on_control_response(&mut self, response: &serde_json::Value, out: &mut Vec<TurnOutput>) {
+        if response.get("request_id").and_then(|v| v.as_str()) != Some(INIT_ID) {
+            return;
+        }
+        self.init_acked = true;
+        if response.get("subtype").and_then(|v| v.as_str()) == Some("error") {
+            let error = response.get("error").and_then(|v| v.as_str()).unwrap_or("");
+            self.fail(
+                ChatError::cli_failed(format!("The claude CLI refused its configuration: {error}")),
+                out,
+            );
+        }
     }
 
     fn on_event(&mut self, event: StreamEvent, out: &mut Vec<TurnOutput>) {
         match event {
             StreamEvent::MessageStart { message } => {
+                self.blocks.clear();
                 if let Some(usage) = message.usage {
                     self.stream_usage.input += usage.input_tokens.unwrap_or(0);
                     self.stream_usage.cache_read += usage.cache_read_input_tokens.unwrap_or(0);
@@ -101,35 +178,150 @@ impl TurnState {
                     out.push(TurnOutput::Started);
                 }
             }
-            StreamEvent::ContentBlockDelta {
-                delta: BlockDelta::TextDelta { text },
-                ..
-            } => match self.stop.push(&text) {
-                StopOutcome::Continue(text) => self.emit(text, out),
-                StopOutcome::Stopped(text) => {
-                    self.emit(text, out);
-                    self.finish_from_stream(FinishReason::Stop, out);
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block: ContentBlock::ToolUse { id, name },
+            } => self.on_tool_start(index, id, &name, out),
+            StreamEvent::ContentBlockDelta { index, delta } => match delta {
+                BlockDelta::TextDelta { text } if self.text_visible() => self.on_text(&text, out),
+                BlockDelta::InputJsonDelta { partial_json } => {
+                    self.on_tool_input(index, partial_json, out);
                 }
+                BlockDelta::TextDelta { .. }
+                | BlockDelta::ThinkingDelta {}
+                | BlockDelta::SignatureDelta {}
+                | BlockDelta::Other => {}
             },
+            StreamEvent::ContentBlockStop { index } => self.on_block_stop(index, out),
             StreamEvent::MessageDelta { delta, usage } => {
                 if let Some(output) = usage.and_then(|u| u.output_tokens) {
                     self.stream_usage.output += output;
                     self.stream_usage.output_reported = true;
                 }
-                // The CLI would answer a max_tokens cut with automatic continuations
-                // (PROTOCOL.md §16.6); the client's limit is reached, so the turn ends here.
-                if delta.stop_reason.as_deref() == Some("max_tokens") {
-                    let held = self.stop.finish();
-                    self.emit(held, out);
-                    self.finish_from_stream(FinishReason::Length, out);
+                match delta.stop_reason.as_deref() {
+                    // The CLI would answer a max_tokens cut with automatic continuations
+                    // (PROTOCOL.md §16.6); the client's limit is reached, so the turn ends.
+                    Some("max_tokens") => {
+                        let held = self.stop.finish();
+                        self.emit(held, out);
+                        self.finish_from_stream(FinishReason::Length, out);
+                    }
+                    // The message with the client's calls is complete: hand them over. The
+                    // CLI is still waiting for a permission answer it never gets.
+                    Some("tool_use") if self.tool_calls > 0 => {
+                        self.finish_from_stream(FinishReason::ToolCalls, out);
+                    }
+                    _ => {}
                 }
             }
             StreamEvent::ContentBlockStart { .. }
-            | StreamEvent::ContentBlockDelta { .. }
-            | StreamEvent::ContentBlockStop { .. }
             | StreamEvent::MessageStop {}
             | StreamEvent::Other => {}
         }
+    }
+
+    fn on_text(&mut self, text: &str, out: &mut Vec<TurnOutput>) {
+        match self.stop.push(text) {
+            StopOutcome::Continue(text) => self.emit(text, out),
+            StopOutcome::Stopped(text) => {
+                self.emit(text, out);
+                self.finish_from_stream(FinishReason::Stop, out);
+            }
+        }
+    }
+
+    fn on_tool_start(&mut self, index: u32, id: String, name: &str, out: &mut Vec<TurnOutput>) {
+        let kind = if name == STRUCTURED_OUTPUT && self.cfg.output.is_some() {
+            self.structured = Some(String::new());
+            BlockKind::Structured
+        } else if let Some(client) = client_tool_name(name) {
+            if !self.cfg.parallel_tools && self.tool_calls >= 1 {
+                BlockKind::Ignored
+            } else {
+                let call = self.tool_calls;
+                self.tool_calls += 1;
+                out.push(TurnOutput::ToolCall(ToolCallDelta {
+                    index: call,
+                    id: Some(id),
+                    name: Some(client.to_string()),
+                    arguments: String::new(),
+                }));
+                BlockKind::ClientTool { call }
+            }
+        } else {
+            BlockKind::Ignored
+        };
+        self.blocks.insert(index, kind);
+    }
+
+    fn on_tool_input(&mut self, index: u32, fragment: String, out: &mut Vec<TurnOutput>) {
+        match self.blocks.get(&index) {
+            Some(BlockKind::ClientTool { call }) => {
+                out.push(TurnOutput::ToolCall(ToolCallDelta {
+                    index: *call,
+                    id: None,
+                    name: None,
+                    arguments: fragment,
+                }));
+            }
+            Some(BlockKind::Structured) => {
+                if let Some(buf) = self.structured.as_mut() {
+                    buf.push_str(&fragment);
+                }
+                // JSON output streams as it is produced; stop sequences do not cut JSON.
+                self.emitted.push_str(&fragment);
+                if !fragment.is_empty() {
+                    out.push(TurnOutput::Text(fragment));
+                }
+            }
+            Some(BlockKind::Ignored) | None => {}
+        }
+    }
+
+    fn on_block_stop(&mut self, index: u32, out: &mut Vec<TurnOutput>) {
+        match self.blocks.get(&index) {
+            Some(BlockKind::ClientTool { .. }) if !self.cfg.parallel_tools => {
+                self.finish_from_stream(FinishReason::ToolCalls, out);
+            }
+            Some(BlockKind::Structured) => {
+                let text = self.structured.clone().unwrap_or_default();
+                match self.check_structured(&text) {
+                    Ok(()) => self.structured_done = true,
+                    Err(err) => self.fail(err, out),
+                }
+            }
+            Some(BlockKind::ClientTool { .. } | BlockKind::Ignored) | None => {}
+        }
+    }
+
+    /// The structured output must be a JSON object valid against the requested schema.
+    fn check_structured(&self, text: &str) -> Result<(), ChatError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ChatError::Upstream {
+                message: format!("Claude's JSON output is not valid JSON ({e}): {text}"),
+            })?;
+        if !value.is_object() {
+            return Err(ChatError::Upstream {
+                message: format!("Claude's JSON output is not an object: {text}"),
+            });
+        }
+        if let Some(OutputMode::JsonSchema { schema, .. }) = &self.cfg.output {
+            let validator = jsonschema::validator_for(schema)
+                .map_err(|e| ChatError::internal(format!("schema no longer compiles: {e}")))?;
+            let problems: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| format!("{} at `{}`", e, e.instance_path()))
+                .collect();
+            if !problems.is_empty() {
+                return Err(ChatError::Upstream {
+                    message: format!(
+                        "Claude's JSON output does not match the schema: {}",
+                        problems.join("; ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn on_result(&mut self, result: ResultLine, out: &mut Vec<TurnOutput>) {
@@ -137,14 +329,42 @@ impl TurnState {
             self.skip_results -= 1;
             return;
         }
-        self.done = true;
         if result.is_error {
-            out.push(TurnOutput::Failed(result_error(&result, self.last_retry)));
+            self.fail(result_error(&result, self.last_retry), out);
+            return;
+        }
+        if let Some(required) = self.cfg.required_tool.clone()
+            && self.tool_calls == 0
+        {
+            if !self.nudged {
+                // Enforced, not hoped for: one more turn in the same process, then an error.
+                self.nudged = true;
+                out.push(TurnOutput::Write(tool_nudge(&required)));
+                return;
+            }
+            self.fail(
+                ChatError::Upstream {
+                    message: "Claude answered without calling a tool although `tool_choice` \
+                              requires one, even after being reminded."
+                        .into(),
+                },
+                out,
+            );
+            return;
+        }
+        if self.cfg.output.is_some() && !self.structured_done {
+            self.fail(
+                ChatError::Upstream {
+                    message: "Claude did not produce the requested JSON output.".into(),
+                },
+                out,
+            );
             return;
         }
         let held = self.stop.finish();
         self.emit(held, out);
         let reason = match result.stop_reason.as_deref() {
+            _ if self.structured_done => FinishReason::Stop,
             Some("max_tokens") => FinishReason::Length,
             Some("refusal") => FinishReason::ContentFilter,
             _ => FinishReason::Stop,
@@ -155,7 +375,13 @@ impl TurnState {
             .map(usage_from_api)
             .unwrap_or_else(|| self.usage_from_stream());
         usage.cost_usd = result.total_cost_usd.unwrap_or(0.0);
+        self.done = true;
         out.push(TurnOutput::Finished { reason, usage });
+    }
+
+    fn fail(&mut self, err: ChatError, out: &mut Vec<TurnOutput>) {
+        self.done = true;
+        out.push(TurnOutput::Failed(err));
     }
 
     fn emit(&mut self, text: String, out: &mut Vec<TurnOutput>) {
@@ -166,6 +392,9 @@ impl TurnState {
     }
 
     fn finish_from_stream(&mut self, reason: FinishReason, out: &mut Vec<TurnOutput>) {
+        if self.done {
+            return;
+        }
         self.done = true;
         out.push(TurnOutput::Finished {
             reason,
@@ -217,218 +446,6 @@ pub fn usage_from_api(u: &ApiUsage) -> Usage {
     }
 }
 
-/// Maps an error `result` (PROTOCOL.md §4.4, §10) onto the gateway's error.
-fn result_error(result: &ResultLine, last_retry: Option<(Option<u16>, Option<u64>)>) -> ChatError {
-    let text = result
-        .result
-        .clone()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| result.errors.join("; "));
-    let text = if text.is_empty() {
-        format!("the turn ended with `{}`", result.subtype)
-    } else {
-        text
-    };
-    match result.api_error_status {
-        Some(429) => ChatError::RateLimited {
-            message: format!("Anthropic rate-limited the request: {text}"),
-            retry_after: last_retry
-                .filter(|(status, _)| *status == Some(429))
-                .and_then(|(_, delay)| delay)
-                .map(|ms| ms.div_ceil(1000).max(1)),
-        },
-        Some(status @ (401 | 403)) => upstream_auth(status.to_string(), &text),
-        Some(529) => ChatError::Overloaded {
-            message: format!("Anthropic is overloaded: {text}"),
-        },
-        Some(status) => ChatError::Upstream {
-            message: format!("The Anthropic API failed (HTTP {status}): {text}"),
-        },
-        None if text.contains("Not logged in") || text.contains("/login") => {
-            upstream_auth("no credentials".into(), &text)
-        }
-        None if result.terminal_reason.as_deref() == Some("api_error") => ChatError::Upstream {
-            message: format!("The Anthropic API could not be reached: {text}"),
-        },
-        None => ChatError::cli_failed(format!(
-            "The claude CLI ended the turn with an error ({}): {text}",
-            result.subtype
-        )),
-    }
-}
-
-fn upstream_auth(status: String, text: &str) -> ChatError {
-    ChatError::UpstreamAuth {
-        message: format!(
-            "The gateway's claude CLI is not authenticated with Anthropic ({status}: {text}). \
-             The operator must log in with `claude` or set ANTHROPIC_API_KEY for the gateway."
-        ),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn feed(state: &mut TurnState, lines: &[&str]) -> Vec<TurnOutput> {
-        lines
-            .iter()
-            .filter_map(|l| CliLine::parse(l))
-            .flat_map(|l| state.push(l))
-            .collect()
-    }
-
-    fn run_file(name: &str, stop: Vec<String>) -> Vec<TurnOutput> {
-        let path = format!(
-            "{}/tests/fixtures/cli-runs/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        feed(&mut TurnState::new(0, stop), &lines)
-    }
-
-    fn text_of(outputs: &[TurnOutput]) -> String {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                TurnOutput::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn real_partial_run_streams_text_then_finishes_with_usage() {
-        let out = run_file("04-stream-json-partial.out", vec![]);
-        assert_eq!(out[0], TurnOutput::Started);
-        assert_eq!(
-            text_of(&out),
-            "Hello! This is a canned reply from the mock Anthropic API."
-        );
-        let Some(TurnOutput::Finished { reason, usage }) = out.last() else {
-            panic!("{out:?}")
-        };
-        assert_eq!(*reason, FinishReason::Stop);
-        assert_eq!(usage.completion_tokens, 22);
-        assert!(usage.prompt_tokens > 0);
-        assert!(!usage.estimated);
-        assert!(usage.cost_usd > 0.0);
-    }
-
-    #[test]
-    fn stop_sequence_ends_the_turn_early_with_an_estimate() {
-        let out = run_file("04-stream-json-partial.out", vec!["canned".into()]);
-        assert_eq!(text_of(&out), "Hello! This is a ");
-        let Some(TurnOutput::Finished { reason, usage }) = out.last() else {
-            panic!("{out:?}")
-        };
-        assert_eq!(*reason, FinishReason::Stop);
-        assert!(usage.estimated);
-        assert!(usage.completion_tokens > 0);
-    }
-
-    #[test]
-    fn api_errors_map_to_gateway_errors() {
-        let cases = [
-            ("11a-http401-stream-json.out", "upstream_auth_failed"),
-            ("11b-http429-stream-json.out", "rate_limit_exceeded"),
-            ("11c-http500-stream-json.out", "upstream_error"),
-            ("11d-http529-stream-json.out", "overloaded"),
-        ];
-        for (file, code) in cases {
-            let out = run_file(file, vec![]);
-            let Some(TurnOutput::Failed(err)) = out.last() else {
-                panic!("{file}: {out:?}")
-            };
-            assert_eq!(err.code(), Some(code), "{file}");
-            assert!(
-                !out.iter().any(|o| matches!(o, TurnOutput::Text(_))),
-                "{file}"
-            );
-        }
-    }
-
-    #[test]
-    fn rate_limit_carries_the_cli_retry_delay() {
-        let mut state = TurnState::new(0, vec![]);
-        let out = feed(
-            &mut state,
-            &[
-                r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":1,"retry_delay_ms":2500,"error_status":429}"#,
-                r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":429,"result":"API Error: Request rejected (429)","num_turns":1}"#,
-            ],
-        );
-        assert_eq!(
-            out,
-            vec![TurnOutput::Failed(ChatError::RateLimited {
-                message: "Anthropic rate-limited the request: API Error: Request rejected (429)"
-                    .into(),
-                retry_after: Some(3)
-            })]
-        );
-    }
-
-    #[test]
-    fn replayed_history_results_are_skipped() {
-        let mut state = TurnState::new(2, vec![]);
-        let skipped =
-            r#"{"type":"result","subtype":"success","is_error":false,"num_turns":0,"result":""}"#;
-        assert!(feed(&mut state, &[skipped, skipped]).is_empty());
-        assert!(!state.is_done());
-        let out = feed(
-            &mut state,
-            &[
-                r#"{"type":"stream_event","event":{"type":"message_start","message":{"usage":{"input_tokens":10}}}}"#,
-                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Ada"}}}"#,
-                r#"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"Ada","stop_reason":"end_turn","usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":1}}"#,
-            ],
-        );
-        assert_eq!(out[0], TurnOutput::Started);
-        assert_eq!(out[1], TurnOutput::Text("Ada".into()));
-        let TurnOutput::Finished { usage, .. } = &out[2] else {
-            panic!()
-        };
-        assert_eq!((usage.prompt_tokens, usage.cached_tokens), (15, 5));
-    }
-
-    #[test]
-    fn max_tokens_cut_finishes_with_length_before_the_cli_continues() {
-        let mut state = TurnState::new(0, vec![]);
-        let out = feed(
-            &mut state,
-            &[
-                r#"{"type":"stream_event","event":{"type":"message_start","message":{"usage":{"input_tokens":7}}}}"#,
-                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"one two"}}}"#,
-                r#"{"type":"stream_event","event":{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":2}}}"#,
-            ],
-        );
-        assert_eq!(
-            out.last(),
-            Some(&TurnOutput::Finished {
-                reason: FinishReason::Length,
-                usage: Usage {
-                    prompt_tokens: 7,
-                    completion_tokens: 2,
-                    ..Usage::default()
-                }
-            })
-        );
-        assert!(state.is_done());
-    }
-
-    #[test]
-    fn not_logged_in_is_an_auth_error() {
-        let mut state = TurnState::new(0, vec![]);
-        let out = feed(
-            &mut state,
-            &[
-                r#"{"type":"result","subtype":"success","is_error":true,"result":"Not logged in · Please run /login","num_turns":1}"#,
-            ],
-        );
-        let [TurnOutput::Failed(err)] = out.as_slice() else {
-            panic!("{out:?}")
-        };
-        assert_eq!(err.code(), Some("upstream_auth_failed"));
-    }
-}
+#[path = "turn_tests.rs"]
+mod tests;

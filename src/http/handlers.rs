@@ -162,10 +162,20 @@ pub async fn index() -> Json<serde_json::Value> {
     }))
 }
 
-pub async fn not_found() -> ApiError {
-    ApiError(ChatError::InvalidRequest {
-        message: "Unknown route. See GET / for the endpoints this gateway serves.".into(),
+/// An OpenAI-shaped error for a request no route takes: 404 for an unknown path, 405 for a
+/// known path with the wrong method.
+pub fn no_route(status: StatusCode) -> Response {
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        "This route does not take that method. See GET / for the endpoints this gateway serves."
+    } else {
+        "Unknown route. See GET / for the endpoints this gateway serves."
+    };
+    let mut response = ApiError(ChatError::InvalidRequest {
+        message: message.into(),
         param: None,
         code: Some("unknown_url".into()),
     })
+    .into_response();
+    *response.status_mut() = status;
+    response
 }

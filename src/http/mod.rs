@@ -10,7 +10,6 @@ pub mod sse;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -25,11 +24,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/models", get(handlers::list_models))
         .route("/v1/models/{id}", get(handlers::get_model))
         .route("/v1/chat/completions", post(handlers::chat_completions))
-        .fallback(handlers::not_found)
+        .fallback(|| async { handlers::no_route(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
-            let mut response = handlers::not_found().await.into_response();
-            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            response
+            handlers::no_route(StatusCode::METHOD_NOT_ALLOWED)
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(

@@ -1,0 +1,209 @@
+//! The control channel, host side (PROTOCOL.md §6, §16.1): the in-process MCP server through
+//! which the client's functions are offered to Claude as native tools, and the answers to the
+//! CLI's other control requests. Pure: a request in, the stdin line to answer with out.
+//!
+//! No tool ever runs. A `tools/call` (which only happens if a call was permitted, and none is)
+//! is answered with an error; `can_use_tool` for a client tool gets no answer at all, because the
+//! engine ends the run as soon as the assistant message with the calls is complete.
+
+use serde_json::{Value, json};
+
+use crate::chat::types::Tool;
+
+/// The name of the gateway's MCP server; the CLI presents its tools as `mcp__gw__<name>`.
+pub const SERVER: &str = "gw";
+const PREFIX: &str = "mcp__gw__";
+/// The CLI's own tool for `--json-schema` / `jsonSchema` structured output.
+pub const STRUCTURED_OUTPUT: &str = "StructuredOutput";
+
+/// The name Claude sees for a client function.
+pub fn cli_tool_name(client_name: &str) -> String {
+    format!("{PREFIX}{client_name}")
+}
+
+/// The client's function name for a tool name Claude used, if it is one of ours.
+pub fn client_tool_name(cli_name: &str) -> Option<&str> {
+    cli_name.strip_prefix(PREFIX)
+}
+
+/// What the host does with one control request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlAction {
+    /// Write this line on stdin.
+    Reply(String),
+    /// Leave it unanswered (a client tool's permission prompt: the run ends before it matters).
+    Hold,
+}
+
+pub fn handle(request_id: &str, request: &Value, tools: &[Tool]) -> ControlAction {
+    match request.get("subtype").and_then(Value::as_str) {
+        Some("mcp_message") => {
+            let message = request.get("message").cloned().unwrap_or(Value::Null);
+            ControlAction::Reply(success(
+                request_id,
+                json!({"mcp_response": mcp_reply(&message, tools)}),
+            ))
+        }
+        Some("can_use_tool") => {
+            let tool = request
+                .get("tool_name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if tool == STRUCTURED_OUTPUT {
+                // The CLI's own structured-output tool: it records the answer, nothing runs.
+                let input = request.get("input").cloned().unwrap_or(json!({}));
+                ControlAction::Reply(success(
+                    request_id,
+                    json!({"behavior": "allow", "updatedInput": input}),
+                ))
+            } else if client_tool_name(tool).is_some() {
+                ControlAction::Hold
+            } else {
+                ControlAction::Reply(success(
+                    request_id,
+                    json!({"behavior": "deny", "message": "Only the client's functions exist here.", "interrupt": true}),
+                ))
+            }
+        }
+        other => ControlAction::Reply(error(
+            request_id,
+            &format!(
+                "Unsupported control request subtype: {}",
+                other.unwrap_or("none")
+            ),
+        )),
+    }
+}
+
+fn success(request_id: &str, response: Value) -> String {
+    json!({"type": "control_response", "response": {
+        "subtype": "success", "request_id": request_id, "response": response,
+    }})
+    .to_string()
+}
+
+fn error(request_id: &str, message: &str) -> String {
+    json!({"type": "control_response", "response": {
+        "subtype": "error", "request_id": request_id, "error": message,
+    }})
+    .to_string()
+}
+
+/// The JSON-RPC answer of the gateway's MCP server.
+fn mcp_reply(message: &Value, tools: &[Tool]) -> Value {
+    let id = message.get("id").cloned();
+    let method = message.get("method").and_then(Value::as_str).unwrap_or("");
+    let result = match method {
+        "initialize" => json!({
+            "protocolVersion": message
+                .pointer("/params/protocolVersion")
+                .cloned()
+                .unwrap_or(json!("2025-11-25")),
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": SERVER, "version": env!("CARGO_PKG_VERSION")},
+        }),
+        "tools/list" => json!({"tools": tools.iter().map(mcp_tool).collect::<Vec<_>>()}),
+        "tools/call" => json!({
+            "isError": true,
+            "content": [{"type": "text", "text": "This function runs on the client; the gateway never executes it."}],
+        }),
+        "ping" => json!({}),
+        _ if id.is_none() => json!({}),
+        _ => {
+            return json!({"jsonrpc": "2.0", "id": id,
+                "error": {"code": -32601, "message": format!("Method not found: {method}")}});
+        }
+    };
+    // Notifications get a dummy answer, as the Agent SDK does.
+    json!({"jsonrpc": "2.0", "id": id.unwrap_or(json!(0)), "result": result})
+}
+
+fn mcp_tool(tool: &Tool) -> Value {
+    let mut schema = tool
+        .parameters
+        .clone()
+        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+    if schema.get("type").is_none() {
+        schema["type"] = json!("object");
+    }
+    json!({
+        "name": tool.name,
+        "description": tool.description.clone().unwrap_or_default(),
+        "inputSchema": schema,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weather() -> Vec<Tool> {
+        vec![Tool {
+            name: "get_weather".into(),
+            description: Some("Get the weather.".into()),
+            parameters: Some(
+                json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}),
+            ),
+            strict: None,
+        }]
+    }
+
+    fn reply(action: ControlAction) -> Value {
+        match action {
+            ControlAction::Reply(line) => serde_json::from_str(&line).unwrap(),
+            ControlAction::Hold => panic!("held"),
+        }
+    }
+
+    #[test]
+    fn the_mcp_handshake_lists_the_client_tools() {
+        let init = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"initialize","params":{"protocolVersion":"2025-11-25"},"jsonrpc":"2.0","id":0}});
+        let r = reply(handle("a", &init, &weather()));
+        assert_eq!(r["response"]["request_id"], "a");
+        assert_eq!(
+            r["response"]["response"]["mcp_response"]["result"]["protocolVersion"],
+            "2025-11-25"
+        );
+        let note = json!({"subtype":"mcp_message","server_name":"gw","message":{"jsonrpc":"2.0","method":"notifications/initialized"}});
+        let r = reply(handle("b", &note, &weather()));
+        assert_eq!(
+            r["response"]["response"]["mcp_response"]["result"],
+            json!({})
+        );
+        let list = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"tools/list","jsonrpc":"2.0","id":1}});
+        let r = reply(handle("c", &list, &weather()));
+        let tools = &r["response"]["response"]["mcp_response"]["result"]["tools"];
+        assert_eq!(tools[0]["name"], "get_weather");
+        assert_eq!(tools[0]["inputSchema"]["required"][0], "city");
+    }
+
+    #[test]
+    fn nothing_is_ever_executed() {
+        let call = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"tools/call","params":{"name":"get_weather","arguments":{}},"jsonrpc":"2.0","id":2}});
+        let r = reply(handle("d", &call, &weather()));
+        assert_eq!(
+            r["response"]["response"]["mcp_response"]["result"]["isError"],
+            true
+        );
+        let ask = json!({"subtype":"can_use_tool","tool_name":"mcp__gw__get_weather","input":{"city":"Paris"}});
+        assert_eq!(handle("e", &ask, &weather()), ControlAction::Hold);
+        let other = json!({"subtype":"can_use_tool","tool_name":"Bash","input":{}});
+        assert_eq!(
+            reply(handle("f", &other, &weather()))["response"]["response"]["behavior"],
+            "deny"
+        );
+        let structured =
+            json!({"subtype":"can_use_tool","tool_name":"StructuredOutput","input":{"a":1}});
+        assert_eq!(
+            reply(handle("g", &structured, &[]))["response"]["response"]["behavior"],
+            "allow"
+        );
+    }
+
+    #[test]
+    fn names_are_prefixed_and_unprefixed() {
+        assert_eq!(cli_tool_name("f"), "mcp__gw__f");
+        assert_eq!(client_tool_name("mcp__gw__f"), Some("f"));
+        assert_eq!(client_tool_name("Bash"), None);
+    }
+}
