@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use crate::chat::models::ModelMap;
 use crate::chat::validate::ValidationConfig;
 use crate::claude::EngineConfig;
+use crate::fetch::FetchConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
@@ -99,6 +100,22 @@ pub struct Config {
     #[arg(long, env = "MAX_IMAGES", default_value_t = 20)]
     pub max_images: usize,
 
+    /// Download `http(s)` image URLs (public addresses only, size and time limited); off, they
+    /// are refused with a 400.
+    #[arg(long, env = "FETCH_IMAGES", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub fetch_images: bool,
+
+    /// Time limit of one image download, in seconds.
+    #[arg(long, env = "FETCH_IMAGES_TIMEOUT_SECS", default_value_t = 10)]
+    pub fetch_images_timeout_secs: u64,
+
+    /// Let image downloads reach loopback and private addresses. For tests on one machine only:
+    /// it opens the gateway to server-side request forgery.
+    #[arg(long, env = "FETCH_IMAGES_ALLOW_PRIVATE", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub fetch_images_allow_private: bool,
+
     /// How long in-flight requests may run on after SIGTERM/SIGINT, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -142,6 +159,12 @@ impl Config {
             },
             work_root: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
             extra_env: self.pass_env.clone(),
+            fetch: FetchConfig {
+                enabled: self.fetch_images,
+                timeout: Duration::from_secs(self.fetch_images_timeout_secs),
+                max_bytes: self.max_image_bytes,
+                allow_private: self.fetch_images_allow_private,
+            },
         })
     }
 }

@@ -9,6 +9,7 @@
 //! - `grpc/`: the proto contract: conversions, status mapping, tonic services, and the remote
 //!   backend used when the façade runs in front of another instance (`--upstream`).
 //! - `http/`: the OpenAI façade: wire types, conversions, SSE transcoder, errors, router.
+//! - `fetch`: remote images downloaded into data URLs, when the operator allows it.
 //! - `config`: the one clap configuration.
 //!
 //! `run` wires them: one backend (local engine or remote), served on both listeners until
@@ -17,6 +18,7 @@
 pub mod chat;
 pub mod claude;
 pub mod config;
+pub mod fetch;
 pub mod grpc;
 pub mod http;
 

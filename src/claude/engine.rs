@@ -16,6 +16,7 @@ use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, Usage};
 use crate::chat::validate::{ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
+use crate::fetch::{FetchConfig, inline_remote_images};
 
 use super::argv::{SpawnSpec, build_args};
 use super::probe::CliProbe;
@@ -58,6 +59,7 @@ pub struct EngineConfig {
     pub work_root: PathBuf,
     /// Extra environment variable names to pass through to the CLI.
     pub extra_env: Vec<String>,
+    pub fetch: FetchConfig,
 }
 
 pub struct Engine {
@@ -113,7 +115,12 @@ impl Engine {
 
 #[async_trait::async_trait]
 impl ChatBackend for Engine {
-    async fn stream(&self, req: ChatRequest, ctx: RequestContext) -> Result<ChatStream, ChatError> {
+    async fn stream(
+        &self,
+        mut req: ChatRequest,
+        ctx: RequestContext,
+    ) -> Result<ChatStream, ChatError> {
+        inline_remote_images(&mut req, &self.cfg.fetch).await?;
         let valid = validate(req, &self.cfg.validation)?;
         let timeout = self.cfg.request_timeout;
         let deadline = Instant::now() + timeout;
