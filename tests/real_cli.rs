@@ -242,3 +242,76 @@ async fn health_reports_the_real_cli_version() {
     .await
     .unwrap();
 }
+
+/// Function calling, JSON output and n choices over the gRPC contract, on the real CLI.
+#[tokio::test]
+async fn tools_json_and_n_over_grpc() {
+    use claude_gateway::grpc::pb;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let Some(s) = setup(&[]).await else { return };
+        let mut client = pb::chat_service_client::ChatServiceClient::connect(s.gw.grpc.clone())
+            .await
+            .unwrap();
+        let user = |text: &str| pb::ChatMessage {
+            role: pb::Role::User as i32,
+            content: vec![pb::ContentPart {
+                part: Some(pb::content_part::Part::Text(text.into())),
+            }],
+            ..Default::default()
+        };
+        let weather = pb::Tool {
+            function: Some(pb::FunctionDefinition {
+                name: "get_weather".into(),
+                description: "Weather of a city".into(),
+                parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#.into(),
+                strict: None,
+            }),
+        };
+        let response = client
+            .create_chat_completion(pb::CreateChatCompletionRequest {
+                params: Some(pb::ChatCompletionParams {
+                    model: "sonnet".into(),
+                    messages: vec![user(r#"Paris? [[tool:get_weather:{"city":"Paris"}]]"#)],
+                    tools: vec![weather],
+                    n: Some(2),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.choices.len(), 2);
+        for choice in &response.choices {
+            assert_eq!(choice.finish_reason, pb::FinishReason::ToolCalls as i32);
+            let call = &choice.message.as_ref().unwrap().tool_calls[0];
+            let function = call.function.as_ref().unwrap();
+            assert_eq!(function.name, "get_weather");
+            assert_eq!(function.arguments, r#"{"city":"Paris"}"#);
+        }
+
+        let response = client
+            .create_chat_completion(pb::CreateChatCompletionRequest {
+                params: Some(pb::ChatCompletionParams {
+                    model: "sonnet".into(),
+                    messages: vec![user(r#"A person [[json:{"name":"Ada","age":36}]]"#)],
+                    response_format: Some(pb::ResponseFormat {
+                        r#type: pb::ResponseFormatType::JsonSchema as i32,
+                        json_schema: Some(pb::JsonSchemaFormat {
+                            name: "person".into(),
+                            schema_json: r#"{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}"#.into(),
+                            ..Default::default()
+                        }),
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let content = response.choices[0].message.as_ref().unwrap().content.clone().unwrap();
+        let value: Value = serde_json::from_str(&content).unwrap();
+        assert_eq!(value, json!({"name": "Ada", "age": 36}));
+    })
+    .await
+    .unwrap();
+}
