@@ -111,24 +111,19 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
-#[tokio::main]
-async fn main() {
-    let cli = std::env::var_os("CLAUDE_REAL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo(".tools/node_modules/.bin/claude"));
-    if !cli.exists() {
-        eprintln!("{} missing: run .ci/install-tools first", cli.display());
-        std::process::exit(2);
-    }
-    let api = fake_anthropic::FakeAnthropic::start().await;
-    let cwd = tempfile::tempdir().expect("tempdir");
-
+/// Starts the gateway binary on the real CLI; returns it and its chat URL.
+async fn start_gateway(
+    cli: &Path,
+    base_url: &str,
+    extra: &[&str],
+) -> (tokio::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_claude-gateway"))
         .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .args(["--claude-bin", cli.to_str().expect("utf-8 path")])
         .args(["--claude-max-retries", "0"])
+        .args(extra)
         .env("ANTHROPIC_API_KEY", "sk-bench")
-        .env("ANTHROPIC_BASE_URL", api.base_url())
+        .env("ANTHROPIC_BASE_URL", base_url)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -145,16 +140,62 @@ async fn main() {
         .find_map(|w| w.strip_prefix("http="))
         .expect("http=")
         .to_string();
-    let url = format!("http://{http}/v1/chat/completions");
-    let client = reqwest::Client::new();
+    (child, format!("http://{http}"))
+}
 
-    // Warm the page cache and both paths once, then interleave the runs.
+/// Waits until the gateway's pool holds `n` idle processes, so no refill runs during a sample.
+async fn pool_ready(client: &reqwest::Client, base: &str, n: u64) {
+    for _ in 0..200 {
+        let health: serde_json::Value = client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json");
+        if health["warm_processes"].as_u64() == Some(n) {
+            // Let the new process finish starting up before it is timed.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("pool never refilled");
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = std::env::var_os("CLAUDE_REAL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo(".tools/node_modules/.bin/claude"));
+    if !cli.exists() {
+        eprintln!("{} missing: run .ci/install-tools first", cli.display());
+        std::process::exit(2);
+    }
+    let api = fake_anthropic::FakeAnthropic::start().await;
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let (_cold_gw, cold) = start_gateway(&cli, &api.base_url(), &["--pool-size", "0"]).await;
+    let (_warm_gw, warm) = start_gateway(
+        &cli,
+        &api.base_url(),
+        &["--pool-size", "1", "--pool-models", "sonnet"],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let chat = |base: &str| format!("{base}/v1/chat/completions");
+
+    // Warm the page cache and every path once, then interleave the runs.
     bare_cli(&cli, &api.base_url(), cwd.path()).await;
-    gateway(&client, &url).await;
-    let (mut bare, mut gw) = (Vec::new(), Vec::new());
+    gateway(&client, &chat(&cold)).await;
+    pool_ready(&client, &warm, 1).await;
+    gateway(&client, &chat(&warm)).await;
+    let (mut bare, mut cold_s, mut warm_s) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
+        pool_ready(&client, &warm, 1).await;
         bare.push(bare_cli(&cli, &api.base_url(), cwd.path()).await);
-        gw.push(gateway(&client, &url).await);
+        cold_s.push(gateway(&client, &chat(&cold)).await);
+        warm_s.push(gateway(&client, &chat(&warm)).await);
     }
     let row = |name: &str, s: &[Sample], base: &[Sample]| {
         let ttft = median(s.iter().map(|x| x.ttft).collect());
@@ -169,19 +210,18 @@ async fn main() {
             total.as_secs_f64() / base_total.as_secs_f64()
         );
     };
+    let version = std::process::Command::new(&cli)
+        .arg("--version")
+        .output()
+        .expect("version")
+        .stdout;
     println!(
-        "Real claude CLI {}, fake Anthropic API answering instantly, {RUNS} interleaved runs, medians.\n",
-        String::from_utf8_lossy(
-            &std::process::Command::new(&cli)
-                .arg("--version")
-                .output()
-                .expect("version")
-                .stdout
-        )
-        .trim()
+        "Real claude CLI {}, fake Anthropic API answering instantly (20 words), {RUNS} interleaved runs, medians.\n",
+        String::from_utf8_lossy(&version).trim()
     );
     println!("| path | time to first token (ms) | vs bare CLI | total (ms) | vs bare CLI |");
     println!("|---|---|---|---|---|");
-    row("bare `claude -p` (baseline)", &bare, &bare);
-    row("gateway, cold spawn per request", &gw, &bare);
+    row("bare `claude -p`, same flags (baseline)", &bare, &bare);
+    row("gateway, cold spawn per request", &cold_s, &bare);
+    row("gateway, warm pool", &warm_s, &bare);
 }

@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use crate::chat::models::ModelMap;
 use crate::chat::validate::ValidationConfig;
 use crate::claude::EngineConfig;
+use crate::claude::engine::PoolSettings;
 use crate::fetch::FetchConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,6 +34,7 @@ pub enum LogFormat {
 #[command(
     name = "claude-gateway",
     version,
+    args_override_self = true,
     about = "OpenAI-compatible HTTP and gRPC API for Claude, driving the claude CLI"
 )]
 pub struct Config {
@@ -116,6 +118,25 @@ pub struct Config {
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub fetch_images_allow_private: bool,
 
+    /// Warm processes kept per pooled model (0 turns the pool off) [default: up to 2, one per
+    /// 4 GB of available memory: each idle `claude` process holds ~160–200 MB].
+    #[arg(long, env = "POOL_SIZE")]
+    pub pool_size: Option<usize>,
+
+    /// CLI models kept warm (comma-separated aliases or ids). Requests for other models, and
+    /// requests with `max_tokens`, start a process on demand.
+    #[arg(
+        long,
+        env = "POOL_MODELS",
+        value_delimiter = ',',
+        default_value = "sonnet,haiku"
+    )]
+    pub pool_models: Vec<String>,
+
+    /// Idle warm processes older than this are replaced, in seconds.
+    #[arg(long, env = "POOL_MAX_IDLE_SECS", default_value_t = 600)]
+    pub pool_max_idle_secs: u64,
+
     /// How long in-flight requests may run on after SIGTERM/SIGINT, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -165,18 +186,37 @@ impl Config {
                 max_bytes: self.max_image_bytes,
                 allow_private: self.fetch_images_allow_private,
             },
+            pool: Some(PoolSettings {
+                models: self.pool_models.clone(),
+                per_model: self.pool_size.unwrap_or_else(default_pool_size),
+                max_idle: Duration::from_secs(self.pool_max_idle_secs),
+            }),
         })
     }
+}
+
+/// Warm processes per model when not configured: one per 4 GB of available memory, at most 2.
+fn default_pool_size() -> usize {
+    let available_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    ((available_kb / (4 * 1024 * 1024)) as usize).min(2)
 }
 
 /// A relative path with a directory part (`./bin/claude`) is made absolute now: the CLI is
 /// started inside its own working directory, where the relative path would mean something else.
 /// A bare name (`claude`) stays a PATH lookup.
 fn absolute_if_relative_path(bin: &std::path::Path) -> PathBuf {
-    if bin.is_relative() && bin.components().count() > 1 {
-        if let Ok(cwd) = std::env::current_dir() {
-            return cwd.join(bin);
-        }
+    if bin.is_relative()
+        && bin.components().count() > 1
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        return cwd.join(bin);
     }
     bin.to_path_buf()
 }

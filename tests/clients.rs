@@ -74,7 +74,7 @@ async fn python_openai_sdk_inner() {
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/python",
+            "tests/python/test_openai_sdk.py",
         ])
         .current_dir(repo_path(""))
         .env("OPENAI_BASE_URL", format!("{}/v1", gw.http))
@@ -96,7 +96,7 @@ async fn python_openai_sdk_inner() {
     assert!(
         out.status.success(),
         "{}\n--- gateway stderr ---\n{}",
-        describe("pytest tests/python", &out),
+        describe("pytest tests/python/test_openai_sdk.py", &out),
         gw.stderr()
     );
     let summary = text(&out.stdout);

@@ -315,3 +315,69 @@ async fn tools_json_and_n_over_grpc() {
     .await
     .unwrap();
 }
+
+/// Everything in a request body that can differ between two identical requests: the CLI's
+/// session id inside `metadata.user_id`.
+fn comparable(mut req: Value) -> Value {
+    if let Some(m) = req.get_mut("metadata") {
+        m["user_id"] = Value::Null;
+    }
+    req
+}
+
+/// A warm process is configured late (initialize on stdin), yet the API sees exactly what a cold
+/// run sends: system prompt, tools, model, messages.
+#[tokio::test]
+async fn a_pooled_run_reaches_the_api_exactly_like_a_cold_one() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let Some(cold) = setup(&[]).await else { return };
+        let warm = setup(&["--pool-size", "1", "--pool-models", "sonnet"])
+            .await
+            .unwrap();
+        // Wait (bounded) until the pool has its process.
+        let health_url = warm.gw.url("/health");
+        let mut ready = false;
+        for _ in 0..100 {
+            let h: Value = client()
+                .get(&health_url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if h["warm_processes"].as_u64() == Some(1) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "the pool never filled: {}", warm.gw.stderr());
+        let body = json!({"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Noted."},
+            {"role": "user", "content": "Weather? [[tool:get_weather:{\"city\":\"Oslo\"}]]"}
+        ], "tools": [{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]});
+        for s in [&cold, &warm] {
+            let (status, _, resp) = post_json(&s.gw.url("/v1/chat/completions"), &body).await;
+            assert_eq!(status, 200, "{resp}");
+            assert_eq!(resp["choices"][0]["finish_reason"], "tool_calls");
+        }
+        assert!(
+            warm.gw.stderr().contains("took a warm claude process"),
+            "the warm run did not use the pool"
+        );
+        assert!(!cold.gw.stderr().contains("took a warm claude process"));
+        let (cold_reqs, warm_reqs) = (cold.api.requests(), warm.api.requests());
+        assert_eq!(cold_reqs.len(), 1);
+        assert_eq!(warm_reqs.len(), 1, "no extra probe request (no set_model)");
+        assert_eq!(
+            comparable(cold_reqs[0].clone()),
+            comparable(warm_reqs[0].clone())
+        );
+    })
+    .await
+    .unwrap();
+}

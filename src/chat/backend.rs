@@ -61,6 +61,9 @@ pub struct BackendHealth {
     /// The remote worker, when the backend is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// Idle warm processes, when the backend keeps a pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_processes: Option<usize>,
 }
 
 /// Whether the `claude` binary is there and which version it is.

@@ -97,7 +97,7 @@ impl OutputMode {
 }
 
 /// The CLI's `--effort` levels that OpenAI's `reasoning_effort` maps onto.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Effort {
     Low,
     Medium,

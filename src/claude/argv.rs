@@ -5,16 +5,13 @@
 use crate::chat::validate::Effort;
 
 /// What a spawn needs to know, independent of the conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SpawnSpec {
     /// Passed to `--model`: an alias or a `claude-*` id.
     pub model: String,
     /// `--bare`: strongest isolation, but only works with ANTHROPIC_API_KEY (no login).
     pub bare: bool,
     pub effort: Option<Effort>,
-    /// Route permission prompts to the host (`can_use_tool`), so a client tool call waits for
-    /// an answer that never comes instead of being auto-denied and answered by Claude.
-    pub permission_prompts: bool,
 }
 
 pub fn build_args(spec: &SpawnSpec) -> Vec<String> {
@@ -33,6 +30,11 @@ pub fn build_args(spec: &SpawnSpec) -> Vec<String> {
         "",
         "--strict-mcp-config",
         "--no-session-persistence",
+        // Permission prompts come to the host (`can_use_tool`): a client tool call then waits
+        // for an answer that never comes, instead of being auto-denied and answered by Claude.
+        // Always on, so every process fits every request (the warm pool relies on it).
+        "--permission-prompt-tool",
+        "stdio",
         "--model",
     ]
     .iter()
@@ -41,10 +43,6 @@ pub fn build_args(spec: &SpawnSpec) -> Vec<String> {
     args.push(spec.model.clone());
     if spec.bare {
         args.push("--bare".into());
-    }
-    if spec.permission_prompts {
-        args.push("--permission-prompt-tool".into());
-        args.push("stdio".into());
     }
     if let Some(effort) = spec.effort {
         args.push("--effort".into());
@@ -63,7 +61,6 @@ mod tests {
             model: "sonnet".into(),
             bare: false,
             effort: None,
-            permission_prompts: false,
         });
         let joined = args.join(" ");
         for flag in [
@@ -83,6 +80,11 @@ mod tests {
         assert_eq!(args[sources + 1], "");
         assert!(!args.iter().any(|a| a.contains("dangerously")));
         assert!(!args.contains(&"--bare".to_string()));
+        let p = args
+            .iter()
+            .position(|a| a == "--permission-prompt-tool")
+            .unwrap();
+        assert_eq!(args[p + 1], "stdio");
         assert!(!args.iter().any(|a| a == "-p" || a == "--system-prompt"));
     }
 
@@ -92,7 +94,6 @@ mod tests {
             model: "claude-sonnet-4-5".into(),
             bare: true,
             effort: Some(Effort::High),
-            permission_prompts: true,
         });
         let p = args
             .iter()

@@ -18,9 +18,10 @@ use crate::chat::validate::{ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
 use crate::fetch::{FetchConfig, inline_remote_images};
 
-use super::argv::{SpawnSpec, build_args};
+use super::argv::SpawnSpec;
+use super::pool::{Launcher, Pool, PoolConfig};
 use super::probe::CliProbe;
-use super::process::Launch;
+use super::process::ClaudeProcess;
 use super::run::Run;
 
 /// Environment variables passed through to the CLI when the gateway has them: what it needs to
@@ -60,56 +61,111 @@ pub struct EngineConfig {
     /// Extra environment variable names to pass through to the CLI.
     pub extra_env: Vec<String>,
     pub fetch: FetchConfig,
+    /// Models kept warm and how many processes each; `None` runs every request cold.
+    pub pool: Option<PoolSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// CLI models (aliases or ids) to keep warm.
+    pub models: Vec<String>,
+    pub per_model: usize,
+    pub max_idle: Duration,
 }
 
 pub struct Engine {
     cfg: EngineConfig,
     probe: CliProbe,
+    launcher: Launcher,
+    pool: Option<Pool>,
 }
 
 impl Engine {
+    /// The engine, with its warm pool started when configured (needs a tokio runtime).
     pub fn new(cfg: EngineConfig) -> Self {
         let probe = CliProbe::new(cfg.claude_bin.clone());
-        Engine { cfg, probe }
+        let launcher = Launcher {
+            program: cfg.claude_bin.clone(),
+            env: base_env(&cfg),
+            work_root: cfg.work_root.clone(),
+        };
+        let pool = cfg.pool.as_ref().filter(|p| p.per_model > 0).map(|p| {
+            let specs = p
+                .models
+                .iter()
+                .map(|model| SpawnSpec {
+                    model: model.clone(),
+                    bare: cfg.bare,
+                    effort: None,
+                })
+                .collect();
+            Pool::start(
+                PoolConfig {
+                    specs,
+                    per_spec: p.per_model,
+                    max_idle: p.max_idle,
+                },
+                launcher.clone(),
+            )
+        });
+        Engine {
+            cfg,
+            probe,
+            launcher,
+            pool,
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
 
-    fn launch(&self, req: &ValidChatRequest) -> Launch {
-        let spec = SpawnSpec {
-            model: req.model.cli_model.clone(),
-            bare: self.cfg.bare,
-            effort: req.effort,
-            permission_prompts: !req.tools.is_empty(),
-        };
-        Launch {
-            program: self.cfg.claude_bin.clone(),
-            args: build_args(&spec),
-            env: self.child_env(req),
-            work_root: self.cfg.work_root.clone(),
+    /// A process for one choice of `req`: warm when the pool has one that fits, else spawned.
+    fn process_for(
+        &self,
+        spec: &SpawnSpec,
+        request_env: &[(OsString, OsString)],
+    ) -> Result<ClaudeProcess, ChatError> {
+        // Per-request environment (max_tokens) cannot be given to a process already running.
+        if request_env.is_empty()
+            && let Some(process) = self.pool.as_ref().and_then(|p| p.take(spec))
+        {
+            tracing::debug!(pid = process.pid(), "took a warm claude process");
+            return Ok(process);
         }
+        let process = ClaudeProcess::spawn(&self.launcher.launch(spec, request_env))?;
+        tracing::debug!(pid = process.pid(), "spawned claude");
+        Ok(process)
     }
+}
 
-    fn child_env(&self, req: &ValidChatRequest) -> Vec<(OsString, OsString)> {
-        let mut env: Vec<(OsString, OsString)> = PASS_ENV
-            .iter()
-            .copied()
-            .chain(self.cfg.extra_env.iter().map(String::as_str))
-            .filter_map(|name| std::env::var_os(name).map(|v| (OsString::from(name), v)))
-            .collect();
-        let mut set = |k: &str, v: String| env.push((k.into(), v.into()));
-        set("CLAUDE_CODE_MAX_RETRIES", self.cfg.max_retries.to_string());
-        set("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into());
-        set("DISABLE_TELEMETRY", "1".into());
-        set("DISABLE_AUTOUPDATER", "1".into());
-        set("DISABLE_ERROR_REPORTING", "1".into());
-        if let Some(max) = req.max_tokens {
-            // The API cuts the answer at the client's limit; the turn ends on that cut.
-            set("CLAUDE_CODE_MAX_OUTPUT_TOKENS", max.to_string());
-        }
-        env
+/// The environment every CLI process gets: the allow-listed variables the gateway has, and the
+/// settings that keep the CLI quiet and quick to fail.
+fn base_env(cfg: &EngineConfig) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = PASS_ENV
+        .iter()
+        .copied()
+        .chain(cfg.extra_env.iter().map(String::as_str))
+        .filter_map(|name| std::env::var_os(name).map(|v| (OsString::from(name), v)))
+        .collect();
+    let mut set = |k: &str, v: String| env.push((k.into(), v.into()));
+    set("CLAUDE_CODE_MAX_RETRIES", cfg.max_retries.to_string());
+    set("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into());
+    set("DISABLE_TELEMETRY", "1".into());
+    set("DISABLE_AUTOUPDATER", "1".into());
+    set("DISABLE_ERROR_REPORTING", "1".into());
+    env
+}
+
+/// Environment only this request needs.
+fn request_env(req: &ValidChatRequest) -> Vec<(OsString, OsString)> {
+    match req.max_tokens {
+        // The API cuts the answer at the client's limit; the turn ends on that cut.
+        Some(max) => vec![(
+            "CLAUDE_CODE_MAX_OUTPUT_TOKENS".into(),
+            max.to_string().into(),
+        )],
+        None => Vec::new(),
     }
 }
 
@@ -132,8 +188,17 @@ impl ChatBackend for Engine {
         };
         let span =
             info_span!("claude_run", request_id = %ctx.request_id, model = %valid.model.cli_model);
-        let launch = self.launch(&valid);
-        let starts = (0..valid.n).map(|_| Run::start(&launch, &valid).instrument(span.clone()));
+        let spec = SpawnSpec {
+            model: valid.model.cli_model.clone(),
+            bare: self.cfg.bare,
+            effort: valid.effort,
+        };
+        let env = request_env(&valid);
+        let starts = (0..valid.n).map(|_| {
+            let process = self.process_for(&spec, &env);
+            let valid = &valid;
+            async move { Run::start(process?, valid).await }.instrument(span.clone())
+        });
         let runs = timeout_at(deadline, futures::future::try_join_all(starts))
             .await
             .map_err(|_| ChatError::timeout(timeout))??;
@@ -164,6 +229,7 @@ impl ChatBackend for Engine {
             ready: cli.found && cli.version.is_some(),
             cli: Some(cli),
             upstream: None,
+            warm_processes: self.pool.as_ref().map(Pool::idle_count),
         }
     }
 }

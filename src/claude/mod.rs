@@ -8,6 +8,7 @@ pub mod engine;
 pub mod errors;
 pub mod input;
 pub mod lines;
+pub mod pool;
 pub mod probe;
 pub mod process;
 pub mod run;

@@ -97,6 +97,11 @@ impl ClaudeProcess {
         self.child.id()
     }
 
+    /// False once the child has exited (checked without waiting).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Writes one JSON line. The CLI dies on a malformed line, so callers pass whole objects.
     pub async fn write_line(&mut self, line: &str) -> std::io::Result<()> {
         let stdin = self

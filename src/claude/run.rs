@@ -16,7 +16,7 @@ use crate::chat::validate::ValidChatRequest;
 
 use super::input::run_input;
 use super::lines::CliLine;
-use super::process::{ClaudeProcess, Launch};
+use super::process::ClaudeProcess;
 use super::turn::{TurnConfig, TurnOutput, TurnState};
 
 pub struct Run {
@@ -26,11 +26,10 @@ pub struct Run {
 }
 
 impl Run {
-    /// Spawns, writes the conversation, and reads until the answer has begun (or failed).
-    pub async fn start(launch: &Launch, req: &ValidChatRequest) -> Result<Run, ChatError> {
+    /// Writes the conversation to a fresh process (just spawned or warm) and reads until the
+    /// answer has begun (or failed).
+    pub async fn start(process: ClaudeProcess, req: &ValidChatRequest) -> Result<Run, ChatError> {
         let started_at = Instant::now();
-        let process = ClaudeProcess::spawn(launch)?;
-        debug!(pid = process.pid(), "spawned claude");
         let input = run_input(req);
         let mut run = Run {
             process,
@@ -44,15 +43,9 @@ impl Run {
             }),
             pending: VecDeque::new(),
         };
-        let mut lines = input.lines.iter();
-        if let Some(init) = lines.next() {
-            run.write(&init.json).await?;
-            // The CLI answers MCP handshakes before `initialize`; after it, it is configured.
-            while !run.state.initialized() {
-                run.read_into_pending().await?;
-            }
-        }
-        for line in lines {
+        // Lines go out back to back (the CLI reads stdin while it starts up and while it
+        // handles the MCP handshake); only a replayed user line waits for its acknowledgement.
+        for line in &input.lines {
             run.write(&line.json).await?;
             if line.await_ack {
                 let before = run.state.unacknowledged_history();

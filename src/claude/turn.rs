@@ -58,7 +58,6 @@ pub struct TurnState {
     cfg: TurnConfig,
     /// `result` lines of replayed history still to come.
     skip_results: usize,
-    init_acked: bool,
     started: bool,
     done: bool,
     stop: StopMatcher,
@@ -90,7 +89,6 @@ impl TurnState {
             skip_results: cfg.history_user_lines,
             stop: StopMatcher::new(cfg.stop.clone()),
             cfg,
-            init_acked: false,
             started: false,
             done: false,
             blocks: HashMap::new(),
@@ -106,11 +104,6 @@ impl TurnState {
 
     pub fn is_done(&self) -> bool {
         self.done
-    }
-
-    /// Whether the CLI answered the `initialize` request.
-    pub fn initialized(&self) -> bool {
-        self.init_acked
     }
 
     /// How many replayed history lines have not been acknowledged by their `result` yet.
@@ -153,7 +146,6 @@ impl TurnState {
         if response.get("request_id").and_then(|v| v.as_str()) != Some(INIT_ID) {
             return;
         }
-        self.init_acked = true;
         if response.get("subtype").and_then(|v| v.as_str()) == Some("error") {
             let error = response.get("error").and_then(|v| v.as_str()).unwrap_or("");
             self.fail(
@@ -173,9 +165,10 @@ impl TurnState {
                     self.stream_usage.cache_creation +=
                         usage.cache_creation_input_tokens.unwrap_or(0);
                 }
-                if !self.started {
-                    self.started = true;
-                    out.push(TurnOutput::Started);
+                // When text is withheld (JSON or a required tool), the answer begins with its
+                // first visible piece, so a failure before it is still a real error status.
+                if self.text_visible() {
+                    self.begin(out);
                 }
             }
             StreamEvent::ContentBlockStart {
@@ -240,6 +233,7 @@ impl TurnState {
             } else {
                 let call = self.tool_calls;
                 self.tool_calls += 1;
+                self.begin(out);
                 out.push(TurnOutput::ToolCall(ToolCallDelta {
                     index: call,
                     id: Some(id),
@@ -271,6 +265,7 @@ impl TurnState {
                 // JSON output streams as it is produced; stop sequences do not cut JSON.
                 self.emitted.push_str(&fragment);
                 if !fragment.is_empty() {
+                    self.begin(out);
                     out.push(TurnOutput::Text(fragment));
                 }
             }
@@ -379,6 +374,14 @@ impl TurnState {
         out.push(TurnOutput::Finished { reason, usage });
     }
 
+    /// Marks the answer as begun (once).
+    fn begin(&mut self, out: &mut Vec<TurnOutput>) {
+        if !self.started {
+            self.started = true;
+            out.push(TurnOutput::Started);
+        }
+    }
+
     fn fail(&mut self, err: ChatError, out: &mut Vec<TurnOutput>) {
         self.done = true;
         out.push(TurnOutput::Failed(err));
@@ -386,6 +389,7 @@ impl TurnState {
 
     fn emit(&mut self, text: String, out: &mut Vec<TurnOutput>) {
         if !text.is_empty() {
+            self.begin(out);
             self.emitted.push_str(&text);
             out.push(TurnOutput::Text(text));
         }

@@ -150,6 +150,7 @@ impl ChatBackend for RemoteBackend {
             ready,
             cli: None,
             upstream: Some(format!("{}: {detail}", self.target)),
+            warm_processes: None,
         }
     }
 }

@@ -80,11 +80,14 @@ pub struct GatewayBuilder {
 impl Gateway {
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder {
+            // No warm pool unless a test asks for one: tests count the processes they cause.
             args: vec![
                 "--http-addr".into(),
                 "127.0.0.1:0".into(),
                 "--grpc-addr".into(),
                 "127.0.0.1:0".into(),
+                "--pool-size".into(),
+                "0".into(),
             ],
             env: Vec::new(),
         }

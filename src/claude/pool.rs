@@ -1,0 +1,175 @@
+//! The warm pool: `claude` processes started ahead of time and left waiting on stdin, so a
+//! request skips the CLI's ~200 ms startup (PROTOCOL.md §12, §16.4). A process is configured
+//! only when a request takes it, through the same `initialize` request a cold run sends, and the
+//! model is fixed at spawn (`--model`; `set_model` would cost an extra API call), so there is one
+//! pool per spawn spec (model, auth mode, effort). Taken processes are replaced in the
+//! background; idle ones are recycled after `max_idle`; dead ones are dropped. Dropping the pool
+//! kills every idle process.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::argv::{SpawnSpec, build_args};
+use super::process::{ClaudeProcess, Launch};
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// The spawn specs kept warm (one per model the operator expects), each `per_spec` deep.
+    pub specs: Vec<SpawnSpec>,
+    pub per_spec: usize,
+    /// Idle processes older than this are replaced.
+    pub max_idle: Duration,
+}
+
+/// How processes are started: the same program, environment and working root as a cold run.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    pub program: PathBuf,
+    pub env: Vec<(OsString, OsString)>,
+    pub work_root: PathBuf,
+}
+
+impl Launcher {
+    pub fn launch(&self, spec: &SpawnSpec, extra_env: &[(OsString, OsString)]) -> Launch {
+        let mut env = self.env.clone();
+        env.extend(extra_env.iter().cloned());
+        Launch {
+            program: self.program.clone(),
+            args: build_args(spec),
+            env,
+            work_root: self.work_root.clone(),
+        }
+    }
+}
+
+/// How long a refill waits after a take.
+const REFILL_DELAY: Duration = Duration::from_millis(300);
+
+struct Warm {
+    process: ClaudeProcess,
+    born: Instant,
+}
+
+struct Shared {
+    cfg: PoolConfig,
+    launcher: Launcher,
+    idle: Mutex<HashMap<SpawnSpec, VecDeque<Warm>>>,
+    wake: Notify,
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Pool {
+    /// Starts the pool and its refill task (on the current tokio runtime).
+    pub fn start(cfg: PoolConfig, launcher: Launcher) -> Pool {
+        let shared = Arc::new(Shared {
+            cfg,
+            launcher,
+            idle: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(refill(shared.clone(), stop.clone()));
+        Pool { shared, stop }
+    }
+
+    /// A warm process for `spec`, if one is ready; its replacement is started in the background.
+    pub fn take(&self, spec: &SpawnSpec) -> Option<ClaudeProcess> {
+        let taken = {
+            let mut idle = self.shared.idle.lock().ok()?;
+            let queue = idle.get_mut(spec)?;
+            let mut found = None;
+            while let Some(mut warm) = queue.pop_back() {
+                if warm.process.is_alive() && warm.born.elapsed() < self.shared.cfg.max_idle {
+                    found = Some(warm.process);
+                    break;
+                }
+            }
+            found
+        };
+        self.shared.wake.notify_one();
+        taken
+    }
+
+    /// Idle processes per spec, for metrics and tests.
+    pub fn idle_count(&self) -> usize {
+        self.shared
+            .idle
+            .lock()
+            .map(|idle| idle.values().map(VecDeque::len).sum())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Ok(mut idle) = self.shared.idle.lock() {
+            // Dropping the processes kills their process groups.
+            idle.clear();
+        }
+    }
+}
+
+/// Keeps every spec `per_spec` deep: one spawn at a time (spawning is CPU-heavy for the CLI),
+/// woken by `take` or every second to recycle old or dead processes.
+async fn refill(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let mut spawned = false;
+        let mut failed = false;
+        for spec in &shared.cfg.specs {
+            let missing = {
+                let Ok(mut idle) = shared.idle.lock() else {
+                    return;
+                };
+                let queue = idle.entry(spec.clone()).or_default();
+                queue
+                    .retain_mut(|w| w.process.is_alive() && w.born.elapsed() < shared.cfg.max_idle);
+                shared.cfg.per_spec.saturating_sub(queue.len())
+            };
+            if missing == 0 || stop.is_cancelled() {
+                continue;
+            }
+            match ClaudeProcess::spawn(&shared.launcher.launch(spec, &[])) {
+                Ok(process) => {
+                    tracing::debug!(model = %spec.model, pid = process.pid(), "warm process ready");
+                    if let Ok(mut idle) = shared.idle.lock() {
+                        idle.entry(spec.clone()).or_default().push_front(Warm {
+                            process,
+                            born: Instant::now(),
+                        });
+                    }
+                    spawned = true;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot start a warm claude process");
+                    failed = true;
+                }
+            }
+        }
+        if spawned && !failed {
+            continue;
+        }
+        // After a failed spawn (CLI missing?), retry slowly instead of in a loop.
+        let pause = Duration::from_secs(if failed { 15 } else { 1 });
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = shared.wake.notified(), if !failed => {
+                // A process was just taken: let it have the CPU for its first tokens before a
+                // replacement's startup (~0.25 s of CPU) competes with it.
+                tokio::time::sleep(REFILL_DELAY).await;
+            }
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
