@@ -40,6 +40,39 @@ fn request_context(headers: &HeaderMap) -> RequestContext {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "chat",
+    summary = "Create a chat completion",
+    description = "Answers the conversation with Claude, whole (`application/json`) or, with \
+        `stream: true`, as server-sent events (`text/event-stream`). A streamed answer is \
+        committed (200) only once Claude produced its first event: refusals and failures before \
+        that are real error statuses.",
+    params((
+        "x-session-id" = Option<String>, Header,
+        description = "Same as the body's `session_id` (the body wins)."
+    )),
+    request_body = openai::ChatCompletionRequest,
+    responses(
+        (
+            status = 200,
+            description = "The answer: a `chat.completion`, or with `stream: true` a stream of \
+                `data: {chat.completion.chunk}` events ended by `data: [DONE]`.",
+            content(
+                (openai::ChatCompletion = "application/json"),
+                (openai::ChatCompletionChunk = "text/event-stream"),
+            ),
+            headers((
+                "x-ignored-params" = String,
+                description = "Comma-separated request parameters that were accepted but not \
+                    honoured (`temperature, seed`); absent when there were none."
+            )),
+        ),
+        super::docs::RequestErrors,
+        super::docs::ServerErrors,
+    ),
+)]
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -106,6 +139,18 @@ fn model_json(m: ModelInfo, created: i64) -> openai::Model {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "models",
+    summary = "List the model ids",
+    description = "The model table: OpenAI ids and the Claude aliases (`--model-map` changes \
+        it). Any `claude-*` id is accepted too, without being listed.",
+    responses(
+        (status = 200, description = "The model ids clients may send.", body = openai::ModelList),
+        super::docs::ServerErrors,
+    ),
+)]
 pub async fn list_models(
     State(state): State<AppState>,
 ) -> Result<Json<openai::ModelList>, ApiError> {
@@ -119,6 +164,18 @@ pub async fn list_models(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    tag = "models",
+    summary = "Describe one model id",
+    params(("id" = String, Path, description = "A model id, e.g. `gpt-4o` or `sonnet`.")),
+    responses(
+        (status = 200, description = "The model.", body = openai::Model),
+        super::docs::ModelNotFound,
+        super::docs::ServerErrors,
+    ),
+)]
 pub async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -127,6 +184,20 @@ pub async fn get_model(
     Ok(Json(model_json(model, state.started)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    summary = "Whether the gateway can answer",
+    responses(
+        (status = 200, description = "Ready.", body = super::docs::schemas::Health),
+        (
+            status = 503,
+            description = "Not ready: the CLI is missing or the remote worker does not answer.",
+            body = super::docs::schemas::Health,
+        ),
+    ),
+)]
 pub async fn health(State(state): State<AppState>) -> Response {
     let health = state.backend.health().await;
     let status = if health.ready {
@@ -139,10 +210,18 @@ pub async fn health(State(state): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "cli": health.cli,
         "upstream": health.upstream,
+        "warm_processes": health.warm_processes,
     });
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    summary = "The service's name, version and endpoints",
+    responses((status = 200, description = "The index.", body = super::docs::schemas::Index)),
+)]
 pub async fn index() -> Json<serde_json::Value> {
     Json(json!({
         "name": "claude-gateway",

@@ -2,6 +2,7 @@
 //! SSE transcoder, OpenAI-shaped errors, and the router with request ids and tracing.
 
 pub mod convert;
+pub mod docs;
 pub mod error;
 pub mod handlers;
 pub mod openai;
@@ -24,6 +25,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/models", get(handlers::list_models))
         .route("/v1/models/{id}", get(handlers::get_model))
         .route("/v1/chat/completions", post(handlers::chat_completions))
+        .merge(docs::routes())
         .fallback(|| async { handlers::no_route(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             handlers::no_route(StatusCode::METHOD_NOT_ALLOWED)
