@@ -21,6 +21,7 @@ pub mod config;
 pub mod fetch;
 pub mod grpc;
 pub mod http;
+pub mod sessions;
 
 use std::future::Future;
 use std::sync::Arc;

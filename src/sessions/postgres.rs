@@ -1,0 +1,315 @@
+//! The shared session store: PostgreSQL, for several gateway replicas behind one load balancer.
+//!
+//! Every method is one transaction, acknowledged after `COMMIT` returns. The connections ask
+//! for `synchronous_commit=on` (Postgres's default, set explicitly so a server-wide `off`
+//! cannot make an acknowledged turn vanish in a server crash): `COMMIT` returns once the WAL
+//! record is flushed.
+//!
+//! `append` is a compare-and-set `UPDATE … WHERE len = expected`: the row lock serialises
+//! concurrent turns on one session, and under READ COMMITTED a waiting `UPDATE` re-checks its
+//! `WHERE` against the row the winner committed, so exactly one of them matches. Table creation
+//! and purging take advisory locks, so replicas starting or purging together do not trip over
+//! each other. Timestamps come from the replica's clock (kept monotonic per session with
+//! `GREATEST`); replicas are expected to run NTP, and TTLs are minutes, not milliseconds.
+//!
+//! The tables go to the first schema of the connection's `search_path`; a URL can choose it
+//! with `?options[search_path]=name`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::store::{
+    AppendOutcome, NewSession, Page, PageRequest, Result, Session, SessionRow, SessionStore,
+    SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms, from_db,
+    generate_id, now_ms, page_of, secs, to_db,
+};
+
+const DEFAULT_CONNECTIONS: u32 = 8;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Advisory lock classes ("SESM", "SESP"), each paired with the hash of the schema the tables
+/// live in, so stores in different schemas of one database do not wait for each other.
+const MIGRATE_LOCK: i32 = 0x5345_534d;
+const PURGE_LOCK: i32 = 0x5345_5350;
+
+// `COLLATE "C"`: ids order bytewise, as in SQLite, whatever the database's locale.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    model TEXT,
+    system TEXT,
+    metadata TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    len BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions (created_ms, id);
+CREATE INDEX IF NOT EXISTS sessions_by_updated ON sessions (updated_ms, id);
+CREATE TABLE IF NOT EXISTS session_messages (
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    seq BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+"#;
+
+pub struct PgStore {
+    pool: PgPool,
+    idle_ttl: Option<Duration>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…` or `postgresql://…`) and creates the tables if absent.
+    pub async fn open(url: &str, cfg: &StoreConfig) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("bad PostgreSQL URL: {e}")))?
+            .options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.max_connections.unwrap_or(DEFAULT_CONNECTIONS).max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+            .bind(MIGRATE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(PgStore {
+            pool,
+            idle_ttl: cfg.idle_ttl,
+        })
+    }
+
+    fn cutoff(&self, now: i64) -> i64 {
+        cutoff_ms(now, self.idle_ttl)
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn create(&self, new: NewSession) -> Result<Session> {
+        let id = new.id.clone().unwrap_or_else(generate_id);
+        let metadata = serde_json::to_string(&new.metadata)?;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // An expired session that was not purged yet gives its id up.
+        sqlx::query("DELETE FROM sessions WHERE id = $1 AND updated_ms < $2")
+            .bind(&id)
+            .bind(self.cutoff(now))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (id, model, system, metadata, created_ms, updated_ms, len)
+             VALUES ($1, $2, $3, $4, $5, $5, 0) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&new.model)
+        .bind(&new.system)
+        .bind(&metadata)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists(id));
+        }
+        tx.commit().await?;
+        Ok(created(id, new, now))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Session>> {
+        // One snapshot for both reads, so the session row and its messages agree.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let row = sqlx::query(
+            "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
+             WHERE id = $1 AND updated_ms >= $2",
+        )
+        .bind(id)
+        .bind(self.cutoff(now_ms()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM session_messages WHERE session_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(SessionRow::decode(&row)?.into_session(&bodies)?))
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>> {
+        let limit = clamp_limit(page.limit);
+        let cutoff = self.cutoff(now_ms());
+        let (after_ms, after_id) = match page.after {
+            None => (i64::MIN, String::new()),
+            Some(after) => {
+                let created: Option<i64> = sqlx::query_scalar(
+                    "SELECT created_ms FROM sessions WHERE id = $1 AND updated_ms >= $2",
+                )
+                .bind(&after)
+                .bind(cutoff)
+                .fetch_optional(&self.pool)
+                .await?;
+                (
+                    created.ok_or_else(|| StoreError::NotFound(after.clone()))?,
+                    after,
+                )
+            }
+        };
+        let rows = sqlx::query(
+            "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
+             WHERE updated_ms >= $1 AND (created_ms, id) > ($2, $3)
+             ORDER BY created_ms, id LIMIT $4",
+        )
+        .bind(cutoff)
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(to_db(limit + 1)?)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| SessionRow::decode(r)?.into_summary())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, limit))
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let updated: Option<i64> =
+            sqlx::query_scalar("DELETE FROM sessions WHERE id = $1 RETURNING updated_ms")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        // An expired session is deleted all the same, but it was not there to delete.
+        Ok(updated.is_some_and(|u| u >= self.cutoff(now_ms())))
+    }
+
+    async fn clear(&self, id: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let touched = sqlx::query(
+            "UPDATE sessions SET len = 0, updated_ms = GREATEST(updated_ms, $1)
+             WHERE id = $2 AND updated_ms >= $3",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(self.cutoff(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if touched == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM session_messages WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn append(
+        &self,
+        id: &str,
+        expected_len: usize,
+        messages: Vec<Value>,
+    ) -> Result<AppendOutcome> {
+        let bodies = bodies(&messages)?;
+        // Past i64::MAX, `to_db` refuses it.
+        let len = expected_len.saturating_add(bodies.len());
+        let seqs = (expected_len..len)
+            .map(to_db)
+            .collect::<Result<Vec<i64>>>()?;
+        let now = now_ms();
+        let cutoff = self.cutoff(now);
+        let mut tx = self.pool.begin().await?;
+        // Compare-and-set on the length: the row only moves if no other turn landed.
+        let updated: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET len = $1, updated_ms = GREATEST(updated_ms, $2)
+             WHERE id = $3 AND len = $4 AND updated_ms >= $5
+             RETURNING updated_ms",
+        )
+        .bind(to_db(len)?)
+        .bind(now)
+        .bind(id)
+        .bind(to_db(expected_len)?)
+        .bind(cutoff)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(updated) = updated else {
+            let actual: Option<i64> =
+                sqlx::query_scalar("SELECT len FROM sessions WHERE id = $1 AND updated_ms >= $2")
+                    .bind(id)
+                    .bind(cutoff)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(match actual {
+                None => StoreError::NotFound(id.to_owned()),
+                Some(actual) => StoreError::Conflict {
+                    expected: expected_len,
+                    actual: from_db(actual)?,
+                },
+            });
+        };
+        if !bodies.is_empty() {
+            sqlx::query(
+                "INSERT INTO session_messages (session_id, seq, body)
+                 SELECT $1, t.seq, t.body FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS t (seq, body)",
+            )
+            .bind(id)
+            .bind(&seqs)
+            .bind(&bodies)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(AppendOutcome {
+            len,
+            updated_at: secs(updated),
+        })
+    }
+
+    async fn purge_expired(&self, idle_ttl: Duration, max_count: Option<usize>) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        // Another replica purging right now does this replica's work too.
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))")
+                .bind(PURGE_LOCK)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !locked {
+            return Ok(0);
+        }
+        let mut deleted = sqlx::query("DELETE FROM sessions WHERE updated_ms < $1")
+            .bind(cutoff_ms(now_ms(), Some(idle_ttl)))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if let Some(max) = max_count {
+            deleted += sqlx::query(
+                "DELETE FROM sessions WHERE id IN (
+                     SELECT id FROM sessions ORDER BY updated_ms DESC, id DESC OFFSET $1
+                 )",
+            )
+            .bind(to_db(max)?)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        usize::try_from(deleted).map_err(|e| StoreError::Backend(e.to_string()))
+    }
+}

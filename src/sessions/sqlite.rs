@@ -1,0 +1,299 @@
+//! The default session store: one SQLite file in the gateway's data directory, for a single
+//! instance (or several processes on one host; SQLite's file locks do not work across hosts).
+//!
+//! Durability: WAL journal with `synchronous=FULL`, so each commit fsyncs the WAL before it
+//! returns, and every method returns only after its commit. With WAL, `NORMAL` would already
+//! survive a `kill -9` (the WAL is in the OS page cache), but not a power loss; a turn takes
+//! seconds of model time, so one fsync per turn costs nothing that matters.
+//!
+//! Every write runs in a `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock before it
+//! reads, so two writers never both read the same history length and then race for the lock
+//! (a deferred transaction would fail that race with `SQLITE_BUSY_SNAPSHOT`, which no busy
+//! timeout retries). Waiting for the lock is bounded by the busy timeout.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::store::{
+    AppendOutcome, NewSession, Page, PageRequest, Result, Session, SessionRow, SessionStore,
+    SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms, from_db,
+    generate_id, now_ms, page_of, secs, to_db,
+};
+
+const DEFAULT_CONNECTIONS: u32 = 4;
+/// How long a writer waits for another's transaction before it fails with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT NOT NULL PRIMARY KEY,
+    model TEXT,
+    system TEXT,
+    metadata TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    len INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions (created_ms, id);
+CREATE INDEX IF NOT EXISTS sessions_by_updated ON sessions (updated_ms, id);
+CREATE TABLE IF NOT EXISTS session_messages (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+";
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    idle_ttl: Option<Duration>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it, and its directory, if absent) the database file and its tables.
+    pub async fn open(file: &Path, cfg: &StoreConfig) -> Result<Self> {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(cfg.max_connections.unwrap_or(DEFAULT_CONNECTIONS).max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", file.display())))?;
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(SqliteStore {
+            pool,
+            idle_ttl: cfg.idle_ttl,
+        })
+    }
+
+    fn cutoff(&self, now: i64) -> i64 {
+        cutoff_ms(now, self.idle_ttl)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(&self, new: NewSession) -> Result<Session> {
+        let id = new.id.clone().unwrap_or_else(generate_id);
+        let metadata = serde_json::to_string(&new.metadata)?;
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // An expired session that was not purged yet gives its id up.
+        sqlx::query("DELETE FROM sessions WHERE id = ? AND updated_ms < ?")
+            .bind(&id)
+            .bind(self.cutoff(now))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (id, model, system, metadata, created_ms, updated_ms, len)
+             VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&new.model)
+        .bind(&new.system)
+        .bind(&metadata)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists(id));
+        }
+        tx.commit().await?;
+        Ok(created(id, new, now))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Session>> {
+        // A deferred transaction: its first read pins a WAL snapshot, so the session row and
+        // its messages agree.
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
+             WHERE id = ? AND updated_ms >= ?",
+        )
+        .bind(id)
+        .bind(self.cutoff(now_ms()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM session_messages WHERE session_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(SessionRow::decode(&row)?.into_session(&bodies)?))
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>> {
+        let limit = clamp_limit(page.limit);
+        let cutoff = self.cutoff(now_ms());
+        let (after_ms, after_id) = match page.after {
+            None => (i64::MIN, String::new()),
+            Some(after) => {
+                let created: Option<i64> = sqlx::query_scalar(
+                    "SELECT created_ms FROM sessions WHERE id = ? AND updated_ms >= ?",
+                )
+                .bind(&after)
+                .bind(cutoff)
+                .fetch_optional(&self.pool)
+                .await?;
+                (
+                    created.ok_or_else(|| StoreError::NotFound(after.clone()))?,
+                    after,
+                )
+            }
+        };
+        let rows = sqlx::query(
+            "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
+             WHERE updated_ms >= ? AND (created_ms, id) > (?, ?)
+             ORDER BY created_ms, id LIMIT ?",
+        )
+        .bind(cutoff)
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(to_db(limit + 1)?)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| SessionRow::decode(r)?.into_summary())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, limit))
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let updated: Option<i64> =
+            sqlx::query_scalar("DELETE FROM sessions WHERE id = ? RETURNING updated_ms")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        // An expired session is deleted all the same, but it was not there to delete.
+        Ok(updated.is_some_and(|u| u >= self.cutoff(now_ms())))
+    }
+
+    async fn clear(&self, id: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let touched = sqlx::query(
+            "UPDATE sessions SET len = 0, updated_ms = MAX(updated_ms, ?)
+             WHERE id = ? AND updated_ms >= ?",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(self.cutoff(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if touched == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM session_messages WHERE session_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn append(
+        &self,
+        id: &str,
+        expected_len: usize,
+        messages: Vec<Value>,
+    ) -> Result<AppendOutcome> {
+        let bodies = bodies(&messages)?;
+        // Past i64::MAX, `to_db` refuses it.
+        let len = expected_len.saturating_add(bodies.len());
+        let now = now_ms();
+        let cutoff = self.cutoff(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Compare-and-set on the length: the row only moves if no other turn landed.
+        let updated: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET len = ?, updated_ms = MAX(updated_ms, ?)
+             WHERE id = ? AND len = ? AND updated_ms >= ?
+             RETURNING updated_ms",
+        )
+        .bind(to_db(len)?)
+        .bind(now)
+        .bind(id)
+        .bind(to_db(expected_len)?)
+        .bind(cutoff)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(updated) = updated else {
+            let actual: Option<i64> =
+                sqlx::query_scalar("SELECT len FROM sessions WHERE id = ? AND updated_ms >= ?")
+                    .bind(id)
+                    .bind(cutoff)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(match actual {
+                None => StoreError::NotFound(id.to_owned()),
+                Some(actual) => StoreError::Conflict {
+                    expected: expected_len,
+                    actual: from_db(actual)?,
+                },
+            });
+        };
+        for (seq, body) in (expected_len..).zip(&bodies) {
+            sqlx::query("INSERT INTO session_messages (session_id, seq, body) VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(to_db(seq)?)
+                .bind(body)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(AppendOutcome {
+            len,
+            updated_at: secs(updated),
+        })
+    }
+
+    async fn purge_expired(&self, idle_ttl: Duration, max_count: Option<usize>) -> Result<usize> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut deleted = sqlx::query("DELETE FROM sessions WHERE updated_ms < ?")
+            .bind(cutoff_ms(now_ms(), Some(idle_ttl)))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if let Some(max) = max_count {
+            deleted += sqlx::query(
+                "DELETE FROM sessions WHERE id IN (
+                     SELECT id FROM sessions ORDER BY updated_ms DESC, id DESC LIMIT -1 OFFSET ?
+                 )",
+            )
+            .bind(to_db(max)?)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        usize::try_from(deleted).map_err(|e| StoreError::Backend(e.to_string()))
+    }
+}

@@ -1,0 +1,355 @@
+//! The session-store contract: the records a store keeps (`Session`, its summary, the page and
+//! append results), the one error enum, the configuration, and the `SessionStore` trait both
+//! backends implement. Also the small pieces both backends share: the clock in milliseconds, the
+//! idle cutoff, id generation and the integer conversions between Rust sizes and SQL `BIGINT`s.
+//! Nothing here knows SQL.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// Longest page `list` returns, whatever the caller asks for.
+pub const MAX_PAGE: usize = 1000;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// No live session has this id (never created, deleted, or idle past the TTL).
+    #[error("no session with id {0:?}")]
+    NotFound(String),
+    /// `create` was given an id a live session already has.
+    #[error("a session with id {0:?} already exists")]
+    AlreadyExists(String),
+    /// `append` was based on a history of `expected` messages but the store holds `actual`:
+    /// another turn landed first. The caller re-reads and retries, or answers 409.
+    #[error("the session's history has {actual} messages, the append expected {expected}")]
+    Conflict { expected: usize, actual: usize },
+    /// The database failed or holds something this code cannot read.
+    #[error("session store: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Backend(format!("stored JSON: {e}"))
+    }
+}
+
+/// How a store is opened; the location (path or URL) is passed beside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Sessions idle (not appended to, cleared or created) longer than this read as absent
+    /// everywhere, before `purge_expired` removes them. `None`: they never expire.
+    pub idle_ttl: Option<Duration>,
+    /// Connections in the pool; `None` picks a default for the backend.
+    pub max_connections: Option<u32>,
+}
+
+/// What `create` is given. `id: None` makes the store generate `sess_<uuid>`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewSession {
+    pub id: Option<String>,
+    pub model: Option<String>,
+    pub system: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A session with its full history: OpenAI chat message objects, oldest first, as the caller
+/// appended them (the store does not look inside).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: String,
+    pub model: Option<String>,
+    pub system: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last create, append or clear.
+    pub updated_at: i64,
+    pub history: Vec<Value>,
+}
+
+/// A session as `list` shows it: everything but the history, and the history's length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    pub id: String,
+    pub model: Option<String>,
+    pub system: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub message_count: usize,
+}
+
+/// One page of `list`: `limit` is clamped to `1..=MAX_PAGE`; `after` is the id of the last
+/// session of the previous page (OpenAI's `after` cursor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: usize,
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Whether more items follow this page.
+    pub has_more: bool,
+    /// The `after` of the next page, when `has_more`.
+    pub next: Option<String>,
+}
+
+/// A committed append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The history's length after the append: the `expected_len` of the next one.
+    pub len: usize,
+    pub updated_at: i64,
+}
+
+/// Server-side chat sessions. Every method that returns `Ok` has committed: what it wrote is
+/// durable and visible to every replica sharing the store.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates an empty session. A live session with the same id → `AlreadyExists`; an expired
+    /// one that was not purged yet is replaced.
+    async fn create(&self, new: NewSession) -> Result<Session>;
+
+    /// The session with its history, or `None` if absent or idle past the TTL.
+    async fn get(&self, id: &str) -> Result<Option<Session>>;
+
+    /// Live sessions ordered by creation time then id. An `after` that names no live session →
+    /// `NotFound`.
+    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>>;
+
+    /// Deletes the session and its history; `false` if there was no live one.
+    async fn delete(&self, id: &str) -> Result<bool>;
+
+    /// Empties the history and keeps the session; `false` if there was no live one.
+    async fn clear(&self, id: &str) -> Result<bool>;
+
+    /// Appends a whole turn in one transaction if the history still has `expected_len`
+    /// messages (else `Conflict`, and nothing is written), and bumps `updated_at`.
+    async fn append(
+        &self,
+        id: &str,
+        expected_len: usize,
+        messages: Vec<Value>,
+    ) -> Result<AppendOutcome>;
+
+    /// Deletes the sessions idle longer than `idle_ttl`, then the least recently updated ones
+    /// beyond `max_count`. Returns how many were deleted.
+    async fn purge_expired(&self, idle_ttl: Duration, max_count: Option<usize>) -> Result<usize>;
+}
+
+/// A new session id: `sess_` and 32 hex digits.
+pub fn generate_id() -> String {
+    format!("sess_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Now, in Unix milliseconds: the stores keep milliseconds so a TTL of a second means one.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Unix seconds of a stored millisecond timestamp.
+pub fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+/// The oldest `updated` (ms) a session may have and still be alive `now`; `i64::MIN` when
+/// sessions never expire.
+pub fn cutoff_ms(now: i64, idle_ttl: Option<Duration>) -> i64 {
+    match idle_ttl {
+        Some(ttl) => now.saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+        None => i64::MIN,
+    }
+}
+
+/// A length or count as the `BIGINT` the schema stores.
+pub fn to_db(n: usize) -> Result<i64> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} does not fit a BIGINT")))
+}
+
+/// A stored `BIGINT` length or count back as a `usize`.
+pub fn from_db(n: i64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| StoreError::Backend(format!("stored count {n} is negative")))
+}
+
+/// The columns of a `sessions` row, as both backends select them.
+pub struct SessionRow {
+    pub id: String,
+    pub model: Option<String>,
+    pub system: Option<String>,
+    /// A JSON object of strings.
+    pub metadata: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub len: i64,
+}
+
+impl SessionRow {
+    /// Reads a row of either backend that selected `id, model, system, metadata, created_ms,
+    /// updated_ms, len`.
+    pub fn decode<'r, R>(row: &'r R) -> Result<Self>
+    where
+        R: sqlx::Row,
+        &'static str: sqlx::ColumnIndex<R>,
+        String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(SessionRow {
+            id: row.try_get("id")?,
+            model: row.try_get("model")?,
+            system: row.try_get("system")?,
+            metadata: row.try_get("metadata")?,
+            created_ms: row.try_get("created_ms")?,
+            updated_ms: row.try_get("updated_ms")?,
+            len: row.try_get("len")?,
+        })
+    }
+
+    pub fn into_summary(self) -> Result<SessionSummary> {
+        Ok(SessionSummary {
+            metadata: serde_json::from_str(&self.metadata)?,
+            message_count: from_db(self.len)?,
+            id: self.id,
+            model: self.model,
+            system: self.system,
+            created_at: secs(self.created_ms),
+            updated_at: secs(self.updated_ms),
+        })
+    }
+
+    /// The session, with the bodies of its `session_messages` rows in `seq` order.
+    pub fn into_session(self, bodies: &[String]) -> Result<Session> {
+        if to_db(bodies.len())? != self.len {
+            return Err(StoreError::Backend(format!(
+                "session {:?} records {} messages but {} are stored",
+                self.id,
+                self.len,
+                bodies.len()
+            )));
+        }
+        let history = bodies
+            .iter()
+            .map(|b| serde_json::from_str(b))
+            .collect::<Result<Vec<Value>, _>>()?;
+        Ok(Session {
+            metadata: serde_json::from_str(&self.metadata)?,
+            id: self.id,
+            model: self.model,
+            system: self.system,
+            created_at: secs(self.created_ms),
+            updated_at: secs(self.updated_ms),
+            history,
+        })
+    }
+}
+
+/// The session `create` made: what it was given, stamped `now_ms`.
+pub fn created(id: String, new: NewSession, now_ms: i64) -> Session {
+    let NewSession {
+        id: _,
+        model,
+        system,
+        metadata,
+    } = new;
+    Session {
+        id,
+        model,
+        system,
+        metadata,
+        created_at: secs(now_ms),
+        updated_at: secs(now_ms),
+        history: Vec::new(),
+    }
+}
+
+/// Each message as the JSON text the `body` column stores.
+pub fn bodies(messages: &[Value]) -> Result<Vec<String>> {
+    Ok(messages
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?)
+}
+
+/// The `Page` of `rows` fetched with `LIMIT limit + 1`.
+pub fn page_of(mut rows: Vec<SessionSummary>, limit: usize) -> Page<SessionSummary> {
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if has_more {
+        rows.last().map(|s| s.id.clone())
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        has_more,
+        next,
+    }
+}
+
+/// `limit` clamped to what a page may hold.
+pub fn clamp_limit(limit: usize) -> usize {
+    limit.clamp(1, MAX_PAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoff_is_now_minus_ttl_or_never() {
+        assert_eq!(cutoff_ms(10_000, Some(Duration::from_millis(1500))), 8_500);
+        assert_eq!(cutoff_ms(10_000, None), i64::MIN);
+        assert_eq!(cutoff_ms(10, Some(Duration::MAX)), 10 - i64::MAX);
+    }
+
+    #[test]
+    fn generated_ids_are_prefixed_and_unique() {
+        let (a, b) = (generate_id(), generate_id());
+        assert!(a.starts_with("sess_") && a.len() == 37, "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn page_of_reports_the_next_cursor_only_when_more_follow() {
+        let row = |id: &str| SessionSummary {
+            id: id.into(),
+            model: None,
+            system: None,
+            metadata: BTreeMap::new(),
+            created_at: 0,
+            updated_at: 0,
+            message_count: 0,
+        };
+        let page = page_of(vec![row("a"), row("b"), row("c")], 2);
+        assert_eq!(page.items.len(), 2);
+        assert!(page.has_more);
+        assert_eq!(page.next.as_deref(), Some("b"));
+        let last = page_of(vec![row("c")], 2);
+        assert!(!last.has_more);
+        assert_eq!(last.next, None);
+    }
+
+    #[test]
+    fn sizes_round_trip_and_negatives_are_refused() {
+        assert_eq!(to_db(42), Ok(42));
+        assert_eq!(from_db(42), Ok(42));
+        assert!(from_db(-1).is_err());
+        assert_eq!(secs(1_999), 1);
+        assert_eq!(clamp_limit(0), 1);
+        assert_eq!(clamp_limit(5_000), MAX_PAGE);
+    }
+}
