@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/claude_gateway/v1/chat.proto",
         "proto/claude_gateway/v1/models.proto",
+        "proto/claude_gateway/v1/sessions.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::access::ApiKey;
 use crate::chat::models::ModelMap;
 use crate::chat::validate::ValidationConfig;
 use crate::claude::EngineConfig;
 use crate::claude::engine::PoolSettings;
+use crate::claude::limit::LimitConfig;
 use crate::fetch::FetchConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,6 +32,13 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Check the claude CLI (path, version, login), the configuration and the work dir, without
+    /// spending tokens, and print what to fix; exits 1 when completions could not be served.
+    Doctor,
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "claude-gateway",
@@ -38,6 +47,10 @@ pub enum LogFormat {
     about = "OpenAI-compatible HTTP and gRPC API for Claude, driving the claude CLI"
 )]
 pub struct Config {
+    /// Without a subcommand, the gateway serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// HTTP listen address [default: 127.0.0.1:8000, or 127.0.0.1:$PORT].
     #[arg(long, env = "HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
@@ -58,6 +71,37 @@ pub struct Config {
     /// no CLI runs here.
     #[arg(long, env = "UPSTREAM")]
     pub upstream: Option<String>,
+
+    /// The key sent to the `--upstream` worker (`authorization: Bearer KEY`), when the worker
+    /// has `--api-keys`.
+    #[arg(long, env = "UPSTREAM_API_KEY", hide_env_values = true)]
+    pub upstream_api_key: Option<ApiKey>,
+
+    /// Gateway API keys (comma-separated): clients must send one as `Authorization: Bearer KEY`
+    /// (gRPC: `authorization` metadata). With none here or in --api-keys-file, the gateway is
+    /// open.
+    #[arg(
+        long,
+        env = "GATEWAY_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<ApiKey>,
+
+    /// A file of gateway API keys, one per line (`#` starts a comment), added to --api-keys.
+    #[arg(long, env = "GATEWAY_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Whether /health…, /metrics and grpc.health.v1 answer without a key when there are keys.
+    /// The docs (/, /openapi.json, /docs, /redoc) and gRPC reflection are always open.
+    #[arg(long, env = "PUBLIC_HEALTH", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub public_health: bool,
+
+    /// Requests per minute allowed per API key (per client address when there are no keys),
+    /// over HTTP and gRPC together; beyond it, 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "RATE_LIMIT_RPM", default_value_t = 0)]
+    pub rate_limit_rpm: u32,
 
     /// Overall time limit of one completion, in seconds.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 600)]
@@ -137,9 +181,70 @@ pub struct Config {
     #[arg(long, env = "POOL_MAX_IDLE_SECS", default_value_t = 600)]
     pub pool_max_idle_secs: u64,
 
+    /// Most `claude` processes serving requests at once [default: one per 256 MB of available
+    /// memory; each process holds ~200 MB].
+    #[arg(long, env = "MAX_PROCESSES")]
+    pub max_processes: Option<usize>,
+
+    /// Requests that may wait for a free process; beyond that, 429 with Retry-After
+    /// [default: twice --max-processes].
+    #[arg(long, env = "MAX_QUEUE")]
+    pub max_queue: Option<usize>,
+
+    /// How long a request may wait for a free process before a 503, in seconds.
+    #[arg(long, env = "QUEUE_TIMEOUT_SECS", default_value_t = 30)]
+    pub queue_timeout_secs: u64,
+
+    /// Longest silence on the CLI's output before the request fails (504), in seconds.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 120)]
+    pub idle_timeout_secs: u64,
+
+    /// Retries of a run that failed before any output reached the client (spawn failure, the
+    /// CLI exiting early, Anthropic overloaded); never once output has started.
+    #[arg(long, env = "START_RETRIES", default_value_t = 2)]
+    pub start_retries: u32,
+
+    /// Most messages in one request.
+    #[arg(long, env = "MAX_MESSAGES", default_value_t = 2000)]
+    pub max_messages: usize,
+
+    /// Largest prompt in one request, in tokens (counted with tiktoken's cl100k_base: an
+    /// estimate of Claude's count).
+    #[arg(long, env = "MAX_PROMPT_TOKENS", default_value_t = 1_000_000)]
+    pub max_prompt_tokens: usize,
+
+    /// Where sessions are stored: a directory (SQLite file `sessions.db` in it), `sqlite://PATH`,
+    /// or `postgres://…` for a store shared by several replicas
+    /// [default: $XDG_DATA_HOME/claude-gateway, or ~/.local/share/claude-gateway].
+    #[arg(long, env = "SESSION_STORE")]
+    pub session_store: Option<String>,
+
+    /// Sessions idle longer than this expire (404, then purged), in seconds.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+
+    /// Most sessions kept; beyond it the least recently used are purged.
+    #[arg(long, env = "SESSION_MAX_COUNT", default_value_t = 100_000)]
+    pub session_max_count: usize,
+
+    /// Session processes kept alive between turns, so the next turn in a session continues the
+    /// CLI's own conversation instead of replaying the stored history into a new process
+    /// (0 turns it off).
+    #[arg(long, env = "SESSION_PROCESSES", default_value_t = 8)]
+    pub session_processes: usize,
+
+    /// How long a session process waits for the session's next turn, in seconds.
+    #[arg(long, env = "SESSION_PROCESS_IDLE_SECS", default_value_t = 300)]
+    pub session_process_idle_secs: u64,
+
     /// How long in-flight requests may run on after SIGTERM/SIGINT, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// After SIGTERM/SIGINT, keep accepting requests this long with /health/ready answering 503,
+    /// so load balancers stop sending new ones before the listeners close, in seconds.
+    #[arg(long, env = "SHUTDOWN_DELAY_SECS", default_value_t = 0)]
+    pub shutdown_delay_secs: u64,
 
     /// Log format on stderr. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -147,6 +252,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// Parses `args` (the program name first); flags may also follow the subcommand
+    /// (`claude-gateway doctor --claude-bin ./claude`).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Config::command()
+            .mut_args(|a| if a.is_positional() { a } else { a.global(true) })
+            .try_get_matches_from(args)?;
+        Config::from_arg_matches(&matches)
+    }
+
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], self.port.unwrap_or(8000))))
@@ -177,6 +296,8 @@ impl Config {
                 strict_params: self.strict_params,
                 max_image_bytes: self.max_image_bytes,
                 max_images: self.max_images,
+                max_messages: self.max_messages,
+                max_prompt_tokens: self.max_prompt_tokens,
             },
             work_root: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
             extra_env: self.pass_env.clone(),
@@ -191,21 +312,54 @@ impl Config {
                 per_model: self.pool_size.unwrap_or_else(default_pool_size),
                 max_idle: Duration::from_secs(self.pool_max_idle_secs),
             }),
+            limits: self.limits(),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            start_retries: self.start_retries,
+            session_processes: self.session_processes,
+            session_process_idle: Duration::from_secs(self.session_process_idle_secs),
         })
+    }
+
+    /// The session store location, with the default data directory filled in.
+    pub fn session_store(&self) -> String {
+        if let Some(location) = &self.session_store {
+            return location.clone();
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        data.join("claude-gateway").display().to_string()
+    }
+
+    pub fn limits(&self) -> LimitConfig {
+        let max_processes = self
+            .max_processes
+            .unwrap_or_else(|| (available_memory_kb() / (256 * 1024)).max(1) as usize)
+            .max(1);
+        LimitConfig {
+            max_processes,
+            max_queue: self.max_queue.unwrap_or(max_processes * 2),
+            queue_timeout: Duration::from_secs(self.queue_timeout_secs),
+        }
     }
 }
 
 /// Warm processes per model when not configured: one per 4 GB of available memory, at most 2.
 fn default_pool_size() -> usize {
-    let available_kb = std::fs::read_to_string("/proc/meminfo")
+    ((available_memory_kb() / (4 * 1024 * 1024)) as usize).min(2)
+}
+
+/// MemAvailable from /proc/meminfo (0 when unknown).
+fn available_memory_kb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
             m.lines()
                 .find_map(|l| l.strip_prefix("MemAvailable:"))
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         })
-        .unwrap_or(0);
-    ((available_kb / (4 * 1024 * 1024)) as usize).min(2)
+        .unwrap_or(0)
 }
 
 /// A relative path with a directory part (`./bin/claude`) is made absolute now: the CLI is
@@ -234,6 +388,18 @@ mod tests {
         assert_eq!(c.http_addr().to_string(), "127.0.0.1:9000");
         let c = Config::try_parse_from(["claude-gateway", "--strict-params"]).unwrap();
         assert!(c.strict_params);
+    }
+
+    #[test]
+    fn flags_may_follow_the_doctor_subcommand() {
+        let c = Config::try_parse_args(["claude-gateway", "doctor", "--claude-bin", "/x/claude"])
+            .unwrap();
+        assert_eq!(c.command, Some(Command::Doctor));
+        assert_eq!(c.claude_bin, PathBuf::from("/x/claude"));
+        let c = Config::try_parse_args(["claude-gateway", "--claude-bin", "/y", "doctor"]).unwrap();
+        assert_eq!(c.claude_bin, PathBuf::from("/y"));
+        let c = Config::try_parse_args(["claude-gateway", "--port", "9000"]).unwrap();
+        assert_eq!((c.command, c.http_addr().port()), (None, 9000));
     }
 
     #[test]

@@ -10,17 +10,24 @@
 //!   backend used when the façade runs in front of another instance (`--upstream`).
 //! - `http/`: the OpenAI façade: wire types, conversions, SSE transcoder, errors, router.
 //! - `fetch`: remote images downloaded into data URLs, when the operator allows it.
+//! - `access`: gateway API keys and the per-key request rate limit, one decision for both
+//!   protocols.
 //! - `config`: the one clap configuration.
+//! - `metrics`: the Prometheus metrics (`/metrics`) and the gRPC request-id layer; `doctor`: the
+//!   `claude-gateway doctor` checks.
 //!
 //! `run` wires them: one backend (local engine or remote), served on both listeners until
 //! shutdown.
 
+pub mod access;
 pub mod chat;
 pub mod claude;
 pub mod config;
+pub mod doctor;
 pub mod fetch;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod sessions;
 
 use std::future::Future;
@@ -32,17 +39,54 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::ChatBackend;
 use crate::config::Config;
+use crate::sessions::SessionApi;
 
 pub struct Listeners {
     pub http: TcpListener,
     pub grpc: TcpListener,
 }
 
-/// Builds the backend the configuration asks for.
-pub fn backend(config: &Config) -> Result<Arc<dyn ChatBackend>, String> {
-    Ok(match &config.upstream {
-        Some(url) => Arc::new(grpc::remote::RemoteBackend::new(url)?),
-        None => Arc::new(claude::Engine::new(config.engine_config()?)),
+/// What serves requests, on both protocols: completions and session management.
+#[derive(Clone)]
+pub struct Services {
+    pub backend: Arc<dyn ChatBackend>,
+    pub sessions: Arc<dyn SessionApi>,
+    /// Who may use them, and how often: API keys and the rate limit (`access/`).
+    pub access: Arc<access::Access>,
+}
+
+/// Builds what the configuration asks for: the local engine with its session store, or a
+/// remote worker's services (`--upstream`). Needs a tokio runtime (the warm pool starts here).
+pub async fn services(config: &Config) -> Result<Services, String> {
+    let access = Arc::new(access::Access::from_config(config)?);
+    if let Some(url) = &config.upstream {
+        let remote = grpc::remote::RemoteBackend::new(url, config.upstream_api_key.as_ref())?;
+        let sessions = Arc::new(grpc::sessions::RemoteSessions::new(remote.channel()));
+        return Ok(Services {
+            backend: Arc::new(remote),
+            sessions,
+            access,
+        });
+    }
+    let engine = Arc::new(claude::Engine::new(config.engine_config()?));
+    let weak = Arc::downgrade(&engine);
+    metrics::set_load_source(move || weak.upgrade().map(|engine| engine.load()));
+    let engine: Arc<dyn ChatBackend> = engine;
+    let ttl = Duration::from_secs(config.session_ttl_secs.max(1));
+    let store_cfg = sessions::StoreConfig {
+        idle_ttl: Some(ttl),
+        max_connections: None,
+    };
+    let location = config.session_store();
+    let store = sessions::open_store(&location, store_cfg)
+        .await
+        .map_err(|e| format!("cannot open the session store at {location}: {e}"))?;
+    let sessions = sessions::Sessions::new(store);
+    sessions.start_purger(ttl, Some(config.session_max_count));
+    Ok(Services {
+        backend: Arc::new(sessions::SessionBackend::new(engine, sessions.clone())),
+        sessions,
+        access,
     })
 }
 
@@ -51,45 +95,73 @@ pub fn backend(config: &Config) -> Result<Arc<dyn ChatBackend>, String> {
 /// process.
 pub async fn run(
     config: &Config,
-    backend: Arc<dyn ChatBackend>,
+    services: Services,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    // `token`: stop accepting (SIGTERM/SIGINT); `abort`: the grace period is over, cut what
+    // is still running with a final error.
     let token = CancellationToken::new();
+    let abort = CancellationToken::new();
+    // Cancelled the moment shutdown begins: readiness turns false while requests drain.
+    let draining = CancellationToken::new();
     let app = http::router(
         http::AppState {
-            backend: backend.clone(),
+            backend: services.backend.clone(),
+            sessions: services.sessions.clone(),
             started,
+            abort: abort.clone(),
+            draining: draining.clone(),
         },
         config.max_body_bytes,
+        services.access.clone(),
     );
+    // The client address is what the rate limit counts when there are no API keys.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http =
         axum::serve(listeners.http, app).with_graceful_shutdown(token.clone().cancelled_owned());
     let grpc = grpc::serve(
         listeners.grpc,
-        backend,
+        services,
         started,
         token.clone().cancelled_owned(),
+        abort.clone(),
     );
     let trigger = token.clone();
+    let delay = Duration::from_secs(config.shutdown_delay_secs);
     tokio::spawn(async move {
         shutdown.await;
+        draining.cancel();
+        if !delay.is_zero() {
+            // Still accepting, so load balancers see /health/ready fail before we stop.
+            tracing::info!(
+                secs = delay.as_secs(),
+                "shutting down: not ready, still accepting"
+            );
+            tokio::time::sleep(delay).await;
+        }
         tracing::info!("shutting down: no new connections");
         trigger.cancel();
     });
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let servers = async { tokio::join!(http, grpc) };
+    tokio::pin!(servers);
     tokio::select! {
-        (h, g) = servers => {
+        (h, g) = &mut servers => {
             h?;
             g?;
+            return Ok(());
         }
         () = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("shutdown grace period over; cancelling the requests still running");
+            tracing::warn!("shutdown grace period over; ending the requests still running");
+            abort.cancel();
         }
     }
+    // Let the cut streams send their final error event and close; then whatever is left is
+    // dropped with the runtime, and its processes with it.
+    let _ = tokio::time::timeout(Duration::from_secs(2), &mut servers).await;
     Ok(())
 }

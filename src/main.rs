@@ -3,15 +3,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use claude_gateway::config::{Config, LogFormat};
-use claude_gateway::{Listeners, backend, run};
+use claude_gateway::config::{Command, Config, LogFormat};
+use claude_gateway::{Listeners, run, services};
 
 fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
-    let config = Config::parse();
+    let config = Config::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if config.command == Some(Command::Doctor) {
+        return claude_gateway::doctor::main(&config);
+    }
     init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -34,11 +36,11 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let backend = backend(&config).map_err(anyhow::Error::msg)?;
+    let services = services(&config).await.map_err(anyhow::Error::msg)?;
     let http = tokio::net::TcpListener::bind(config.http_addr()).await?;
     let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
-    let health = backend.health().await;
+    let health = services.backend.health().await;
     match (&health.cli, &health.upstream) {
         (Some(cli), _) if cli.found => {
             tracing::info!(path = %cli.path, version = ?cli.version, "claude CLI found")
@@ -56,7 +58,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("claude-gateway listening http={http_addr} grpc={grpc_addr}");
     run(
         &config,
-        backend,
+        services,
         Listeners { http, grpc },
         shutdown_signal(),
     )

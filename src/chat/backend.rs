@@ -17,6 +17,10 @@ use super::types::{
 pub struct RequestContext {
     /// The `x-request-id` of the request, on every log line about it.
     pub request_id: String,
+    /// The session the request continues, once the session layer has put its stored history
+    /// into the request: the engine may then continue a live process of that session instead
+    /// of replaying the history into a new one.
+    pub session: Option<String>,
 }
 
 /// A completion being streamed. Only handed out once the first event is known to come, so a

@@ -20,6 +20,15 @@ pub enum ChatError {
     /// The model id is not in the model map and is not a Claude id (404).
     #[error("{message}")]
     ModelNotFound { message: String },
+    /// The session does not exist or has expired (404).
+    #[error("{message}")]
+    SessionNotFound { message: String },
+    /// Another turn changed the session first (409).
+    #[error("{message}")]
+    SessionConflict { message: String },
+    /// The client sent no gateway API key, or a wrong one (401).
+    #[error("{message}")]
+    Unauthorized { message: String },
     /// The `claude` binary cannot be started (503).
     #[error("{message}")]
     CliNotFound { message: String },
@@ -116,6 +125,9 @@ impl ChatError {
             ChatError::InvalidRequest { code, .. } => code.as_deref(),
             ChatError::PayloadTooLarge { .. } => Some("payload_too_large"),
             ChatError::ModelNotFound { .. } => Some("model_not_found"),
+            ChatError::SessionNotFound { .. } => Some("session_not_found"),
+            ChatError::SessionConflict { .. } => Some("session_conflict"),
+            ChatError::Unauthorized { .. } => Some("invalid_api_key"),
             ChatError::CliNotFound { .. } => Some("cli_not_found"),
             ChatError::RateLimited { .. } => Some("rate_limit_exceeded"),
             ChatError::UpstreamAuth { .. } => Some("upstream_auth_failed"),
@@ -133,7 +145,11 @@ impl ChatError {
         match self {
             ChatError::InvalidRequest { param, .. } => param.as_deref(),
             ChatError::ModelNotFound { .. } => Some("model"),
+            ChatError::SessionNotFound { .. } | ChatError::SessionConflict { .. } => {
+                Some("session_id")
+            }
             ChatError::PayloadTooLarge { .. }
+            | ChatError::Unauthorized { .. }
             | ChatError::CliNotFound { .. }
             | ChatError::RateLimited { .. }
             | ChatError::UpstreamAuth { .. }
@@ -156,6 +172,9 @@ impl ChatError {
         Some(match code {
             Some("payload_too_large") => ChatError::PayloadTooLarge { message },
             Some("model_not_found") => ChatError::ModelNotFound { message },
+            Some("session_not_found") => ChatError::SessionNotFound { message },
+            Some("session_conflict") => ChatError::SessionConflict { message },
+            Some("invalid_api_key") => ChatError::Unauthorized { message },
             Some("cli_not_found") => ChatError::CliNotFound { message },
             Some("rate_limit_exceeded") => ChatError::RateLimited {
                 message,

@@ -153,16 +153,13 @@ pub fn split_messages(
                         input,
                     });
                 }
-                if blocks.is_empty() {
-                    return Err(ChatError::invalid(
-                        format!("`{param}` has neither content nor tool calls."),
-                        format!("{param}.content"),
-                    ));
+                // An empty assistant message (an empty answer) carries nothing to replay.
+                if !blocks.is_empty() {
+                    turns.push(Turn {
+                        role: TurnRole::Assistant,
+                        blocks,
+                    });
                 }
-                turns.push(Turn {
-                    role: TurnRole::Assistant,
-                    blocks,
-                });
             }
         }
     }

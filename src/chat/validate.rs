@@ -21,6 +21,9 @@ pub struct ValidationConfig {
     pub strict_params: bool,
     pub max_image_bytes: usize,
     pub max_images: usize,
+    pub max_messages: usize,
+    /// Largest prompt, in tiktoken (cl100k_base) tokens.
+    pub max_prompt_tokens: usize,
 }
 
 impl Default for ValidationConfig {
@@ -30,6 +33,8 @@ impl Default for ValidationConfig {
             strict_params: false,
             max_image_bytes: 5 * 1024 * 1024,
             max_images: 20,
+            max_messages: 2000,
+            max_prompt_tokens: 1_000_000,
         }
     }
 }
@@ -193,6 +198,29 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
     let (tools, tool_mode) = tools_and_mode(tools, tool_choice, parallel_tool_calls)?;
     let output = output_mode(response_format)?;
 
+    if messages.len() > cfg.max_messages {
+        return Err(ChatError::invalid_with_code(
+            format!(
+                "`messages` has {} messages; this gateway accepts at most {}.",
+                messages.len(),
+                cfg.max_messages
+            ),
+            "messages",
+            "too_many_messages",
+        ));
+    }
+    let prompt_tokens = prompt_tokens(&messages, &tools);
+    if prompt_tokens > cfg.max_prompt_tokens {
+        return Err(ChatError::invalid_with_code(
+            format!(
+                "The prompt is about {prompt_tokens} tokens (counted with tiktoken); this gateway \
+                 accepts at most {}.",
+                cfg.max_prompt_tokens
+            ),
+            "messages",
+            "context_length_exceeded",
+        ));
+    }
     let limits = ImageLimits {
         max_bytes: cfg.max_image_bytes,
         max_count: cfg.max_images,
@@ -225,6 +253,24 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         effort,
         ignored_params,
     })
+}
+
+/// Tokens of every text of the request and of the tool schemas, by tiktoken.
+fn prompt_tokens(messages: &[super::types::Message], tools: &[Tool]) -> usize {
+    let mut total = 0;
+    for m in messages {
+        total += super::tokens::count(&m.joined_text());
+        for call in &m.tool_calls {
+            total += super::tokens::count(&call.arguments);
+        }
+    }
+    for t in tools {
+        total += super::tokens::count(t.description.as_deref().unwrap_or(""));
+        if let Some(p) = &t.parameters {
+            total += super::tokens::count(&p.to_string());
+        }
+    }
+    total
 }
 
 fn tools_and_mode(
@@ -502,6 +548,31 @@ mod tests {
         r.sampling.logprobs = Some(true);
         let err = validate(r, &ValidationConfig::default()).unwrap_err();
         assert_eq!(err.param(), Some("logprobs"));
+    }
+
+    #[test]
+    fn message_count_and_prompt_size_are_limited() {
+        let cfg = ValidationConfig {
+            max_messages: 2,
+            max_prompt_tokens: 5,
+            ..ValidationConfig::default()
+        };
+        let three = req(vec![
+            Message::text(Role::User, "a"),
+            Message::text(Role::Assistant, "b"),
+            Message::text(Role::User, "c"),
+        ]);
+        assert_eq!(
+            validate(three, &cfg).unwrap_err().code(),
+            Some("too_many_messages")
+        );
+        let long = req(vec![Message::text(
+            Role::User,
+            "one two three four five six seven",
+        )]);
+        let err = validate(long, &cfg).unwrap_err();
+        assert_eq!(err.code(), Some("context_length_exceeded"));
+        assert!(err.to_string().contains("at most 5"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,11 +15,13 @@ use tracing::{Instrument, info_span};
 
 use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, Usage};
-use crate::chat::validate::{ValidChatRequest, ValidationConfig, validate};
+use crate::chat::validate::{Block, Turn, TurnRole, ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
 use crate::fetch::{FetchConfig, inline_remote_images};
 
 use super::argv::SpawnSpec;
+use super::limit::{LimitConfig, Limiter};
+use super::live::{self, LiveSessions};
 use super::pool::{Launcher, Pool, PoolConfig};
 use super::probe::CliProbe;
 use super::process::ClaudeProcess;
@@ -63,6 +66,15 @@ pub struct EngineConfig {
     pub fetch: FetchConfig,
     /// Models kept warm and how many processes each; `None` runs every request cold.
     pub pool: Option<PoolSettings>,
+    pub limits: LimitConfig,
+    /// Longest silence on the CLI's stdout before a run is given up (504).
+    pub idle_timeout: Duration,
+    /// Retries of a choice that failed before any output (spawn failure, early exit, 529).
+    pub start_retries: u32,
+    /// Session processes kept alive between turns (0: every turn replays its history).
+    pub session_processes: usize,
+    /// How long a session process waits for its next turn.
+    pub session_process_idle: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +90,8 @@ pub struct Engine {
     probe: CliProbe,
     launcher: Launcher,
     pool: Option<Pool>,
+    limiter: Limiter,
+    live: Option<Arc<LiveSessions>>,
 }
 
 impl Engine {
@@ -108,11 +122,100 @@ impl Engine {
                 launcher.clone(),
             )
         });
+        let live = (cfg.session_processes > 0).then(|| {
+            let live = Arc::new(LiveSessions::new(
+                cfg.session_processes,
+                cfg.session_process_idle,
+            ));
+            let weak = Arc::downgrade(&live);
+            tokio::spawn(async move {
+                while let Some(live) = weak.upgrade() {
+                    live.sweep();
+                    drop(live);
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            });
+            live
+        });
         Engine {
+            live,
+            limiter: Limiter::new(cfg.limits),
             cfg,
             probe,
             launcher,
             pool,
+        }
+    }
+
+    /// Processes serving requests, and requests waiting for one.
+    pub fn load(&self) -> (usize, usize) {
+        (self.limiter.in_use(), self.limiter.queued())
+    }
+
+    /// A turn of a session: continued in the session's live process when it holds exactly this
+    /// conversation, else started like any run (replaying the history); either way the process
+    /// is kept for the next turn if this one ends cleanly.
+    async fn start_in_session(
+        &self,
+        (key, registry): &(String, Arc<LiveSessions>),
+        spec: &SpawnSpec,
+        env: &[(OsString, OsString)],
+        req: &ValidChatRequest,
+    ) -> Result<Run, ChatError> {
+        let fingerprint = live::fingerprint(req, self.cfg.bare);
+        let held = registry.take(key, fingerprint, live::conversation(&req.history));
+        let continued = match held {
+            Some(process) => {
+                tracing::debug!(pid = process.pid(), "continuing the session's live process");
+                Run::continue_turn(process, req, self.cfg.idle_timeout)
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
+        let mut run = match continued {
+            Some(run) => run,
+            None => self.start_choice(spec, env, req).await?,
+        };
+        let registry = registry.clone();
+        let key = key.clone();
+        let mut turns = req.history.clone();
+        turns.push(req.prompt.clone());
+        run.keep_with(Box::new(move |process, reply| {
+            if !reply.is_empty() {
+                turns.push(Turn {
+                    role: TurnRole::Assistant,
+                    blocks: vec![Block::Text(reply)],
+                });
+            }
+            registry.put(key, process, fingerprint, live::conversation(&turns));
+        }));
+        Ok(run)
+    }
+
+    /// Starts one choice, retrying (bounded, with backoff) failures that happened before any
+    /// output: a process that could not start or exited early, an overloaded API.
+    async fn start_choice(
+        &self,
+        spec: &SpawnSpec,
+        env: &[(OsString, OsString)],
+        req: &ValidChatRequest,
+    ) -> Result<Run, ChatError> {
+        let mut attempt = 0;
+        loop {
+            let result = match self.process_for(spec, env) {
+                Ok(process) => Run::start(process, req, self.cfg.idle_timeout).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Err(err) if attempt < self.cfg.start_retries && retryable(&err) => {
+                    attempt += 1;
+                    let pause = Duration::from_millis(250 << attempt.min(4));
+                    tracing::warn!(attempt, error = %err, "retrying a run that failed before any output");
+                    tokio::time::sleep(pause).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -141,7 +244,7 @@ impl Engine {
 
 /// The environment every CLI process gets: the allow-listed variables the gateway has, and the
 /// settings that keep the CLI quiet and quick to fail.
-fn base_env(cfg: &EngineConfig) -> Vec<(OsString, OsString)> {
+pub(crate) fn base_env(cfg: &EngineConfig) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = PASS_ENV
         .iter()
         .copied()
@@ -176,6 +279,7 @@ impl ChatBackend for Engine {
         mut req: ChatRequest,
         ctx: RequestContext,
     ) -> Result<ChatStream, ChatError> {
+        let received = std::time::Instant::now();
         inline_remote_images(&mut req, &self.cfg.fetch).await?;
         let valid = validate(req, &self.cfg.validation)?;
         let timeout = self.cfg.request_timeout;
@@ -194,14 +298,33 @@ impl ChatBackend for Engine {
             effort: valid.effort,
         };
         let env = request_env(&valid);
-        let starts = (0..valid.n).map(|_| {
-            let process = self.process_for(&spec, &env);
-            let valid = &valid;
-            async move { Run::start(process?, valid).await }.instrument(span.clone())
-        });
-        let runs = timeout_at(deadline, futures::future::try_join_all(starts))
+        let permit = timeout_at(deadline, self.limiter.acquire(valid.n))
             .await
             .map_err(|_| ChatError::timeout(timeout))??;
+        let live = ctx
+            .session
+            .clone()
+            .zip(self.live.clone())
+            .filter(|_| live::eligible(&valid));
+        let runs = match &live {
+            Some(session) => {
+                let started = self.start_in_session(session, &spec, &env, &valid);
+                vec![
+                    timeout_at(deadline, started.instrument(span.clone()))
+                        .await
+                        .map_err(|_| ChatError::timeout(timeout))??,
+                ]
+            }
+            None => {
+                let starts = (0..valid.n).map(|_| {
+                    self.start_choice(&spec, &env, &valid)
+                        .instrument(span.clone())
+                });
+                timeout_at(deadline, futures::future::try_join_all(starts))
+                    .await
+                    .map_err(|_| ChatError::timeout(timeout))??
+            }
+        };
         let mut streams: Vec<_> = runs
             .into_iter()
             .enumerate()
@@ -212,6 +335,12 @@ impl ChatBackend for Engine {
         } else {
             merge_choices(streams)
         };
+        let events = crate::metrics::observe_run(events, &meta.model, received);
+        // The permit lives as long as the stream that owns the processes.
+        let events = Box::pin(events.map(move |event| {
+            let _held = &permit;
+            event
+        }));
         Ok(ChatStream { meta, events })
     }
 
@@ -231,6 +360,27 @@ impl ChatBackend for Engine {
             upstream: None,
             warm_processes: self.pool.as_ref().map(Pool::idle_count),
         }
+    }
+}
+
+/// Failures before any output that another attempt may not repeat.
+fn retryable(err: &ChatError) -> bool {
+    match err {
+        ChatError::CliFailed { .. } | ChatError::Overloaded { .. } | ChatError::Internal { .. } => {
+            true
+        }
+        ChatError::InvalidRequest { .. }
+        | ChatError::PayloadTooLarge { .. }
+        | ChatError::ModelNotFound { .. }
+        | ChatError::SessionNotFound { .. }
+        | ChatError::SessionConflict { .. }
+        | ChatError::Unauthorized { .. }
+        | ChatError::CliNotFound { .. }
+        | ChatError::RateLimited { .. }
+        | ChatError::UpstreamAuth { .. }
+        | ChatError::Upstream { .. }
+        | ChatError::Timeout { .. }
+        | ChatError::Unavailable { .. } => false,
     }
 }
 

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tracing::Instrument;
 
 use crate::chat::ChatError;
 
@@ -83,7 +84,8 @@ impl ClaudeProcess {
             return Err(ChatError::internal("child pipes missing"));
         };
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
-        tokio::spawn(drain_stderr(stderr, stderr_tail.clone(), child.id()));
+        // In the run's span: the stderr line it logs carries the request id.
+        tokio::spawn(drain_stderr(stderr, stderr_tail.clone(), child.id()).in_current_span());
         Ok(ClaudeProcess {
             child,
             stdin: Some(stdin),

@@ -14,25 +14,38 @@ use crate::chat::ChatError;
 use crate::chat::types::ChatEvent;
 use crate::chat::validate::ValidChatRequest;
 
-use super::input::run_input;
+use super::input::{run_input, turn_line};
 use super::lines::CliLine;
 use super::process::ClaudeProcess;
 use super::turn::{TurnConfig, TurnOutput, TurnState};
 
+/// What to do with the process when its turn ended cleanly: it is handed over with the text of
+/// the reply (for the live sessions), instead of being killed.
+pub type KeepHook = Box<dyn FnOnce(ClaudeProcess, String) + Send>;
+
 pub struct Run {
     process: ClaudeProcess,
+    keep: Option<KeepHook>,
     state: TurnState,
     pending: VecDeque<TurnOutput>,
+    /// Longest silence on stdout tolerated before the run is given up.
+    idle_timeout: Duration,
 }
 
 impl Run {
     /// Writes the conversation to a fresh process (just spawned or warm) and reads until the
     /// answer has begun (or failed).
-    pub async fn start(process: ClaudeProcess, req: &ValidChatRequest) -> Result<Run, ChatError> {
+    pub async fn start(
+        process: ClaudeProcess,
+        req: &ValidChatRequest,
+        idle_timeout: Duration,
+    ) -> Result<Run, ChatError> {
         let started_at = Instant::now();
+        let mut startup = crate::metrics::StartupTimer::start();
         let input = run_input(req);
         let mut run = Run {
             process,
+            keep: None,
             state: TurnState::new(TurnConfig {
                 history_user_lines: input.history_user_lines,
                 stop: req.stop.clone(),
@@ -42,6 +55,7 @@ impl Run {
                 output: req.output.cli_schema().map(|_| req.output.clone()),
             }),
             pending: VecDeque::new(),
+            idle_timeout,
         };
         // Lines go out back to back (the CLI reads stdin while it starts up and while it
         // handles the MCP handshake); only a replayed user line waits for its acknowledgement.
@@ -51,6 +65,7 @@ impl Run {
                 let before = run.state.unacknowledged_history();
                 while run.state.unacknowledged_history() == before {
                     run.read_into_pending().await?;
+                    startup.line();
                 }
             }
         }
@@ -64,7 +79,38 @@ impl Run {
                 return Ok(run);
             }
             run.read_into_pending().await?;
+            startup.line();
         }
+    }
+
+    /// The next turn in a live process that already holds the conversation (its earlier turns
+    /// and its configuration): only the new user message is written.
+    pub async fn continue_turn(
+        process: ClaudeProcess,
+        req: &ValidChatRequest,
+        idle_timeout: Duration,
+    ) -> Result<Run, ChatError> {
+        let mut run = Run {
+            process,
+            keep: None,
+            state: TurnState::new(TurnConfig {
+                stop: req.stop.clone(),
+                parallel_tools: true,
+                ..TurnConfig::default()
+            }),
+            pending: VecDeque::new(),
+            idle_timeout,
+        };
+        run.write(&turn_line(&req.prompt, true)).await?;
+        while run.pending.is_empty() {
+            run.read_into_pending().await?;
+        }
+        Ok(run)
+    }
+
+    /// Keep the process with `hook` if the turn ends cleanly (on its `result`).
+    pub fn keep_with(&mut self, hook: KeepHook) {
+        self.keep = Some(hook);
     }
 
     async fn write(&mut self, line: &str) -> Result<(), ChatError> {
@@ -91,7 +137,15 @@ impl Run {
 
     /// Reads and decodes one stdout line; stdin answers are written here, not returned.
     async fn read_one(&mut self) -> Result<Vec<TurnOutput>, ChatError> {
-        let Some(line) = self.process.next_line().await else {
+        let line = tokio::time::timeout(self.idle_timeout, self.process.next_line())
+            .await
+            .map_err(|_| ChatError::Timeout {
+                message: format!(
+                    "The claude CLI produced no output for {} s.",
+                    self.idle_timeout.as_secs()
+                ),
+            })?;
+        let Some(line) = line else {
             let report = self.process.exit_report().await;
             return Err(ChatError::cli_failed(format!(
                 "The claude CLI exited before finishing its answer: {report}"
@@ -121,17 +175,13 @@ impl Run {
     ) -> BoxStream<'static, Result<ChatEvent, ChatError>> {
         let stream = async_stream::stream! {
             yield Ok(ChatEvent::Role { index });
-            loop {
+            let (reason, usage) = 'run: loop {
                 while let Some(output) = self.pending.pop_front() {
                     match output {
                         TurnOutput::Started | TurnOutput::Write(_) => {}
                         TurnOutput::Text(text) => yield Ok(ChatEvent::Text { index, text }),
                         TurnOutput::ToolCall(call) => yield Ok(ChatEvent::ToolCall { index, call }),
-                        TurnOutput::Finished { reason, usage } => {
-                            yield Ok(ChatEvent::Finish { index, reason });
-                            yield Ok(ChatEvent::Usage(usage));
-                            return;
-                        }
+                        TurnOutput::Finished { reason, usage } => break 'run (reason, usage),
                         TurnOutput::Failed(err) => {
                             yield Err(err);
                             return;
@@ -149,7 +199,16 @@ impl Run {
                         return;
                     }
                 }
+            };
+            yield Ok(ChatEvent::Finish { index, reason });
+            // Handed over before the usage (the last event), so the next turn finds it.
+            let Run { process, keep, state, .. } = self;
+            if let Some(keep) = keep
+                && state.ended_on_result()
+            {
+                keep(process, state.emitted_text().to_string());
             }
+            yield Ok(ChatEvent::Usage(usage));
         };
         Box::pin(stream)
     }

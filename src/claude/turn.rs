@@ -67,6 +67,7 @@ pub struct TurnState {
     structured: Option<String>,
     structured_done: bool,
     nudged: bool,
+    ended_on_result: bool,
     /// Usage summed from the stream events, for turns cut before their `result`.
     stream_usage: ApiTotals,
     /// Output produced so far, for an estimate when the API reported no output count.
@@ -96,6 +97,7 @@ impl TurnState {
             structured: None,
             structured_done: false,
             nudged: false,
+            ended_on_result: false,
             stream_usage: ApiTotals::default(),
             emitted: String::new(),
             last_retry: None,
@@ -104,6 +106,17 @@ impl TurnState {
 
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Whether the turn ended on the CLI's own `result` (the process is then idle and keeps a
+    /// consistent conversation), not cut short by the gateway.
+    pub fn ended_on_result(&self) -> bool {
+        self.ended_on_result
+    }
+
+    /// All text emitted so far.
+    pub fn emitted_text(&self) -> &str {
+        &self.emitted
     }
 
     /// How many replayed history lines have not been acknowledged by their `result` yet.
@@ -371,6 +384,7 @@ impl TurnState {
             .unwrap_or_else(|| self.usage_from_stream());
         usage.cost_usd = result.total_cost_usd.unwrap_or(0.0);
         self.done = true;
+        self.ended_on_result = true;
         out.push(TurnOutput::Finished { reason, usage });
     }
 

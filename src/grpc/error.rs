@@ -13,6 +13,9 @@ fn code_of(err: &ChatError) -> Code {
         ChatError::InvalidRequest { .. } => Code::InvalidArgument,
         ChatError::PayloadTooLarge { .. } => Code::InvalidArgument,
         ChatError::ModelNotFound { .. } => Code::NotFound,
+        ChatError::SessionNotFound { .. } => Code::NotFound,
+        ChatError::SessionConflict { .. } => Code::Aborted,
+        ChatError::Unauthorized { .. } => Code::Unauthenticated,
         ChatError::CliNotFound { .. } => Code::Unavailable,
         ChatError::RateLimited { .. } => Code::ResourceExhausted,
         ChatError::UpstreamAuth { .. } => Code::Internal,
@@ -74,6 +77,7 @@ pub fn from_status(status: &Status) -> ChatError {
             retry_after,
         },
         Code::NotFound => ChatError::ModelNotFound { message },
+        Code::Unauthenticated => ChatError::Unauthorized { message },
         _ => ChatError::Internal {
             message: format!("upstream gateway: {message}"),
         },
@@ -97,6 +101,15 @@ mod tests {
                 message: "big".into(),
             },
             ChatError::model_not_found("gpt-9"),
+            ChatError::SessionNotFound {
+                message: "s".into(),
+            },
+            ChatError::SessionConflict {
+                message: "c".into(),
+            },
+            ChatError::Unauthorized {
+                message: "k".into(),
+            },
             ChatError::cli_not_found("claude", "not found"),
             ChatError::RateLimited {
                 message: "slow".into(),

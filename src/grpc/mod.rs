@@ -7,13 +7,10 @@ pub mod error;
 pub mod pb;
 pub mod remote;
 pub mod service;
-
-use std::sync::Arc;
+pub mod sessions;
 
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
-
-use crate::chat::ChatBackend;
 
 pub const CHAT_SERVICE_NAME: &str = "claude_gateway.v1.ChatService";
 pub const MODEL_SERVICE_NAME: &str = "claude_gateway.v1.ModelService";
@@ -22,10 +19,16 @@ pub const MODEL_SERVICE_NAME: &str = "claude_gateway.v1.ModelService";
 /// backend: the chat service is NOT_SERVING while the backend is not ready (checked every 15 s).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    backend: Arc<dyn ChatBackend>,
+    services: crate::Services,
     started: i64,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    abort: tokio_util::sync::CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let crate::Services {
+        backend,
+        sessions,
+        access,
+    } = services;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let watched = backend.clone();
     let health_task = tokio::spawn(async move {
@@ -52,13 +55,20 @@ pub async fn serve(
             tracing::error!("reflection: {e}");
             e
         });
+    // Keys and the rate limit, in front of every service (`access/grpc.rs`).
     let mut router = Server::builder()
+        // Outermost: request ids and metrics for every call, refused ones included.
+        .layer(crate::metrics::GrpcLayer)
+        .layer(crate::access::grpc::AccessLayer::new(access))
         .add_service(health_service)
         .add_service(pb::chat_service_server::ChatServiceServer::new(
-            service::ChatGrpc::new(backend.clone()),
+            service::ChatGrpc::new(backend.clone(), abort),
         ))
         .add_service(pb::model_service_server::ModelServiceServer::new(
             service::ModelGrpc::new(backend, started),
+        ))
+        .add_service(pb::session_service_server::SessionServiceServer::new(
+            sessions::SessionGrpc::new(sessions),
         ));
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);

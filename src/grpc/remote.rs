@@ -1,10 +1,12 @@
 //! A `ChatBackend` that is another gateway's gRPC port (`--upstream`): the HTTP façade then runs
 //! no CLI itself. Domain requests go out as protobuf, statuses come back as the same
-//! `ChatError`s the worker raised (see `error.rs`), and the request id travels as metadata.
+//! `ChatError`s the worker raised (see `error.rs`), and the request id travels as metadata, as
+//! does `--upstream-api-key` when the worker wants a key.
 
 use futures::StreamExt;
-use tonic::Request;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -12,29 +14,51 @@ use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatCompletion, ChatRequest, CompletionMeta};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
 
+use crate::access::{ApiKey, UpstreamKey};
+
 use super::convert;
-use super::error::from_status;
 use super::pb;
 use super::pb::chat_service_client::ChatServiceClient;
 use super::pb::model_service_client::ModelServiceClient;
 
+/// The connection to the worker; every call on it carries `--upstream-api-key`.
+pub type WorkerChannel = InterceptedService<Channel, UpstreamKey>;
+
+/// A worker's status as the façade's error. The worker refusing the façade's own key is the
+/// façade's misconfiguration, not the client's fault: a 502, not the worker's 401.
+pub fn from_status(status: &Status) -> ChatError {
+    match super::error::from_status(status) {
+        ChatError::Unauthorized { .. } => ChatError::UpstreamAuth {
+            message: "The upstream gateway refused this gateway's API key: set \
+                      --upstream-api-key (UPSTREAM_API_KEY) to one of the worker's --api-keys."
+                .into(),
+        },
+        other => other,
+    }
+}
+
 pub struct RemoteBackend {
     target: String,
-    channel: Channel,
+    channel: WorkerChannel,
 }
 
 impl RemoteBackend {
     /// Connects lazily: a worker that is not up yet is an `Unavailable` per request, not a
     /// startup failure.
-    pub fn new(target: &str) -> Result<Self, String> {
+    pub fn new(target: &str, api_key: Option<&ApiKey>) -> Result<Self, String> {
         let endpoint = Endpoint::from_shared(target.to_string())
             .map_err(|e| format!("invalid --upstream `{target}`: {e}"))?
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true);
         Ok(RemoteBackend {
             target: target.to_string(),
-            channel: endpoint.connect_lazy(),
+            channel: InterceptedService::new(endpoint.connect_lazy(), UpstreamKey::new(api_key)?),
         })
+    }
+
+    /// The connection to the worker, shared with its other services.
+    pub fn channel(&self) -> WorkerChannel {
+        self.channel.clone()
     }
 
     fn request<T>(message: T, ctx: &RequestContext) -> Request<T> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::chat::{ChatBackend, RequestContext};
@@ -22,17 +23,26 @@ fn context<T>(req: &Request<T>) -> RequestContext {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    RequestContext { request_id }
+    RequestContext {
+        request_id,
+        session: None,
+    }
 }
 
 pub struct ChatGrpc {
     backend: Arc<dyn ChatBackend>,
+    /// Cancelled when the shutdown grace period is over.
+    abort: CancellationToken,
 }
 
 impl ChatGrpc {
-    pub fn new(backend: Arc<dyn ChatBackend>) -> Self {
-        ChatGrpc { backend }
+    pub fn new(backend: Arc<dyn ChatBackend>, abort: CancellationToken) -> Self {
+        ChatGrpc { backend, abort }
     }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("The gateway is shutting down; this answer was cut short.")
 }
 
 #[tonic::async_trait]
@@ -44,11 +54,10 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         let ctx = context(&request);
         let pb::CreateChatCompletionRequest { params } = request.into_inner();
         let req = convert::chat_request(params).map_err(|e| to_status(&e))?;
-        let completion = self
-            .backend
-            .complete(req, ctx)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let completion = tokio::select! {
+            completion = self.backend.complete(req, ctx) => completion.map_err(|e| to_status(&e))?,
+            () = self.abort.cancelled() => return Err(shutting_down()),
+        };
         Ok(Response::new(convert::completion_to_pb(completion)))
     }
 
@@ -68,15 +77,31 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
             .await
             .map_err(|e| to_status(&e))?;
         let meta = stream.meta;
-        let mut first = true;
-        let out = stream.events.map(move |item| match item {
-            Ok(event) => {
-                let message = convert::event_to_pb(&meta, event, first);
-                first = false;
-                Ok(message)
+        let mut events = stream.events;
+        let abort = self.abort.clone();
+        let out = async_stream::stream! {
+            let mut first = true;
+            loop {
+                let item = tokio::select! {
+                    item = events.next() => item,
+                    () = abort.cancelled() => {
+                        yield Err(shutting_down());
+                        break;
+                    }
+                };
+                match item {
+                    Some(Ok(event)) => {
+                        yield Ok(convert::event_to_pb(&meta, event, first));
+                        first = false;
+                    }
+                    Some(Err(err)) => {
+                        yield Err(to_status(&err));
+                        break;
+                    }
+                    None => break,
+                }
             }
-            Err(err) => Err(to_status(&err)),
-        });
+        };
         Ok(Response::new(Box::pin(out)))
     }
 }

@@ -5,9 +5,10 @@
 use serde_json::Value;
 
 use crate::chat::ChatError;
+use crate::chat::message_json::{self, field, string_field};
 use crate::chat::types::{
-    ChatCompletion, ChatRequest, ContentPart, ImageDetail, JsonSchemaFormat, Message,
-    ResponseFormat, Role, SamplingParams, Tool, ToolCall, ToolChoice, Usage,
+    ChatCompletion, ChatRequest, JsonSchemaFormat, ResponseFormat, SamplingParams, Tool,
+    ToolChoice, Usage,
 };
 
 use super::openai::{self, KNOWN_UNUSED_FIELDS};
@@ -17,6 +18,8 @@ use super::openai::{self, KNOWN_UNUSED_FIELDS};
 pub struct StreamMode {
     pub stream: bool,
     pub include_usage: bool,
+    /// The request used the legacy `functions`: answer with `function_call`, one call at most.
+    pub legacy_functions: bool,
 }
 
 pub fn chat_request(
@@ -56,12 +59,14 @@ pub fn chat_request(
     let messages = messages
         .into_iter()
         .enumerate()
-        .map(|(i, m)| message(i, m))
+        .map(|(i, m)| message_json::parse_message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
     let mut parsed_tools = match tools {
         Some(v) if !v.is_null() => parse_tools(v, "tools")?,
         _ => Vec::new(),
     };
+    let legacy_functions =
+        parsed_tools.is_empty() && functions.as_ref().is_some_and(|v| !v.is_null());
     if let Some(v) = functions.filter(|v| !v.is_null()) {
         // Legacy `functions` are tools without the wrapper.
         let wrapped = match v {
@@ -84,6 +89,19 @@ pub fn chat_request(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    // Audio output cannot be produced at all: refused rather than silently answered as text.
+    let wants_audio = extra.get("audio").is_some_and(|v| !v.is_null())
+        || extra
+            .get("modalities")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|x| x == "audio"));
+    if wants_audio {
+        return Err(ChatError::invalid_with_code(
+            "Claude cannot produce audio output through this gateway; ask for text only.",
+            "modalities",
+            "unsupported_parameter",
+        ));
+    }
     let other: Vec<String> = extra
         .iter()
         .filter(|(k, v)| KNOWN_UNUSED_FIELDS.contains(&k.as_str()) && !v.is_null())
@@ -98,7 +116,12 @@ pub fn chat_request(
         messages,
         tools: parsed_tools,
         tool_choice,
-        parallel_tool_calls,
+        // A legacy function call is one call.
+        parallel_tool_calls: if legacy_functions {
+            Some(false)
+        } else {
+            parallel_tool_calls
+        },
         response_format: match response_format {
             Some(v) if !v.is_null() => parse_response_format(&v)?,
             _ => ResponseFormat::Text,
@@ -147,222 +170,9 @@ pub fn chat_request(
         StreamMode {
             stream,
             include_usage: stream && include_usage,
+            legacy_functions,
         },
     ))
-}
-
-fn field<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
-}
-
-fn string_field(obj: &Value, key: &str, path: &str) -> Result<Option<String>, ChatError> {
-    match field(obj, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ChatError::invalid(
-            format!("`{path}.{key}` must be a string."),
-            format!("{path}.{key}"),
-        )),
-    }
-}
-
-fn message(i: usize, value: Value) -> Result<Message, ChatError> {
-    let path = format!("messages[{i}]");
-    if !value.is_object() {
-        return Err(ChatError::invalid(
-            format!("`{path}` must be an object with a `role`."),
-            path,
-        ));
-    }
-    let role = match string_field(&value, "role", &path)?.as_deref() {
-        Some("system") => Role::System,
-        Some("developer") => Role::Developer,
-        Some("user") => Role::User,
-        Some("assistant") => Role::Assistant,
-        Some("tool" | "function") => Role::Tool,
-        Some(other) => {
-            return Err(ChatError::invalid(
-                format!(
-                    "`{path}.role` must be one of system, developer, user, assistant, tool; got \
-                     `{other}`."
-                ),
-                format!("{path}.role"),
-            ));
-        }
-        None => {
-            return Err(ChatError::invalid(
-                format!("`{path}.role` is required."),
-                format!("{path}.role"),
-            ));
-        }
-    };
-    let legacy_function = value.get("role").and_then(Value::as_str) == Some("function");
-    let content = match field(&value, "content") {
-        None if role == Role::Assistant => Vec::new(),
-        None => {
-            return Err(ChatError::invalid(
-                format!(
-                    "`{path}.content` is required for {} messages.",
-                    role.as_str()
-                ),
-                format!("{path}.content"),
-            ));
-        }
-        Some(c) => content_parts(c, &format!("{path}.content"))?,
-    };
-    let name = string_field(&value, "name", &path)?;
-    let mut tool_calls = match field(&value, "tool_calls") {
-        None => Vec::new(),
-        Some(Value::Array(calls)) => calls
-            .iter()
-            .enumerate()
-            .map(|(j, c)| tool_call(c, &format!("{path}.tool_calls[{j}]")))
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ChatError::invalid(
-                format!("`{path}.tool_calls` must be an array."),
-                format!("{path}.tool_calls"),
-            ));
-        }
-    };
-    if let Some(call) = field(&value, "function_call") {
-        // Legacy single function call; it has no id, so one is derived from its position.
-        let mut parsed = function_of(call, &format!("{path}.function_call"))?;
-        parsed.id = format!("call_legacy_{i}");
-        tool_calls.push(parsed);
-    }
-    let tool_call_id = if legacy_function {
-        Some(format!("call_legacy_{}", i.saturating_sub(1)))
-    } else {
-        string_field(&value, "tool_call_id", &path)?
-    };
-    if role == Role::Tool && tool_call_id.is_none() {
-        return Err(ChatError::invalid(
-            format!("`{path}.tool_call_id` is required for tool messages."),
-            format!("{path}.tool_call_id"),
-        ));
-    }
-    Ok(Message {
-        role,
-        content,
-        name,
-        tool_calls,
-        tool_call_id,
-    })
-}
-
-fn content_parts(content: &Value, path: &str) -> Result<Vec<ContentPart>, ChatError> {
-    match content {
-        Value::String(s) => Ok(vec![ContentPart::Text(s.clone())]),
-        Value::Array(parts) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| content_part(p, &format!("{path}[{j}]")))
-            .collect(),
-        _ => Err(ChatError::invalid(
-            format!("`{path}` must be a string or an array of content parts."),
-            path,
-        )),
-    }
-}
-
-fn content_part(part: &Value, path: &str) -> Result<ContentPart, ChatError> {
-    match part.get("type").and_then(Value::as_str) {
-        Some("text") => match field(part, "text") {
-            Some(Value::String(t)) => Ok(ContentPart::Text(t.clone())),
-            _ => Err(ChatError::invalid(
-                format!("`{path}.text` must be a string."),
-                format!("{path}.text"),
-            )),
-        },
-        Some("refusal") => Ok(ContentPart::Text(
-            string_field(part, "refusal", path)?.unwrap_or_default(),
-        )),
-        Some("image_url") => {
-            let image = field(part, "image_url").ok_or_else(|| {
-                ChatError::invalid(
-                    format!("`{path}.image_url` is required."),
-                    format!("{path}.image_url"),
-                )
-            })?;
-            let (url, detail) = match image {
-                Value::String(url) => (url.clone(), None),
-                obj => (
-                    string_field(obj, "url", &format!("{path}.image_url"))?.ok_or_else(|| {
-                        ChatError::invalid(
-                            format!("`{path}.image_url.url` is required."),
-                            format!("{path}.image_url.url"),
-                        )
-                    })?,
-                    string_field(obj, "detail", &format!("{path}.image_url"))?,
-                ),
-            };
-            let detail = match detail.as_deref() {
-                None => ImageDetail::Unspecified,
-                Some("auto") => ImageDetail::Auto,
-                Some("low") => ImageDetail::Low,
-                Some("high") => ImageDetail::High,
-                Some(other) => {
-                    return Err(ChatError::invalid(
-                        format!(
-                            "`{path}.image_url.detail` must be auto, low or high; got `{other}`."
-                        ),
-                        format!("{path}.image_url.detail"),
-                    ));
-                }
-            };
-            Ok(ContentPart::ImageUrl { url, detail })
-        }
-        Some(other @ ("input_audio" | "file")) => Err(ChatError::invalid_with_code(
-            format!(
-                "Content parts of type `{other}` are not supported by Claude through this gateway; send text or images."
-            ),
-            format!("{path}.type"),
-            "unsupported_content_type",
-        )),
-        Some(other) => Err(ChatError::invalid(
-            format!("`{path}.type` must be text or image_url; got `{other}`."),
-            format!("{path}.type"),
-        )),
-        None => Err(ChatError::invalid(
-            format!("`{path}.type` is required."),
-            format!("{path}.type"),
-        )),
-    }
-}
-
-fn tool_call(call: &Value, path: &str) -> Result<ToolCall, ChatError> {
-    let id = string_field(call, "id", path)?.ok_or_else(|| {
-        ChatError::invalid(format!("`{path}.id` is required."), format!("{path}.id"))
-    })?;
-    let function = field(call, "function").ok_or_else(|| {
-        ChatError::invalid(
-            format!("`{path}.function` is required."),
-            format!("{path}.function"),
-        )
-    })?;
-    let mut parsed = function_of(function, &format!("{path}.function"))?;
-    parsed.id = id;
-    Ok(parsed)
-}
-
-fn function_of(function: &Value, path: &str) -> Result<ToolCall, ChatError> {
-    let name = string_field(function, "name", path)?.ok_or_else(|| {
-        ChatError::invalid(
-            format!("`{path}.name` is required."),
-            format!("{path}.name"),
-        )
-    })?;
-    let arguments = match field(function, "arguments") {
-        None => "{}".to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    Ok(ToolCall {
-        id: String::new(),
-        name,
-        arguments,
-    })
 }
 
 fn parse_tools(value: Value, path: &str) -> Result<Vec<Tool>, ChatError> {
@@ -496,7 +306,9 @@ pub fn usage(u: &Usage) -> openai::CompletionUsage {
     }
 }
 
-pub fn completion(c: ChatCompletion) -> openai::ChatCompletion {
+/// The OpenAI `chat.completion`; with `legacy_functions` a call is `message.function_call`
+/// and the finish reason `function_call`.
+pub fn completion(c: ChatCompletion, legacy_functions: bool) -> openai::ChatCompletion {
     let ChatCompletion {
         meta,
         choices,
@@ -509,27 +321,38 @@ pub fn completion(c: ChatCompletion) -> openai::ChatCompletion {
         model: meta.model,
         choices: choices
             .into_iter()
-            .map(|c| openai::Choice {
-                index: c.index,
-                message: openai::AssistantMessage {
-                    role: "assistant",
-                    content: c.content,
-                    refusal: None,
-                    tool_calls: c
-                        .tool_calls
-                        .into_iter()
-                        .map(|t| openai::ToolCall {
-                            id: t.id,
-                            kind: "function",
-                            function: openai::FunctionCall {
-                                name: t.name,
-                                arguments: t.arguments,
-                            },
-                        })
-                        .collect(),
-                },
-                finish_reason: c.finish_reason.as_str(),
-                logprobs: None,
+            .map(|c| {
+                let mut tool_calls: Vec<openai::ToolCall> = c
+                    .tool_calls
+                    .into_iter()
+                    .map(|t| openai::ToolCall {
+                        id: t.id,
+                        kind: "function",
+                        function: openai::FunctionCall {
+                            name: t.name,
+                            arguments: t.arguments,
+                        },
+                    })
+                    .collect();
+                let mut finish_reason = c.finish_reason.as_str();
+                let function_call = if legacy_functions && !tool_calls.is_empty() {
+                    finish_reason = "function_call";
+                    Some(tool_calls.remove(0).function)
+                } else {
+                    None
+                };
+                openai::Choice {
+                    index: c.index,
+                    message: openai::AssistantMessage {
+                        role: "assistant",
+                        content: c.content,
+                        refusal: None,
+                        tool_calls,
+                        function_call,
+                    },
+                    finish_reason,
+                    logprobs: None,
+                }
             })
             .collect(),
         usage: usage(&u),
@@ -563,7 +386,8 @@ mod tests {
             mode,
             StreamMode {
                 stream: true,
-                include_usage: true
+                include_usage: true,
+                legacy_functions: false
             }
         );
         assert_eq!(req.messages.len(), 2);

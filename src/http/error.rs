@@ -29,6 +29,9 @@ pub fn status_and_type(err: &ChatError) -> (StatusCode, &'static str) {
             (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error")
         }
         ChatError::ModelNotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error"),
+        ChatError::SessionNotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error"),
+        ChatError::SessionConflict { .. } => (StatusCode::CONFLICT, "invalid_request_error"),
+        ChatError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "invalid_request_error"),
         ChatError::CliNotFound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
         ChatError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
         ChatError::UpstreamAuth { .. } => (StatusCode::BAD_GATEWAY, "server_error"),
@@ -70,6 +73,12 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if let ChatError::Unauthorized { .. } = &self.0 {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -24,8 +24,20 @@ use super::sse::ChunkTranscoder;
 #[derive(Clone)]
 pub struct AppState {
     pub backend: Arc<dyn ChatBackend>,
+    pub sessions: Arc<dyn crate::sessions::SessionApi>,
     /// When the process started (Unix seconds): the `created` of every model.
     pub started: i64,
+    /// Cancelled when the shutdown grace period is over: what is still running ends with an
+    /// error (a final in-stream event when streaming).
+    pub abort: tokio_util::sync::CancellationToken,
+    /// Cancelled as soon as shutdown begins: `/health/ready` answers 503 from then on.
+    pub draining: tokio_util::sync::CancellationToken,
+}
+
+fn shutting_down() -> ChatError {
+    ChatError::Unavailable {
+        message: "The gateway is shutting down; this answer was cut short.".into(),
+    }
 }
 
 pub const IGNORED_PARAMS_HEADER: &str = "x-ignored-params";
@@ -37,6 +49,7 @@ fn request_context(headers: &HeaderMap) -> RequestContext {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string(),
+        session: None,
     }
 }
 
@@ -78,6 +91,7 @@ pub async fn chat_completions(
     headers: HeaderMap,
     OpenAiJson(body): OpenAiJson<openai::ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
+    crate::metrics::note_model(&body.model);
     let ctx = request_context(&headers);
     let session = headers
         .get("x-session-id")
@@ -85,18 +99,29 @@ pub async fn chat_completions(
         .map(str::to_string);
     let (request, mode) = convert::chat_request(body, session)?;
     if !mode.stream {
-        let completion = state.backend.complete(request, ctx).await?;
+        let completion = tokio::select! {
+            completion = state.backend.complete(request, ctx) => completion?,
+            () = state.abort.cancelled() => return Err(ApiError(shutting_down())),
+        };
         let ignored = completion.meta.ignored_params.clone();
-        let mut response = Json(convert::completion(completion)).into_response();
+        let mut response =
+            Json(convert::completion(completion, mode.legacy_functions)).into_response();
         set_ignored(&mut response, &ignored);
         return Ok(response);
     }
     let stream = state.backend.stream(request, ctx).await?;
     let ignored = stream.meta.ignored_params.clone();
-    let mut transcoder = ChunkTranscoder::new(stream.meta, mode.include_usage);
+    let mut transcoder = ChunkTranscoder::new(stream.meta, mode.include_usage)
+        .legacy_functions(mode.legacy_functions);
     let mut events = stream.events;
+    let abort = state.abort.clone();
     let body = async_stream::stream! {
-        while let Some(item) = events.next().await {
+        loop {
+            let item = tokio::select! {
+                item = events.next() => item,
+                () = abort.cancelled() => Some(Err(shutting_down())),
+            };
+            let Some(item) = item else { break };
             match item {
                 Ok(event) => {
                     if let Some(data) = transcoder.push(event) {
@@ -213,6 +238,36 @@ pub async fn health(State(state): State<AppState>) -> Response {
         "warm_processes": health.warm_processes,
     });
     (status, Json(body)).into_response()
+}
+
+/// Liveness: the process is up and answering; 200 whatever the CLI's state.
+pub async fn health_live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// Readiness: 200 when completions can be served now; 503 with the reasons while the CLI is
+/// missing (or the remote worker is not serving) or the gateway is draining for shutdown.
+pub async fn health_ready(State(state): State<AppState>) -> Response {
+    let mut reasons = Vec::new();
+    if state.draining.is_cancelled() {
+        reasons.push("draining: the gateway is shutting down".to_string());
+    }
+    let health = state.backend.health().await;
+    if !health.ready {
+        reasons.push(match (&health.cli, &health.upstream) {
+            (Some(cli), _) => format!(
+                "claude CLI not usable: {}",
+                cli.error.as_deref().unwrap_or("no version")
+            ),
+            (None, Some(upstream)) => format!("upstream not serving: {upstream}"),
+            (None, None) => "backend not ready".to_string(),
+        });
+    }
+    if reasons.is_empty() {
+        return Json(json!({ "status": "ready" })).into_response();
+    }
+    let body = json!({ "status": "not_ready", "reasons": reasons });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 #[utoipa::path(

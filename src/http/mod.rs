@@ -6,6 +6,7 @@ pub mod docs;
 pub mod error;
 pub mod handlers;
 pub mod openai;
+pub mod sessions;
 pub mod sse;
 
 use axum::Router;
@@ -18,19 +19,39 @@ use tower_http::trace::TraceLayer;
 pub use handlers::AppState;
 
 /// The whole HTTP API over `state`'s backend.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(
+    state: AppState,
+    max_body_bytes: usize,
+    access: std::sync::Arc<crate::access::Access>,
+) -> Router {
     Router::new()
         .route("/", get(handlers::index))
         .route("/health", get(handlers::health))
+        .route("/health/live", get(handlers::health_live))
+        .route("/health/ready", get(handlers::health_ready))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/v1/models", get(handlers::list_models))
         .route("/v1/models/{id}", get(handlers::get_model))
         .route("/v1/chat/completions", post(handlers::chat_completions))
+        .route("/v1/sessions", post(sessions::create).get(sessions::list))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::delete),
+        )
+        .route("/v1/sessions/{id}/clear", post(sessions::clear))
         .merge(docs::routes())
         .fallback(|| async { handlers::no_route(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             handlers::no_route(StatusCode::METHOD_NOT_ALLOWED)
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Inside the request-id and trace layers, so refusals carry an id and are traced.
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::access::http::guard,
+        ))
+        // Outside the access guard, so refusals are counted too; under the route template.
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let id = req

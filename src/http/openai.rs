@@ -128,10 +128,11 @@ pub struct StreamOptions {
 /// OpenAI request fields that exist but have no effect here; when sent (non-null) they are
 /// reported in `x-ignored-params`. Fields not in this list and not above are silently ignored.
 pub const KNOWN_UNUSED_FIELDS: &[&str] = &[
-    "audio",
     "modalities",
+    "moderation",
     "prediction",
     "prompt_cache_key",
+    "prompt_cache_options",
     "prompt_cache_retention",
     "safety_identifier",
     "service_tier",
@@ -179,6 +180,9 @@ pub struct AssistantMessage {
     /// Only when Claude called functions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// The call, for requests that used the legacy `functions` (instead of `tool_calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<FunctionCall>,
 }
 
 /// One function call.
@@ -287,6 +291,9 @@ pub struct ChunkDelta {
     pub content: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ChunkToolCall>,
+    /// Pieces of the call, for requests that used the legacy `functions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<ChunkFunction>,
 }
 
 /// A piece of a function call: the first one of a call has its `id`, `type` and `name`, the

@@ -3,7 +3,7 @@
 //! what it returns into SSE frames and appends `[DONE]`.
 
 use crate::chat::ChatError;
-use crate::chat::types::{ChatEvent, CompletionMeta};
+use crate::chat::types::{ChatEvent, CompletionMeta, FinishReason};
 
 use super::convert::usage;
 use super::error::error_body;
@@ -14,6 +14,8 @@ use super::openai::{
 pub struct ChunkTranscoder {
     meta: CompletionMeta,
     include_usage: bool,
+    /// Calls go out as the legacy `delta.function_call`.
+    legacy_functions: bool,
 }
 
 impl ChunkTranscoder {
@@ -21,7 +23,14 @@ impl ChunkTranscoder {
         ChunkTranscoder {
             meta,
             include_usage,
+            legacy_functions: false,
         }
+    }
+
+    /// For requests that used the legacy `functions`.
+    pub fn legacy_functions(mut self, on: bool) -> Self {
+        self.legacy_functions = on;
+        self
     }
 
     /// The chunks (as JSON text) for one event; usage is sent only when the client asked.
@@ -32,7 +41,7 @@ impl ChunkTranscoder {
                 ChunkDelta {
                     role: Some("assistant"),
                     content: Some(String::new()),
-                    tool_calls: Vec::new(),
+                    ..ChunkDelta::default()
                 },
                 None,
             ),
@@ -40,6 +49,17 @@ impl ChunkTranscoder {
                 index,
                 ChunkDelta {
                     content: Some(text),
+                    ..ChunkDelta::default()
+                },
+                None,
+            ),
+            ChatEvent::ToolCall { index, call } if self.legacy_functions => self.chunk(
+                index,
+                ChunkDelta {
+                    function_call: Some(ChunkFunction {
+                        name: call.name,
+                        arguments: call.arguments,
+                    }),
                     ..ChunkDelta::default()
                 },
                 None,
@@ -64,7 +84,11 @@ impl ChunkTranscoder {
                 )
             }
             ChatEvent::Finish { index, reason } => {
-                self.chunk(index, ChunkDelta::default(), Some(reason.as_str()))
+                let reason = match reason {
+                    FinishReason::ToolCalls if self.legacy_functions => "function_call",
+                    other => other.as_str(),
+                };
+                self.chunk(index, ChunkDelta::default(), Some(reason))
             }
             ChatEvent::Usage(u) => {
                 if !self.include_usage {
@@ -121,7 +145,7 @@ impl ChunkTranscoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::types::{FinishReason, ToolCallDelta, Usage};
+    use crate::chat::types::{ToolCallDelta, Usage};
     use serde_json::{Value, json};
 
     fn meta() -> CompletionMeta {
@@ -227,5 +251,36 @@ mod tests {
             more["choices"][0]["delta"]["tool_calls"][0],
             json!({"index":0,"function":{"arguments":"{\"a\""}})
         );
+    }
+
+    #[test]
+    fn legacy_function_calls_use_function_call_deltas() {
+        let mut t = ChunkTranscoder::new(meta(), false).legacy_functions(true);
+        let head = push(
+            &mut t,
+            ChatEvent::ToolCall {
+                index: 0,
+                call: ToolCallDelta {
+                    index: 0,
+                    id: Some("toolu_1".into()),
+                    name: Some("f".into()),
+                    arguments: String::new(),
+                },
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            head["choices"][0]["delta"],
+            json!({"function_call":{"name":"f","arguments":""}})
+        );
+        let fin = push(
+            &mut t,
+            ChatEvent::Finish {
+                index: 0,
+                reason: FinishReason::ToolCalls,
+            },
+        )
+        .unwrap();
+        assert_eq!(fin["choices"][0]["finish_reason"], "function_call");
     }
 }

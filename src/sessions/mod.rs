@@ -6,6 +6,7 @@
 //!   (`serde_json::Value`); converting to and from domain messages is the caller's job.
 //! - `sqlite`: the default, an embedded SQLite file in a data directory (WAL,
 //!   `synchronous=FULL`).
+//! - `service`: sessions in the chat path (`SessionBackend`) and their management (`SessionApi`).
 //! - `postgres`: the shared backend for several replicas, chosen by a `postgres://` URL.
 //!
 //! Why PostgreSQL rather than Redis for the shared store: a turn is appended as one transaction
@@ -21,6 +22,7 @@
 //! Sessions idle past the configured TTL read as absent everywhere before they are purged.
 
 mod postgres;
+mod service;
 mod sqlite;
 mod store;
 
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use postgres::PgStore;
+pub use service::{SessionApi, SessionBackend, Sessions};
 pub use sqlite::SqliteStore;
 pub use store::{
     AppendOutcome, MAX_PAGE, NewSession, Page, PageRequest, Result, Session, SessionStore,

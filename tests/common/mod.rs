@@ -124,10 +124,16 @@ impl GatewayBuilder {
 
     pub async fn start(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
+        let mut args = self.args;
+        if !args.iter().any(|a| a == "--session-store") {
+            // Sessions live in the test's own directory unless the test chooses.
+            args.push("--session-store".into());
+            args.push(dir.path().join("sessions").display().to_string());
+        }
         let stderr_log = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_log).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(&self.args)
+        cmd.args(&args)
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("ANTHROPIC_BASE_URL")
             .env_remove("PORT")

@@ -1,0 +1,98 @@
+//! The gRPC side of `Access`: a tower layer in front of every tonic service that reads the
+//! `authorization` metadata and the peer address, refuses with UNAUTHENTICATED or
+//! RESOURCE_EXHAUSTED carrying the gateway's error trailers (`grpc/error.rs`), and adds the
+//! `x-ratelimit-*` metadata when a rate limit applies. A layer rather than a tonic interceptor:
+//! one place covers every service, and it sees the method path to tell health from the API.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::http::{Request, Response};
+use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
+
+use super::{Access, Protocol, Route, write_quota};
+use crate::grpc::error::to_status;
+
+/// `Server::builder().layer(AccessLayer::new(access))`.
+#[derive(Clone)]
+pub struct AccessLayer {
+    access: Arc<Access>,
+}
+
+impl AccessLayer {
+    pub fn new(access: Arc<Access>) -> Self {
+        AccessLayer { access }
+    }
+}
+
+impl<S> tower::Layer<S> for AccessLayer {
+    type Service = AccessService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessService {
+            inner,
+            access: self.access.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AccessService<S> {
+    inner: S,
+    access: Arc<Access>,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S> tower::Service<Request<Body>> for AccessService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if self.access.is_open() {
+            return Box::pin(self.inner.call(request));
+        }
+        let route = Route::of_grpc_path(request.uri().path());
+        let authorization = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr)
+            .map(|addr| addr.ip());
+        match self
+            .access
+            .admit(route, Protocol::Grpc, authorization, peer)
+        {
+            Ok(quota) => {
+                let response = self.inner.call(request);
+                Box::pin(async move {
+                    let mut response = response.await?;
+                    write_quota(response.headers_mut(), quota.as_ref());
+                    Ok(response)
+                })
+            }
+            Err(refusal) => {
+                tracing::info!(error = %refusal.error, "gRPC request refused");
+                let mut response = to_status(&refusal.error).into_http::<Body>();
+                write_quota(response.headers_mut(), refusal.quota.as_ref());
+                Box::pin(std::future::ready(Ok(response)))
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The HTTP side of `Access`: an axum middleware that reads `Authorization` and the client
+//! address, refuses with the OpenAI-shaped 401 (`invalid_api_key`, plus `WWW-Authenticate:
+//! Bearer`) or 429 (`rate_limit_exceeded`, plus `Retry-After`), and puts the `x-ratelimit-*`
+//! headers on every rate-limited response, refused or not.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{Access, Protocol, Route, write_quota};
+use crate::http::error::ApiError;
+
+/// `axum::middleware::from_fn_with_state(access, access::http::guard)`.
+pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    if access.is_open() {
+        return next.run(request).await;
+    }
+    let route = Route::of_http_path(request.uri().path());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // Present when the server runs with `into_make_service_with_connect_info`.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match access.admit(route, Protocol::Http, authorization, peer) {
+        Ok(quota) => {
+            let mut response = next.run(request).await;
+            write_quota(response.headers_mut(), quota.as_ref());
+            response
+        }
+        Err(refusal) => {
+            let mut response = ApiError(refusal.error).into_response();
+            write_quota(response.headers_mut(), refusal.quota.as_ref());
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{ApiKey, KeySet};
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    fn app(keys: &[&str], rpm: u32) -> Router {
+        let keys: Vec<ApiKey> = keys.iter().map(|k| k.parse().unwrap()).collect();
+        let access = Arc::new(Access::new(KeySet::new(&keys), true, rpm));
+        Router::new()
+            .route("/v1/models", get(|| async { "models" }))
+            .route("/health", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(access, guard))
+    }
+
+    async fn get_with(app: &Router, path: &str, key: Option<&str>) -> Response {
+        let mut request = Request::builder().uri(path);
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        app.clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_are_openai_shaped() {
+        let app = app(&["k1"], 1);
+        let response = get_with(&app, "/v1/models", None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert!(body["error"]["param"].is_null());
+
+        let ok = get_with(&app, "/v1/models", Some("k1")).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()["x-ratelimit-limit-requests"], "1");
+        assert_eq!(ok.headers()["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(ok.headers()["x-ratelimit-reset-requests"], "1m0s");
+        let limited = get_with(&app, "/v1/models", Some("k1")).await;
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "60");
+        assert_eq!(limited.headers()["x-ratelimit-remaining-requests"], "0");
+        let health = get_with(&app, "/health", None).await;
+        assert_eq!(health.status(), StatusCode::OK);
+        assert!(health.headers().get("x-ratelimit-limit-requests").is_none());
+    }
+}

@@ -1,0 +1,468 @@
+//! Who may use the gateway, and how often: optional gateway API keys (`Authorization: Bearer`
+//! over HTTP, `authorization` metadata over gRPC) and an optional per-key request rate limit.
+//! `Access` makes one decision for both protocols (`admit`); `http` and `grpc` are the thin
+//! layers that read a request and write the answer in each protocol's shape.
+//!
+//! The rules, by route:
+//! - the API (`/v1/…`, the `claude_gateway.v1` services, and anything unknown) needs a key when
+//!   keys are configured, and spends the caller's rate-limit budget;
+//! - health (`/health…`, `/metrics…`, `grpc.health.v1`) needs a key only with
+//!   `--public-health false`, and is never rate-limited (probes must not be throttled);
+//! - documentation (`/`, `/openapi.json`, `/docs…`, `/redoc…`, gRPC reflection) is always open:
+//!   it shows the contract only, and runs nothing.
+//!
+//! With no keys configured everything is open; a rate limit then applies per client address
+//! (IPv6 per /64), which behind a reverse proxy means one budget for all. One budget serves
+//! both protocols. Keys are never logged, nor echoed in error messages.
+
+pub mod grpc;
+pub mod http;
+mod keys;
+mod limiter;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+
+use crate::chat::ChatError;
+use crate::config::Config;
+
+pub use keys::{ApiKey, KeySet, parse_key_file, read_key_file};
+pub use limiter::{Identity, Quota, RateLimiter, openai_duration, retry_after_secs};
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The API proper: a key when there are keys, and rate-limited.
+    Api,
+    /// Health and metrics: a key only without `--public-health`; never rate-limited.
+    Health,
+    /// Documentation: always open.
+    Open,
+}
+
+/// True when `path` is `prefix` or lies below it (`/health`, `/health/live`; not `/healthz`).
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+impl Route {
+    pub fn of_http_path(path: &str) -> Self {
+        if path == "/"
+            || ["/openapi.json", "/docs", "/redoc"]
+                .iter()
+                .any(|p| under(path, p))
+        {
+            Route::Open
+        } else if ["/health", "/metrics"].iter().any(|p| under(path, p)) {
+            Route::Health
+        } else {
+            Route::Api
+        }
+    }
+
+    /// gRPC paths are `/package.Service/Method`.
+    pub fn of_grpc_path(path: &str) -> Self {
+        if path.starts_with("/grpc.reflection.") {
+            Route::Open
+        } else if path.starts_with("/grpc.health.") {
+            Route::Health
+        } else {
+            Route::Api
+        }
+    }
+}
+
+/// Which protocol a refusal is written for: the messages say where the key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Grpc,
+}
+
+/// A request the gateway turns away, with the quota to report when the rate limit did it.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ChatError,
+    pub quota: Option<Quota>,
+}
+
+/// The access rules of one gateway, shared by both protocols.
+pub struct Access {
+    keys: KeySet,
+    public_health: bool,
+    limiter: Option<RateLimiter>,
+}
+
+impl Access {
+    pub fn new(keys: KeySet, public_health: bool, rate_limit_rpm: u32) -> Self {
+        Access {
+            keys,
+            public_health,
+            limiter: (rate_limit_rpm > 0).then(|| RateLimiter::new(rate_limit_rpm)),
+        }
+    }
+
+    /// The rules `config` asks for: `--api-keys` and `--api-keys-file` together, `--public-health`
+    /// and `--rate-limit-rpm`. An unreadable or empty key file is an error.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        for (i, key) in config.api_keys.iter().enumerate() {
+            key.check()
+                .map_err(|e| format!("--api-keys: key {}: {e}", i + 1))?;
+        }
+        let mut keys = config.api_keys.clone();
+        if let Some(path) = &config.api_keys_file {
+            keys.extend(read_key_file(path)?);
+        }
+        let access = Access::new(
+            KeySet::new(&keys),
+            config.public_health,
+            config.rate_limit_rpm,
+        );
+        tracing::info!(
+            api_keys = access.keys.len(),
+            public_health = access.public_health,
+            rate_limit_rpm = config.rate_limit_rpm,
+            "access rules"
+        );
+        Ok(access)
+    }
+
+    /// Open: no keys and no rate limit, so nothing to check.
+    pub fn is_open(&self) -> bool {
+        self.keys.is_empty() && self.limiter.is_none()
+    }
+
+    /// Decides one request: `authorization` is the raw header or metadata value, `peer` the
+    /// client's address when known. `Ok` carries the quota to report, when rate-limited.
+    pub fn admit(
+        &self,
+        route: Route,
+        protocol: Protocol,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<Option<Quota>, Refusal> {
+        let needs_key = !self.keys.is_empty()
+            && match route {
+                Route::Api => true,
+                Route::Health => !self.public_health,
+                Route::Open => false,
+            };
+        let key = if needs_key {
+            let refuse = |error| Refusal { error, quota: None };
+            let presented = authorization
+                .and_then(bearer_token)
+                .ok_or_else(|| refuse(missing_key(protocol)))?;
+            Some(
+                self.keys
+                    .find(presented)
+                    .ok_or_else(|| refuse(wrong_key(protocol)))?,
+            )
+        } else {
+            None
+        };
+        let Some(limiter) = self.limiter.as_ref().filter(|_| route == Route::Api) else {
+            return Ok(None);
+        };
+        let who = match (key, peer) {
+            (Some(index), _) => Identity::Key(index),
+            (None, Some(ip)) => Identity::client(ip),
+            (None, None) => Identity::Anonymous,
+        };
+        let quota = limiter.check(who, Instant::now());
+        match quota.retry_after {
+            None => Ok(Some(quota)),
+            Some(wait) => Err(Refusal {
+                error: rate_limited(&quota, who, wait),
+                quota: Some(quota),
+            }),
+        }
+    }
+}
+
+/// The key in `Bearer KEY` (the scheme in any case, as RFC 9110 has it).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn missing_key(protocol: Protocol) -> ChatError {
+    let how = match protocol {
+        Protocol::Http => {
+            "in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)"
+        }
+        Protocol::Grpc => "in the `authorization` metadata (authorization: Bearer YOUR_KEY)",
+    };
+    ChatError::Unauthorized {
+        message: format!(
+            "You didn't provide an API key. This gateway needs one of its API keys, sent {how}. \
+             Ask its operator for a key."
+        ),
+    }
+}
+
+fn wrong_key(protocol: Protocol) -> ChatError {
+    let header = match protocol {
+        Protocol::Http => "the Authorization header",
+        Protocol::Grpc => "the `authorization` metadata",
+    };
+    ChatError::Unauthorized {
+        message: format!(
+            "Incorrect API key provided in {header}. It is not one of this gateway's API keys; \
+             ask its operator for a valid key."
+        ),
+    }
+}
+
+fn rate_limited(quota: &Quota, who: Identity, wait: std::time::Duration) -> ChatError {
+    let whose = match who {
+        Identity::Key(_) => "per API key",
+        Identity::Client(_) | Identity::Anonymous | Identity::Overflow => "per client",
+    };
+    ChatError::RateLimited {
+        message: format!(
+            "Rate limit reached for requests: this gateway allows {} requests per minute {whose}. \
+             Please try again in {}.",
+            quota.limit,
+            openai_duration(wait)
+        ),
+        retry_after: Some(retry_after_secs(wait)),
+    }
+}
+
+impl Quota {
+    /// The `x-ratelimit-*` headers OpenAI sends, as (name, value) pairs.
+    pub fn headers(&self) -> [(&'static str, String); 3] {
+        [
+            ("x-ratelimit-limit-requests", self.limit.to_string()),
+            ("x-ratelimit-remaining-requests", self.remaining.to_string()),
+            ("x-ratelimit-reset-requests", openai_duration(self.reset)),
+        ]
+    }
+}
+
+/// Adds `quota`'s `x-ratelimit-*` headers (HTTP headers, or gRPC response metadata).
+pub fn write_quota(headers: &mut HeaderMap, quota: Option<&Quota>) {
+    for (name, value) in quota.map(Quota::headers).into_iter().flatten() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+/// The tonic interceptor of the `--upstream` façade: sends the worker's key on every call.
+#[derive(Clone, Default)]
+pub struct UpstreamKey(Option<AsciiMetadataValue>);
+
+impl UpstreamKey {
+    pub fn new(key: Option<&ApiKey>) -> Result<Self, String> {
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return Ok(UpstreamKey(None));
+        };
+        key.check()
+            .map_err(|e| format!("--upstream-api-key: {e}"))?;
+        let mut value: AsciiMetadataValue =
+            MetadataValue::try_from(format!("Bearer {}", key.expose()))
+                .map_err(|_| "--upstream-api-key is not a valid header value".to_string())?;
+        value.set_sensitive(true);
+        Ok(UpstreamKey(Some(value)))
+    }
+}
+
+impl tonic::service::Interceptor for UpstreamKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(keys: &[&str], public_health: bool, rpm: u32) -> Access {
+        let keys: Vec<ApiKey> = keys.iter().map(|k| k.parse().unwrap()).collect();
+        Access::new(KeySet::new(&keys), public_health, rpm)
+    }
+
+    #[test]
+    fn routes_are_classified_by_path_prefix() {
+        for (path, route) in [
+            ("/v1/chat/completions", Route::Api),
+            ("/v1/models/gpt-4o", Route::Api),
+            ("/nowhere", Route::Api),
+            ("/healthz", Route::Api),
+            ("/health", Route::Health),
+            ("/health/ready", Route::Health),
+            ("/metrics", Route::Health),
+            ("/", Route::Open),
+            ("/openapi.json", Route::Open),
+            ("/docs/", Route::Open),
+            ("/redoc", Route::Open),
+        ] {
+            assert_eq!(Route::of_http_path(path), route, "{path}");
+        }
+        for (path, route) in [
+            (
+                "/claude_gateway.v1.ChatService/CreateChatCompletion",
+                Route::Api,
+            ),
+            ("/grpc.health.v1.Health/Check", Route::Health),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                Route::Open,
+            ),
+        ] {
+            assert_eq!(Route::of_grpc_path(path), route, "{path}");
+        }
+    }
+
+    #[test]
+    fn keys_are_checked_where_the_rules_say() {
+        let a = access(&["k1", "k2"], true, 0);
+        let http = Protocol::Http;
+        let err = a.admit(Route::Api, http, None, None).unwrap_err().error;
+        assert_eq!(err.code(), Some("invalid_api_key"));
+        assert!(err.to_string().contains("didn't provide"), "{err}");
+        let err = a
+            .admit(Route::Api, http, Some("Basic k1"), None)
+            .unwrap_err();
+        assert!(err.error.to_string().contains("didn't provide"));
+        let err = a
+            .admit(Route::Api, http, Some("Bearer k3"), None)
+            .unwrap_err();
+        assert!(err.error.to_string().starts_with("Incorrect API key"));
+        assert!(!err.error.to_string().contains("k3"));
+        assert!(a.admit(Route::Api, http, Some("Bearer k2"), None).is_ok());
+        assert!(a.admit(Route::Api, http, Some("bearer  k1 "), None).is_ok());
+        assert!(a.admit(Route::Health, http, None, None).is_ok());
+        assert!(a.admit(Route::Open, http, None, None).is_ok());
+        let closed = access(&["k1"], false, 0);
+        assert!(closed.admit(Route::Health, http, None, None).is_err());
+        assert!(closed.admit(Route::Open, http, None, None).is_ok());
+        let open = access(&[], false, 0);
+        assert!(open.is_open());
+        assert_eq!(open.admit(Route::Api, http, None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn the_rate_limit_is_per_key_or_per_client() {
+        let a = access(&["k1", "k2"], true, 2);
+        let call = |auth| a.admit(Route::Api, Protocol::Grpc, Some(auth), None);
+        assert_eq!(call("Bearer k1").unwrap().unwrap().remaining, 1);
+        assert_eq!(call("Bearer k1").unwrap().unwrap().remaining, 0);
+        let refusal = call("Bearer k1").unwrap_err();
+        assert_eq!(refusal.error.code(), Some("rate_limit_exceeded"));
+        assert!(matches!(
+            refusal.error,
+            ChatError::RateLimited {
+                retry_after: Some(30),
+                ..
+            }
+        ));
+        assert_eq!(refusal.quota.unwrap().remaining, 0);
+        assert!(call("Bearer k2").is_ok());
+        // Health is never counted.
+        assert_eq!(
+            a.admit(Route::Health, Protocol::Grpc, None, None).unwrap(),
+            None
+        );
+
+        let open = access(&[], true, 1);
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(
+            open.admit(Route::Api, Protocol::Http, None, ip("10.0.0.1"))
+                .is_ok()
+        );
+        assert!(
+            open.admit(Route::Api, Protocol::Http, None, ip("10.0.0.1"))
+                .is_err()
+        );
+        assert!(
+            open.admit(Route::Api, Protocol::Http, None, ip("10.0.0.2"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_flags_build_the_rules() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys");
+        std::fs::write(&file, "# ops\nk3\n").unwrap();
+        let config = Config::try_parse_from([
+            "claude-gateway",
+            "--api-keys",
+            "k1,k2",
+            "--api-keys-file",
+            file.to_str().unwrap(),
+            "--public-health",
+            "false",
+            "--rate-limit-rpm",
+            "5",
+        ])
+        .unwrap();
+        assert!(!format!("{config:?}").contains("k1"), "keys in Debug");
+        let a = Access::from_config(&config).unwrap();
+        assert_eq!(a.keys.len(), 3);
+        assert!(!a.public_health);
+        let auth = Some("Bearer k3");
+        let quota = a.admit(Route::Api, Protocol::Http, auth, None).unwrap();
+        assert_eq!(quota.unwrap().limit, 5);
+
+        let defaults = Config::try_parse_from(["claude-gateway"]).unwrap();
+        let a = Access::from_config(&defaults).unwrap();
+        assert!(a.is_open() && a.public_health);
+        let missing =
+            Config::try_parse_from(["claude-gateway", "--api-keys-file", "/nonexistent"]).unwrap();
+        assert!(Access::from_config(&missing).is_err());
+        let bad = Config::try_parse_from(["claude-gateway", "--api-keys", "ok,no good"]).unwrap();
+        let Err(err) = Access::from_config(&bad) else {
+            panic!("a key with a space was taken")
+        };
+        assert!(
+            err.starts_with("--api-keys: key 2:") && !err.contains("good"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn quota_headers_are_openai_s() {
+        let q = Quota {
+            limit: 3,
+            remaining: 1,
+            reset: std::time::Duration::from_millis(40_000),
+            retry_after: None,
+        };
+        let headers = q.headers();
+        assert_eq!(headers[0], ("x-ratelimit-limit-requests", "3".into()));
+        assert_eq!(headers[1], ("x-ratelimit-remaining-requests", "1".into()));
+        assert_eq!(headers[2], ("x-ratelimit-reset-requests", "40s".into()));
+    }
+
+    #[test]
+    fn the_upstream_key_goes_in_the_authorization_metadata() {
+        use tonic::service::Interceptor;
+        let key: ApiKey = "wk".parse().unwrap();
+        let mut with = UpstreamKey::new(Some(&key)).unwrap();
+        let request = with.call(tonic::Request::new(())).unwrap();
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer wk"
+        );
+        let mut without = UpstreamKey::new(None).unwrap();
+        let request = without.call(tonic::Request::new(())).unwrap();
+        assert!(request.metadata().get("authorization").is_none());
+    }
+}

@@ -1,0 +1,119 @@
+//! Live session processes: after a clean turn in a session, its `claude` process is kept
+//! (stdin open, conversation in memory) so the next turn writes only the new user message —
+//! the CLI's native multi-turn — instead of spawning a process and replaying the history. A
+//! process is reused only if it was configured the same way (fingerprint) and holds exactly the
+//! conversation the store has (hash of the turns); anything else falls back to replay. Idle
+//! processes expire, and the least recently used go first when the cap is reached.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::chat::validate::{OutputMode, Turn, ValidChatRequest};
+
+use super::process::ClaudeProcess;
+
+struct Live {
+    process: ClaudeProcess,
+    fingerprint: u64,
+    conversation: u64,
+    last_used: Instant,
+}
+
+pub struct LiveSessions {
+    map: Mutex<HashMap<String, Live>>,
+    max: usize,
+    idle: Duration,
+}
+
+/// How a process was configured: everything of a request that reaches the CLI at start.
+pub fn fingerprint(req: &ValidChatRequest, bare: bool) -> u64 {
+    let mut h = DefaultHasher::new();
+    req.model.cli_model.hash(&mut h);
+    bare.hash(&mut h);
+    format!("{:?}", req.effort).hash(&mut h);
+    req.system_prompt.hash(&mut h);
+    h.finish()
+}
+
+/// The conversation a process holds.
+pub fn conversation(turns: &[Turn]) -> u64 {
+    let mut h = DefaultHasher::new();
+    format!("{turns:?}").hash(&mut h);
+    h.finish()
+}
+
+/// Whether a turn can run in (and leave behind) a live process: plain text turns only, since
+/// tools, JSON output, stop sequences and token limits end a run by cutting it or need a
+/// per-process configuration.
+pub fn eligible(req: &ValidChatRequest) -> bool {
+    req.tools.is_empty()
+        && req.output == OutputMode::Text
+        && req.stop.is_empty()
+        && req.max_tokens.is_none()
+        && req.n == 1
+}
+
+impl LiveSessions {
+    pub fn new(max: usize, idle: Duration) -> Self {
+        LiveSessions {
+            map: Mutex::new(HashMap::new()),
+            max,
+            idle,
+        }
+    }
+
+    /// The session's live process, if it fits this turn; it is removed either way.
+    pub fn take(&self, key: &str, fingerprint: u64, conversation: u64) -> Option<ClaudeProcess> {
+        let mut live = self.map.lock().ok()?.remove(key)?;
+        let fits = live.fingerprint == fingerprint
+            && live.conversation == conversation
+            && live.last_used.elapsed() < self.idle
+            && live.process.is_alive();
+        fits.then_some(live.process)
+    }
+
+    /// Keeps a process after a clean turn; expired ones and the least recently used beyond the
+    /// cap are dropped (which kills them).
+    pub fn put(&self, key: String, process: ClaudeProcess, fingerprint: u64, conversation: u64) {
+        let Ok(mut map) = self.map.lock() else { return };
+        map.retain(|_, l| l.last_used.elapsed() < self.idle);
+        map.insert(
+            key,
+            Live {
+                process,
+                fingerprint,
+                conversation,
+                last_used: Instant::now(),
+            },
+        );
+        while map.len() > self.max {
+            let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, l)| l.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            map.remove(&oldest);
+        }
+    }
+
+    /// Drops the processes idle past the limit.
+    pub fn sweep(&self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|_, l| l.last_used.elapsed() < self.idle);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

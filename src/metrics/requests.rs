@@ -1,0 +1,329 @@
+//! The request side of the metrics: the axum middleware (`track_http`) and the tonic layer
+//! (`GrpcLayer`) that keep requests in flight until their response body ends, then count and
+//! time them; the gRPC layer also gives every call its request id (the client's
+//! `x-request-id` metadata or a new one), returns it in the response metadata and opens the
+//! `grpc` span the call's log lines carry.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::{Frame, SizeHint};
+use tracing::Instrument;
+
+use super::{METRICS, model_label};
+
+/// Counts a request as in flight until dropped.
+struct InFlight(&'static str);
+
+impl InFlight {
+    fn new(protocol: &'static str) -> Self {
+        METRICS.in_flight.with_label_values(&[protocol]).inc();
+        InFlight(protocol)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        METRICS.in_flight.with_label_values(&[self.0]).dec();
+    }
+}
+
+tokio::task_local! {
+    /// The model of the HTTP request being handled, set by its handler.
+    static MODEL: Arc<Mutex<Option<String>>>;
+}
+
+/// Labels the HTTP request being handled with the model id it asked for (a no-op outside
+/// `track_http`).
+pub fn note_model(model: &str) {
+    let _ = MODEL.try_with(|slot| {
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(model.to_string());
+        }
+    });
+}
+
+/// Axum middleware: in flight while the response body is being sent; counted and timed when it
+/// ends (or the client goes away), under the route template (`/v1/models/{id}`, never the raw
+/// path, so the series stay bounded).
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let in_flight = InFlight::new("http");
+    let started = Instant::now();
+    let slot = Arc::new(Mutex::new(None));
+    let response = MODEL.scope(slot.clone(), next.run(request)).await;
+    let done = Done {
+        kind: Kind::Http {
+            route,
+            slot,
+            status: response.status().as_u16(),
+        },
+        started,
+        _in_flight: in_flight,
+        span: None,
+    };
+    response.map(|inner| {
+        Body::new(Tracked {
+            inner,
+            done: Some(done),
+        })
+    })
+}
+
+enum Kind {
+    Http {
+        route: String,
+        slot: Arc<Mutex<Option<String>>>,
+        status: u16,
+    },
+    Grpc {
+        path: String,
+        /// `grpc-status`, from the headers (an error before any message) or the trailers.
+        code: Option<i32>,
+    },
+}
+
+/// What is recorded when a response ends.
+struct Done {
+    kind: Kind,
+    started: Instant,
+    _in_flight: InFlight,
+    /// Entered while the body is polled, so what the stream logs carries the request id.
+    span: Option<tracing::Span>,
+}
+
+impl Done {
+    fn finish(self) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let m = &*METRICS;
+        match self.kind {
+            Kind::Http {
+                route,
+                slot,
+                status,
+            } => {
+                let model = slot.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
+                let model = model_label(&model);
+                let status = status.to_string();
+                m.http_requests
+                    .with_label_values(&[route.as_str(), &model, &status])
+                    .inc();
+                m.http_duration
+                    .with_label_values(&[route.as_str(), &model])
+                    .observe(seconds);
+            }
+            Kind::Grpc { path, code } => {
+                // A client that went away before the status: CANCELLED, as grpc-go counts it.
+                let code = code.unwrap_or(tonic::Code::Cancelled as i32);
+                let (service, method) = grpc_labels(&path, code);
+                let code = grpc_code_name(code);
+                m.grpc_requests
+                    .with_label_values(&[service, method, &code])
+                    .inc();
+                m.grpc_duration
+                    .with_label_values(&[service, method])
+                    .observe(seconds);
+                let ms = (seconds * 1000.0) as u64;
+                if let Some(span) = self.span {
+                    span.in_scope(|| tracing::debug!(%code, ms, "grpc call finished"));
+                }
+            }
+        }
+    }
+}
+
+/// `(service, method)` of a call path; calls to methods that do not exist share one label.
+fn grpc_labels(path: &str, code: i32) -> (&str, &str) {
+    match path.trim_start_matches('/').split_once('/') {
+        Some(parts) if code != tonic::Code::Unimplemented as i32 => parts,
+        _ => ("unknown", "unknown"),
+    }
+}
+
+fn grpc_code_name(code: i32) -> String {
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// A response body that records its request when it ends or is dropped.
+struct Tracked<B> {
+    inner: B,
+    done: Option<Done>,
+}
+
+impl<B> HttpBody for Tracked<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let span = this.done.as_ref().and_then(|d| d.span.clone());
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (
+                    Some(trailers),
+                    Some(Done {
+                        kind: Kind::Grpc { code, .. },
+                        ..
+                    }),
+                ) = (frame.trailers_ref(), this.done.as_mut())
+                {
+                    *code = grpc_status(trailers).or(*code);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(done) = this.done.take() {
+                    done.finish();
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done.finish();
+        }
+    }
+}
+
+/// `Server::builder().layer(GrpcLayer)`, outermost: every call gets a request id (the client's
+/// `x-request-id` metadata or a new one) in its metadata, its response metadata and a `grpc`
+/// span, and is counted, timed and kept in flight until its stream ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcLayer;
+
+impl<S> tower::Layer<S> for GrpcLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+}
+
+type GrpcRequest = axum::http::Request<tonic::body::Body>;
+type GrpcResponse = axum::http::Response<tonic::body::Body>;
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S> tower::Service<GrpcRequest> for GrpcMetrics<S>
+where
+    S: tower::Service<GrpcRequest, Response = GrpcResponse>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = GrpcResponse;
+    type Error = S::Error;
+    type Future = BoxFuture<GrpcResponse, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: GrpcRequest) -> Self::Future {
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok());
+        let shown = id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if let Some(id) = &id {
+            request.headers_mut().insert("x-request-id", id.clone());
+        }
+        let path = request.uri().path().to_string();
+        let span = tracing::info_span!("grpc", method = %path, request_id = %shown);
+        let in_flight = InFlight::new("grpc");
+        let started = Instant::now();
+        let body_span = span.clone();
+        let response = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let future = async move {
+            let mut response = response.await?;
+            if let Some(id) = id {
+                response.headers_mut().insert("x-request-id", id);
+            }
+            let done = Done {
+                kind: Kind::Grpc {
+                    code: grpc_status(response.headers()),
+                    path,
+                },
+                started,
+                _in_flight: in_flight,
+                span: Some(body_span),
+            };
+            Ok(response.map(|inner| {
+                tonic::body::Body::new(Tracked {
+                    inner,
+                    done: Some(done),
+                })
+            }))
+        };
+        Box::pin(future.instrument(span))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_labels_split_the_path() {
+        assert_eq!(
+            grpc_labels("/claude_gateway.v1.ChatService/StreamChatCompletion", 0),
+            ("claude_gateway.v1.ChatService", "StreamChatCompletion")
+        );
+        assert_eq!(
+            grpc_labels("/made.Up/Thing", tonic::Code::Unimplemented as i32),
+            ("unknown", "unknown")
+        );
+        assert_eq!(grpc_code_name(0), "OK");
+        assert_eq!(grpc_code_name(5), "NotFound");
+    }
+}

@@ -1,0 +1,296 @@
+//! Sessions in the chat path. `SessionApi` is what the protocols call to manage sessions (local
+//! here, remote over gRPC in a façade); `SessionBackend` wraps the engine so a completion with a
+//! `session_id` runs on the stored history and, when it succeeds, appends the new messages and
+//! the reply in one atomic write. A failed or cancelled turn writes nothing.
+//!
+//! Concurrent turns on one session are serialized on this replica (the second waits for the
+//! first); across replicas the append is a compare-and-set on the history length, and a turn
+//! that lost the race answers 409 `session_conflict` with nothing stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::chat::backend::Accumulator;
+use crate::chat::message_json::{message_to_json, parse_message};
+use crate::chat::models::ModelInfo;
+use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, ContentPart, Message, Role};
+use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
+
+use super::store::{
+    NewSession, Page, PageRequest, Session, SessionStore, SessionSummary, StoreError,
+};
+
+/// Session management, whichever side of the wire the store is on.
+#[async_trait::async_trait]
+pub trait SessionApi: Send + Sync {
+    async fn create(&self, new: NewSession) -> Result<Session, ChatError>;
+    async fn get(&self, id: &str) -> Result<Session, ChatError>;
+    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>, ChatError>;
+    async fn delete(&self, id: &str) -> Result<(), ChatError>;
+    async fn clear(&self, id: &str) -> Result<(), ChatError>;
+}
+
+/// Local sessions: the store, and a lock per session that serializes its turns.
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+fn not_found(id: &str) -> ChatError {
+    ChatError::SessionNotFound {
+        message: format!("No session `{id}` (it never existed, was deleted, or expired)."),
+    }
+}
+
+fn store_error(id: &str, err: StoreError) -> ChatError {
+    match err {
+        StoreError::NotFound(_) => not_found(id),
+        StoreError::AlreadyExists(_) => ChatError::invalid_with_code(
+            format!("A session `{id}` already exists."),
+            "id",
+            "session_exists",
+        ),
+        StoreError::Conflict { expected, actual } => ChatError::SessionConflict {
+            message: format!(
+                "Another turn changed session `{id}` first (its history had {actual} messages, \
+                 this turn was computed on {expected}); nothing was stored. Send it again."
+            ),
+        },
+        StoreError::Backend(message) => ChatError::internal(format!("session store: {message}")),
+    }
+}
+
+impl Sessions {
+    pub fn new(store: Arc<dyn SessionStore>) -> Arc<Self> {
+        Arc::new(Sessions {
+            store,
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut locks) = self.locks.lock() else {
+            return Arc::new(tokio::sync::Mutex::new(()));
+        };
+        locks.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(lock) = locks.get(id).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(id.to_string(), Arc::downgrade(&lock));
+        lock
+    }
+
+    /// Purges expired sessions every minute, for as long as the returned task runs.
+    pub fn start_purger(self: &Arc<Self>, idle_ttl: Duration, max_count: Option<usize>) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.purge_expired(idle_ttl, max_count).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired sessions purged"),
+                    Err(e) => tracing::warn!(error = %e, "session purge failed"),
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionApi for Sessions {
+    async fn create(&self, new: NewSession) -> Result<Session, ChatError> {
+        let id = new.id.clone().unwrap_or_default();
+        if !id.is_empty() && !valid_id(&id) {
+            return Err(ChatError::invalid(
+                format!("A session id is 1 to 128 letters, digits, `_`, `-` or `.`; got `{id}`."),
+                "id",
+            ));
+        }
+        self.store
+            .create(new)
+            .await
+            .map_err(|e| store_error(&id, e))
+    }
+
+    async fn get(&self, id: &str) -> Result<Session, ChatError> {
+        self.store
+            .get(id)
+            .await
+            .map_err(|e| store_error(id, e))?
+            .ok_or_else(|| not_found(id))
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>, ChatError> {
+        let after = page.after.clone().unwrap_or_default();
+        self.store.list(page).await.map_err(|e| match e {
+            StoreError::NotFound(_) => ChatError::invalid(
+                format!("The cursor `after={after}` names no session."),
+                "after",
+            ),
+            other => store_error(&after, other),
+        })
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), ChatError> {
+        match self
+            .store
+            .delete(id)
+            .await
+            .map_err(|e| store_error(id, e))?
+        {
+            true => Ok(()),
+            false => Err(not_found(id)),
+        }
+    }
+
+    async fn clear(&self, id: &str) -> Result<(), ChatError> {
+        let _turn = self.lock(id).lock_owned().await;
+        match self.store.clear(id).await.map_err(|e| store_error(id, e))? {
+            true => Ok(()),
+            false => Err(not_found(id)),
+        }
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// The engine with sessions: requests carrying a `session_id` run on the stored history.
+pub struct SessionBackend {
+    inner: Arc<dyn ChatBackend>,
+    sessions: Arc<Sessions>,
+}
+
+impl SessionBackend {
+    pub fn new(inner: Arc<dyn ChatBackend>, sessions: Arc<Sessions>) -> Self {
+        SessionBackend { inner, sessions }
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatBackend for SessionBackend {
+    async fn stream(
+        &self,
+        req: ChatRequest,
+        mut ctx: RequestContext,
+    ) -> Result<ChatStream, ChatError> {
+        let Some(id) = req.session_id.clone() else {
+            return self.inner.stream(req, ctx).await;
+        };
+        if req.n.unwrap_or(1) > 1 {
+            return Err(ChatError::invalid(
+                "A turn in a session has one answer: `n` must be 1 with `session_id`.",
+                "n",
+            ));
+        }
+        // Held until the turn is stored (or dropped): one turn at a time per session here.
+        let turn = self.sessions.lock(&id).lock_owned().await;
+        let session = self.sessions.get(&id).await?;
+        let expected = session.history.len();
+        let new_messages = req.messages.clone();
+        let full = with_history(req, &session)?;
+        // Keyed by creation time too: a session deleted and made again is another conversation.
+        ctx.session = Some(format!("{}@{}", id, session.created_at));
+        let ChatStream { meta, mut events } = self.inner.stream(full, ctx).await?;
+        let store = self.sessions.store.clone();
+        let reply_meta = meta.clone();
+        let events = async_stream::stream! {
+            let _turn = turn;
+            let mut acc = Accumulator::default();
+            while let Some(item) = events.next().await {
+                match item {
+                    // Usage is the last event: the turn succeeded, store it before saying so.
+                    Ok(ChatEvent::Usage(usage)) => {
+                        let mut stored: Vec<_> = new_messages.iter().map(message_to_json).collect();
+                        stored.push(message_to_json(&reply_message(acc, &reply_meta)));
+                        match store.append(&id, expected, stored).await {
+                            Ok(_) => yield Ok(ChatEvent::Usage(usage)),
+                            Err(e) => yield Err(store_error(&id, e)),
+                        }
+                        return;
+                    }
+                    Ok(event) => {
+                        acc.push(event.clone());
+                        yield Ok(event);
+                    }
+                    Err(err) => {
+                        yield Err(err);
+                        return;
+                    }
+                }
+            }
+        };
+        Ok(ChatStream {
+            meta,
+            events: Box::pin(events),
+        })
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
+        self.inner.list_models().await
+    }
+
+    async fn get_model(&self, id: &str) -> Result<ModelInfo, ChatError> {
+        self.inner.get_model(id).await
+    }
+
+    async fn health(&self) -> BackendHealth {
+        self.inner.health().await
+    }
+}
+
+/// The request with the stored system prompt (unless the turn brings its own) and history put
+/// before its messages, and the session's model when the request names none.
+fn with_history(mut req: ChatRequest, session: &Session) -> Result<ChatRequest, ChatError> {
+    let history = session
+        .history
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_message(i, v.clone()))
+        .collect::<Result<Vec<Message>, ChatError>>()
+        .map_err(|e| {
+            ChatError::internal(format!(
+                "stored history of `{}` is unreadable: {e}",
+                session.id
+            ))
+        })?;
+    let brings_system = req
+        .messages
+        .iter()
+        .chain(history.iter())
+        .any(|m| matches!(m.role, Role::System | Role::Developer));
+    let mut messages = Vec::with_capacity(history.len() + req.messages.len() + 1);
+    if let Some(system) = session.system.as_ref().filter(|_| !brings_system) {
+        messages.push(Message::text(Role::System, system.clone()));
+    }
+    messages.extend(history);
+    messages.append(&mut req.messages);
+    req.messages = messages;
+    if req.model.is_empty() {
+        req.model = session.model.clone().unwrap_or_default();
+    }
+    req.session_id = None;
+    Ok(req)
+}
+
+/// Choice 0 of what was streamed, as the assistant message to store.
+fn reply_message(acc: Accumulator, meta: &CompletionMeta) -> Message {
+    let completion = acc.finish(meta.clone());
+    let choice = completion.choices.into_iter().next();
+    let (content, tool_calls) = choice.map_or((None, Vec::new()), |c| (c.content, c.tool_calls));
+    Message {
+        role: Role::Assistant,
+        content: content.into_iter().map(ContentPart::Text).collect(),
+        name: None,
+        tool_calls,
+        tool_call_id: None,
+    }
+}
