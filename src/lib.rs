@@ -46,6 +46,17 @@ pub struct Listeners {
     pub grpc: TcpListener,
 }
 
+/// The moments of the server's life the protocols react to.
+#[derive(Clone)]
+pub struct Lifecycle {
+    /// When the process started (Unix seconds): the `created` of every model.
+    pub started: i64,
+    /// Cancelled as soon as shutdown begins: readiness (HTTP and gRPC health) turns false.
+    pub draining: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: what still runs ends with an error.
+    pub abort: CancellationToken,
+}
+
 /// What serves requests, on both protocols: completions and session management.
 #[derive(Clone)]
 pub struct Services {
@@ -126,9 +137,12 @@ pub async fn run(
     let grpc = grpc::serve(
         listeners.grpc,
         services,
-        started,
+        Lifecycle {
+            started,
+            draining: draining.clone(),
+            abort: abort.clone(),
+        },
         token.clone().cancelled_owned(),
-        abort.clone(),
     );
     let trigger = token.clone();
     let delay = Duration::from_secs(config.shutdown_delay_secs);

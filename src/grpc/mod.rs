@@ -20,10 +20,14 @@ pub const MODEL_SERVICE_NAME: &str = "claude_gateway.v1.ModelService";
 pub async fn serve(
     listener: tokio::net::TcpListener,
     services: crate::Services,
-    started: i64,
+    lifecycle: crate::Lifecycle,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    abort: tokio_util::sync::CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let crate::Lifecycle {
+        started,
+        draining,
+        abort,
+    } = lifecycle;
     let crate::Services {
         backend,
         sessions,
@@ -33,7 +37,8 @@ pub async fn serve(
     let watched = backend.clone();
     let health_task = tokio::spawn(async move {
         loop {
-            let status = if watched.health().await.ready {
+            // Draining (shutdown begun) is not serving, whatever the backend says.
+            let status = if !draining.is_cancelled() && watched.health().await.ready {
                 ServingStatus::Serving
             } else {
                 ServingStatus::NotServing
@@ -41,10 +46,18 @@ pub async fn serve(
             for name in [CHAT_SERVICE_NAME, ""] {
                 reporter.set_service_status(name, status).await;
             }
+            let models = if draining.is_cancelled() {
+                ServingStatus::NotServing
+            } else {
+                ServingStatus::Serving
+            };
             reporter
-                .set_service_status(MODEL_SERVICE_NAME, ServingStatus::Serving)
+                .set_service_status(MODEL_SERVICE_NAME, models)
                 .await;
-            tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+                () = draining.cancelled(), if !draining.is_cancelled() => {}
+            }
         }
     });
     let reflection = tonic_reflection::server::Builder::configure()
