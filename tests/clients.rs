@@ -9,52 +9,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::fake_anthropic::FakeAnthropic;
 use common::*;
 use serde_json::Value;
 use tokio::process::Command;
-
-/// The gateway on the real CLI against the fake Anthropic API, like `setup` in `real_cli.rs`.
-async fn real_gateway(cli: &Path, api: &FakeAnthropic) -> Gateway {
-    Gateway::builder()
-        .args([
-            "--claude-bin",
-            cli.to_str().unwrap(),
-            "--claude-max-retries",
-            "0",
-        ])
-        .env("ANTHROPIC_API_KEY", "sk-test")
-        .env("ANTHROPIC_BASE_URL", api.base_url())
-        .start()
-        .await
-}
-
-/// Runs `cmd` to completion, capturing its output (killed if the test's timeout drops it).
-async fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
 
 // ---------------------------------------------------------------------------------------------
 // The OpenAI Python SDK
@@ -65,7 +26,7 @@ async fn python_openai_sdk_inner() {
         return;
     };
     let api = FakeAnthropic::start().await;
-    let gw = real_gateway(&cli, &api).await;
+    let gw = real_cli_gateway(&cli, &api, &[]).await;
     let started = Instant::now();
     let out = run(Command::new(&python)
         .args([
@@ -172,7 +133,7 @@ async fn buf_curl_inner() {
         return;
     };
     let api = FakeAnthropic::start().await;
-    let gw = real_gateway(&cli, &api).await;
+    let gw = real_cli_gateway(&cli, &api, &[]).await;
     let base = gw.grpc.as_str();
 
     // Services, by reflection.

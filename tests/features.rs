@@ -17,7 +17,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_anthropic::FakeAnthropic;
@@ -29,45 +28,6 @@ use tokio::process::Command;
 const GW_PREFIX: &str = "mcp__gw__";
 /// The CLI's own structured-output tool, offered for JSON output only.
 const STRUCTURED_OUTPUT: &str = "StructuredOutput";
-
-/// The gateway on the real CLI against the fake Anthropic API, like `setup` in `real_cli.rs`.
-async fn real_gateway(cli: &Path, api: &FakeAnthropic) -> Gateway {
-    Gateway::builder()
-        .args([
-            "--claude-bin",
-            cli.to_str().unwrap(),
-            "--claude-max-retries",
-            "0",
-        ])
-        .env("ANTHROPIC_API_KEY", "sk-test")
-        .env("ANTHROPIC_BASE_URL", api.base_url())
-        .start()
-        .await
-}
-
-/// Runs `cmd` to completion, capturing its output (killed if the test's timeout drops it).
-async fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
 
 /// A client process pointed at the gateway: its base URL and key, no proxy, no OpenAI account
 /// or tracing settings from the environment, and the record file.
@@ -291,7 +251,7 @@ async fn python_features_inner() {
         return;
     };
     let api = FakeAnthropic::start().await;
-    let gw = real_gateway(&cli, &api).await;
+    let gw = real_cli_gateway(&cli, &api, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     pytest(&python, &gw, &record, "tests/python/test_features.py").await;
@@ -463,7 +423,7 @@ async fn node_sdk_inner() {
     }
     let Some(node) = node() else { return };
     let api = FakeAnthropic::start().await;
-    let gw = real_gateway(&cli, &api).await;
+    let gw = real_cli_gateway(&cli, &api, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     let started = Instant::now();
@@ -532,7 +492,7 @@ async fn langchain_inner() {
         return;
     };
     let api = FakeAnthropic::start().await;
-    let gw = real_gateway(&cli, &api).await;
+    let gw = real_cli_gateway(&cli, &api, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     pytest(&python, &gw, &record, "tests/python/test_langchain.py").await;

@@ -348,12 +348,7 @@ async fn python_sdk_multi_turn_recall_on_the_real_cli() {
         let Some(cli) = real_cli() else { return };
         let Some(python) = tool("venv/bin/python") else { return };
         let api = FakeAnthropic::start().await;
-        let gw = Gateway::builder()
-            .args(["--claude-bin", cli.to_str().unwrap(), "--claude-max-retries", "0"])
-            .env("ANTHROPIC_API_KEY", "sk-test")
-            .env("ANTHROPIC_BASE_URL", api.base_url())
-            .start()
-            .await;
+        let gw = real_cli_gateway(&cli, &api, &[]).await;
         let script = r#"
 import os, httpx
 from openai import OpenAI
@@ -404,13 +399,7 @@ async fn live_session_processes_continue_natively_and_match_replay() {
             let cli = cli.clone();
             async move {
                 let api = FakeAnthropic::start().await;
-                let gw = Gateway::builder()
-                    .args(["--claude-bin", cli.to_str().unwrap(), "--claude-max-retries", "0"])
-                    .args(extra.iter().copied())
-                    .env("ANTHROPIC_API_KEY", "sk-test")
-                    .env("ANTHROPIC_BASE_URL", api.base_url())
-                    .start()
-                    .await;
+                let gw = real_cli_gateway(&cli, &api, extra).await;
                 (api, gw)
             }
         };

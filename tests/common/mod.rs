@@ -212,6 +212,51 @@ impl FakeCliGateway {
     }
 }
 
+/// The gateway on the real CLI against a fake Anthropic API, with `extra` flags.
+pub async fn real_cli_gateway(
+    cli: &Path,
+    api: &fake_anthropic::FakeAnthropic,
+    extra: &[&str],
+) -> Gateway {
+    Gateway::builder()
+        .args([
+            "--claude-bin",
+            cli.to_str().unwrap(),
+            "--claude-max-retries",
+            "0",
+        ])
+        .args(extra.iter().copied())
+        .env("ANTHROPIC_API_KEY", "sk-test")
+        .env("ANTHROPIC_BASE_URL", api.base_url())
+        .start()
+        .await
+}
+
+/// Runs `cmd` to completion, capturing its output (killed if the test's timeout drops it).
+pub async fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A command's status and output, for an assertion message.
+pub fn describe(what: &str, out: &std::process::Output) -> String {
+    format!(
+        "{what}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
