@@ -4,6 +4,12 @@
 //! documented schemas), Swagger UI at `/docs` and ReDoc at `/redoc` load every asset from the
 //! binary itself, and, when `.ci/install-tools` installed it, `openapi-spec-validator` accepts the
 //! document. Each test runs the binary on the fake CLI; every body is bounded by `bounded`.
+//!
+//! "Every route" is checked three ways: the documented operations are exactly `ROUTES`; each of
+//! them is served and every other method on its path is a 405; and the routes the router in
+//! `src/http/mod.rs` declares are exactly the non-documentation part of `ROUTES`. The access
+//! rules (the optional bearer key, its 401, the rate limit's 429 and headers) are checked
+//! against a gateway that has keys and a rate limit.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -24,9 +30,41 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/chat/completions", "post"),
     ("/v1/models", "get"),
     ("/v1/models/{id}", "get"),
+    ("/v1/sessions", "post"),
+    ("/v1/sessions", "get"),
+    ("/v1/sessions/{id}", "get"),
+    ("/v1/sessions/{id}", "delete"),
+    ("/v1/sessions/{id}/clear", "post"),
     ("/health", "get"),
+    ("/health/live", "get"),
+    ("/health/ready", "get"),
+    ("/metrics", "get"),
     ("/", "get"),
+    ("/openapi.json", "get"),
+    ("/docs", "get"),
+    ("/docs/", "get"),
+    ("/docs/{file}", "get"),
+    ("/redoc", "get"),
+    ("/redoc/redoc.standalone.js", "get"),
+    ("/redoc/redoc.standalone.js.LICENSE.txt", "get"),
 ];
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// The documentation routes: served by `docs::routes()`, always open, and (but for the pages
+/// themselves) assets the index does not list.
+fn is_documentation(path: &str) -> bool {
+    ["/openapi.json", "/docs", "/redoc"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+/// `path` with its parameters filled in, for a request.
+fn concrete(path: &str) -> String {
+    path.replace("/v1/models/{id}", "/v1/models/gpt-4o")
+        .replace("{id}", "no-such-session")
+        .replace("{file}", "swagger-ui.css")
+}
 
 async fn bounded(body: impl Future<Output = ()>) {
     tokio::time::timeout(TEST_TIMEOUT, body)
@@ -136,6 +174,79 @@ fn expanded(doc: &Value, name: &str, depth: usize) -> Vec<String> {
     out
 }
 
+/// The `(path, method)` operations of the document.
+fn documented(doc: &Value) -> Vec<(String, String)> {
+    let mut ops: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| METHODS.contains(&k.as_str()))
+                .map(|m| (path.clone(), m.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ops.sort();
+    ops
+}
+
+fn sorted(routes: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut routes: Vec<(String, String)> = routes
+        .iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
+    routes.sort();
+    routes
+}
+
+/// The `(path, method)`s of the router's `.route("…", get(…).post(…))` calls in `source`.
+fn declared_routes(source: &str) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (start, _) in source.match_indices(".route(") {
+        let call = &source[start + ".route(".len()..];
+        let mut depth = 1;
+        let end = call
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .unwrap()
+            .0;
+        let call = &call[..end];
+        let path = call.split('"').nth(1).expect("a route path literal");
+        // Method routers are identifiers called right away (`get(`, `.post(`), not the paths of
+        // handlers (`sessions::get)`).
+        let bytes = call.as_bytes();
+        let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let mut i = 0;
+        while i < bytes.len() {
+            if !is_ident(bytes[i]) {
+                i += 1;
+                continue;
+            }
+            let begin = i;
+            while i < bytes.len() && is_ident(bytes[i]) {
+                i += 1;
+            }
+            let word = &call[begin..i];
+            let after_path = begin > 0 && bytes[begin - 1] == b':';
+            if METHODS.contains(&word) && !after_path && bytes.get(i) == Some(&b'(') {
+                routes.push((path.to_string(), word.to_string()));
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
 #[tokio::test]
 async fn openapi_json_is_a_3_1_document_of_every_route() {
     bounded(async {
@@ -148,40 +259,138 @@ async fn openapi_json_is_a_3_1_document_of_every_route() {
         );
         assert_eq!(doc["info"]["title"], "claude-gateway");
         assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(documented(&doc), sorted(ROUTES));
 
-        let paths = doc["paths"].as_object().unwrap();
-        let mut documented: Vec<(String, String)> = paths
+        // The router declares exactly the API routes of `ROUTES`, and merges nothing but the
+        // documentation's routes: a route added there without documenting it fails here.
+        let source = std::fs::read_to_string(repo_path("src/http/mod.rs")).unwrap();
+        let api: Vec<(&str, &str)> = ROUTES
             .iter()
-            .flat_map(|(path, item)| {
-                item.as_object()
-                    .unwrap()
-                    .keys()
-                    .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
-                    .map(|m| (path.clone(), m.clone()))
-                    .collect::<Vec<_>>()
+            .copied()
+            .filter(|(p, _)| !is_documentation(p))
+            .collect();
+        assert_eq!(declared_routes(&source), sorted(&api));
+        let merges: Vec<&str> = source
+            .match_indices(".merge(")
+            .map(|(i, _)| &source[i..])
+            .collect();
+        assert_eq!(merges.len(), 1, "the router merges other routers");
+        assert!(merges[0].starts_with(".merge(docs::routes())"));
+        assert!(!source.contains(".nest("), "the router nests other routers");
+
+        // Every documented operation is served, and no other method on its path is.
+        let mut paths: Vec<&str> = ROUTES.iter().map(|(p, _)| *p).collect();
+        paths.dedup();
+        for path in paths {
+            let url = fake.gw.url(&concrete(path));
+            for method in METHODS {
+                let verb = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let response = client().request(verb, &url).send().await.unwrap();
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap();
+                if ROUTES.contains(&(path, method)) {
+                    assert!(
+                        status != 405 && !body.contains("unknown_url"),
+                        "{method} {path} is not served: {status} {body}"
+                    );
+                } else {
+                    assert_eq!(status, 405, "{method} {path} is served: {body}");
+                }
+            }
+        }
+
+        // The index lists every endpoint but the documentation's assets, and only those.
+        let index = get_json(&fake.gw.url("/")).await;
+        let mut listed: Vec<(String, String)> = index["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let (method, path) = e.as_str().unwrap().split_once(' ').unwrap();
+                (path.to_string(), method.to_lowercase())
             })
             .collect();
-        documented.sort();
-        let mut expected: Vec<(String, String)> = ROUTES
-            .iter()
-            .map(|(p, m)| (p.to_string(), m.to_string()))
+        listed.sort();
+        let pages = ["/openapi.json", "/docs", "/redoc"];
+        let expected: Vec<(String, String)> = documented(&doc)
+            .into_iter()
+            .filter(|(p, _)| !is_documentation(p) || pages.contains(&p.as_str()))
             .collect();
-        expected.sort();
-        assert_eq!(documented, expected);
-
-        // The index's own list of endpoints is documented too.
-        let index = get_json(&fake.gw.url("/")).await;
-        for endpoint in index["endpoints"].as_array().unwrap() {
-            let (method, path) = endpoint.as_str().unwrap().split_once(' ').unwrap();
+        assert_eq!(listed, expected);
+        for (path, method) in &listed {
             assert!(
-                doc["paths"][path][method.to_lowercase()].is_object(),
-                "{endpoint} is not documented"
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is not documented"
             );
         }
         assert_eq!(
             doc["paths"]["/v1/models/{id}"]["get"]["parameters"][0]["in"],
             "path"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_access_rules_are_documented_where_they_apply() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let doc = openapi(&fake).await;
+        let scheme = &doc["components"]["securitySchemes"]["api_key"];
+        assert_eq!(scheme["type"], "http");
+        assert_eq!(scheme["scheme"], "bearer");
+        let description = scheme["description"].as_str().unwrap();
+        for word in ["--api-keys", "optional", "--public-health"] {
+            assert!(description.contains(word), "{description}");
+        }
+        for (path, method) in ROUTES {
+            let op = &doc["paths"][path][method];
+            let responses = &op["responses"];
+            if is_documentation(path) || *path == "/" {
+                assert!(op["security"].is_null(), "{method} {path} has security");
+                assert!(responses["401"].is_null(), "{method} {path} has a 401");
+                continue;
+            }
+            // Keys are optional: the bearer key, or nothing.
+            assert_eq!(
+                op["security"],
+                json!([{"api_key": []}, {}]),
+                "{method} {path}"
+            );
+            let unauthorized = &responses["401"];
+            assert_eq!(
+                unauthorized["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorResponse",
+                "{method} {path}"
+            );
+            assert!(unauthorized["headers"]["WWW-Authenticate"].is_object());
+            if path.starts_with("/v1/") {
+                let limited = &responses["429"];
+                assert!(limited["headers"]["Retry-After"].is_object(), "{path}");
+                for (status, response) in responses.as_object().unwrap() {
+                    let has = |h: &str| response["headers"][h].is_object();
+                    let quota = [
+                        "x-ratelimit-limit-requests",
+                        "x-ratelimit-remaining-requests",
+                        "x-ratelimit-reset-requests",
+                    ];
+                    assert_eq!(
+                        quota.iter().all(|h| has(h)),
+                        status != "401",
+                        "{method} {path} {status}"
+                    );
+                }
+            } else {
+                // Health and metrics are never rate-limited.
+                assert!(responses["429"].is_null(), "{method} {path}");
+                assert!(
+                    unauthorized["description"]
+                        .as_str()
+                        .unwrap()
+                        .contains("--public-health")
+                );
+            }
+        }
     })
     .await;
 }
@@ -295,7 +504,9 @@ async fn every_response_is_documented_with_schemas_that_resolve() {
             assert_eq!(resolve(&doc, schema)["type"], "object");
         }
         assert!(ok["headers"]["x-ignored-params"].is_object());
-        for status in ["400", "404", "413", "429", "500", "502", "503", "504"] {
+        for status in [
+            "400", "401", "404", "409", "413", "429", "500", "502", "503", "504",
+        ] {
             let schema = &responses[status]["content"]["application/json"]["schema"];
             assert_eq!(
                 schema["$ref"], "#/components/schemas/ErrorResponse",
@@ -306,7 +517,12 @@ async fn every_response_is_documented_with_schemas_that_resolve() {
 
         for (path, method) in ROUTES {
             let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
-            assert!(responses.contains_key("200"), "{method} {path}");
+            assert!(
+                responses
+                    .keys()
+                    .any(|s| s.starts_with('2') || s.starts_with('3')),
+                "{method} {path} has no success"
+            );
             for (status, response) in responses {
                 assert!(
                     response["headers"]["x-request-id"].is_object(),
@@ -323,6 +539,145 @@ async fn every_response_is_documented_with_schemas_that_resolve() {
             let name = r.strip_prefix("#/components/schemas/").unwrap();
             assert!(doc["components"]["schemas"][name].is_object(), "{r}");
         }
+    })
+    .await;
+}
+
+/// The schema `$ref`'d by `status`'s `media` content of an operation, by name.
+fn response_schema<'a>(doc: &'a Value, op: &'a Value, status: &str, media: &str) -> &'a str {
+    let schema = &op["responses"][status]["content"][media]["schema"];
+    let name = schema["$ref"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{status} {media}: {schema}"))
+        .strip_prefix("#/components/schemas/")
+        .unwrap();
+    resolve(doc, schema);
+    name
+}
+
+#[tokio::test]
+async fn the_session_routes_and_the_operator_routes_have_their_schemas() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let doc = openapi(&fake).await;
+        let paths = &doc["paths"];
+        let json = "application/json";
+
+        // Creating: an optional body (absent is fine, `null` is not), 201 with the session.
+        let create = &paths["/v1/sessions"]["post"];
+        let body = &create["requestBody"];
+        assert_ne!(body["required"], true, "the body is optional");
+        assert_eq!(
+            body["content"][json]["schema"]["$ref"],
+            "#/components/schemas/CreateSession"
+        );
+        let fields = resolve(&doc, &body["content"][json]["schema"])["properties"]
+            .as_object()
+            .unwrap();
+        for field in ["id", "model", "system_prompt", "metadata"] {
+            assert!(fields.contains_key(field), "CreateSession lacks `{field}`");
+        }
+        assert_eq!(response_schema(&doc, create, "201", json), "Session");
+        assert_eq!(response_schema(&doc, create, "400", json), "ErrorResponse");
+
+        let list = &paths["/v1/sessions"]["get"];
+        let params: Vec<&str> = list["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(params, ["limit", "after"]);
+        assert_eq!(response_schema(&doc, list, "200", json), "SessionList");
+        assert_eq!(response_schema(&doc, list, "400", json), "ErrorResponse");
+
+        for (path, method, ok) in [
+            ("/v1/sessions/{id}", "get", "Session"),
+            ("/v1/sessions/{id}", "delete", "SessionDeleted"),
+            ("/v1/sessions/{id}/clear", "post", "Session"),
+        ] {
+            let op = &paths[path][method];
+            assert_eq!(op["parameters"][0]["in"], "path", "{method} {path}");
+            assert_eq!(response_schema(&doc, op, "200", json), ok);
+            assert_eq!(response_schema(&doc, op, "404", json), "ErrorResponse");
+            let not_found = op["responses"]["404"].to_string();
+            assert!(not_found.contains("session_not_found"), "{not_found}");
+        }
+        for path in [
+            "/v1/sessions",
+            "/v1/sessions/{id}",
+            "/v1/sessions/{id}/clear",
+        ] {
+            for (method, op) in paths[path].as_object().unwrap() {
+                assert_eq!(op["tags"], json!(["sessions"]), "{method} {path}");
+                for status in ["500", "502", "503"] {
+                    assert_eq!(response_schema(&doc, op, status, json), "ErrorResponse");
+                }
+            }
+        }
+        // A session's history is OpenAI messages; the list shows summaries without them.
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["Session"]["properties"]["messages"]["items"]["$ref"],
+            "#/components/schemas/ChatMessage"
+        );
+        assert!(schemas["SessionSummary"]["properties"]["messages"].is_null());
+        assert_eq!(
+            schemas["SessionList"]["properties"]["data"]["items"]["$ref"],
+            "#/components/schemas/SessionSummary"
+        );
+        for (name, field, value) in [
+            ("Session", "object", "session"),
+            ("SessionDeleted", "object", "session.deleted"),
+            ("SessionList", "object", "list"),
+        ] {
+            assert_eq!(schemas[name]["properties"][field]["enum"], json!([value]));
+        }
+
+        // Chat completions continue sessions, by body field or header.
+        let chat = &paths["/v1/chat/completions"]["post"];
+        let field = &schemas["ChatCompletionRequest"]["properties"]["session_id"];
+        let description = field["description"].as_str().unwrap();
+        assert!(!description.contains("refused"), "{description}");
+        assert!(description.contains("session_not_found"), "{description}");
+        assert!(
+            chat["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "x-session-id" && p["in"] == "header")
+        );
+        assert!(
+            chat["responses"]["409"]
+                .to_string()
+                .contains("session_conflict")
+        );
+
+        // Health, readiness and metrics.
+        let op = |path: &str| &paths[path]["get"];
+        assert_eq!(
+            response_schema(&doc, op("/health/live"), "200", json),
+            "Live"
+        );
+        assert_eq!(
+            response_schema(&doc, op("/health/ready"), "200", json),
+            "Ready"
+        );
+        assert_eq!(
+            response_schema(&doc, op("/health/ready"), "503", json),
+            "NotReady"
+        );
+        let metrics = "text/plain; version=0.0.4";
+        assert_eq!(
+            response_schema(&doc, op("/metrics"), "200", metrics),
+            "Metrics"
+        );
+        assert_eq!(schemas["Metrics"]["type"], "string");
+        assert_eq!(
+            op("/docs")["responses"]["303"]["headers"]["Location"]["schema"]["type"],
+            "string"
+        );
     })
     .await;
 }
@@ -425,6 +780,267 @@ async fn real_requests_and_responses_match_the_documented_schemas() {
         );
         assert_matches(&doc, "Health", &get_json(&fake.gw.url("/health")).await);
         assert_matches(&doc, "Index", &get_json(&fake.gw.url("/")).await);
+        assert_matches(&doc, "Live", &get_json(&fake.gw.url("/health/live")).await);
+        assert_matches(
+            &doc,
+            "Ready",
+            &get_json(&fake.gw.url("/health/ready")).await,
+        );
+        let (status, content_type, metrics) = get(&fake.gw.url("/metrics")).await;
+        assert_eq!(status, 200);
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        let metrics = String::from_utf8(metrics).unwrap();
+        assert!(metrics.contains("# TYPE claude_gateway_"), "{metrics}");
+        assert_matches(&doc, "Metrics", &json!(metrics));
+
+        sessions_match_the_documented_schemas(&fake, &doc).await;
+
+        // Not ready, and why: a gateway without its CLI.
+        let missing = Gateway::builder()
+            .args(["--claude-bin", "/nonexistent/claude"])
+            .start()
+            .await;
+        for (path, name) in [("/health/ready", "NotReady"), ("/health", "Health")] {
+            let (status, body) = send(reqwest::Method::GET, &missing.url(path)).await;
+            assert_eq!(status, 503, "{path}: {body}");
+            documented_status(&doc, path, "get", status);
+            assert_matches(&doc, name, &body);
+        }
+    })
+    .await;
+}
+
+/// Sends a request without a body: (status, JSON body).
+async fn send(method: reqwest::Method, url: &str) -> (u16, Value) {
+    let response = client().request(method, url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, body)
+}
+
+/// Panics unless `status` is a documented response of `method path`.
+fn documented_status(doc: &Value, path: &str, method: &str, status: u16) {
+    assert!(
+        doc["paths"][path][method]["responses"][status.to_string()].is_object(),
+        "{method} {path} answered an undocumented {status}"
+    );
+}
+
+/// A session's life through the HTTP API, every request and response checked against the
+/// document: create (with a body, and without one), list in pages, turns naming the session by
+/// body field and by header, get, clear, delete, and the refusals of each route.
+async fn sessions_match_the_documented_schemas(fake: &FakeCliGateway, doc: &Value) {
+    use reqwest::Method;
+    let sessions = fake.gw.url("/v1/sessions");
+    let chat = fake.gw.url("/v1/chat/completions");
+
+    let create = json!({"id": "docs-1", "model": "gpt-4o", "system_prompt": "Be brief.",
+        "metadata": {"team": "docs"}});
+    assert_matches(doc, "CreateSession", &create);
+    let (status, _, session) = post_json(&sessions, &create).await;
+    assert_eq!(status, 201, "{session}");
+    assert_matches(doc, "Session", &session);
+    assert_eq!(session["system_prompt"], "Be brief.");
+    let (status, generated) = send(Method::POST, &sessions).await;
+    assert_eq!(status, 201, "{generated}");
+    assert_matches(doc, "Session", &generated);
+    assert!(generated["model"].is_null());
+
+    let page = get_json(&format!("{sessions}?limit=1")).await;
+    assert_matches(doc, "SessionList", &page);
+    assert_eq!(page["has_more"], true);
+    let after = page["next_after"].as_str().unwrap();
+    let rest = get_json(&format!("{sessions}?limit=1&after={after}")).await;
+    assert_matches(doc, "SessionList", &rest);
+    assert_eq!(rest["has_more"], false);
+    assert!(rest["next_after"].is_null());
+    // A summary is not a session: it has no history.
+    assert!(!violations(doc, "Session", &rest["data"][0]).is_empty());
+
+    // A turn with every kind of message, so the stored history shows them all; then one by
+    // header.
+    let mut turn = rich_request();
+    turn["session_id"] = json!("docs-1");
+    assert_matches(doc, "ChatCompletionRequest", &turn);
+    let (status, _, reply) = post_json(&chat, &turn).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_matches(doc, "ChatCompletion", &reply);
+    let response = client()
+        .post(&chat)
+        .header("x-session-id", "docs-1")
+        .json(&chat_body("gpt-4o", "And again."))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_matches(doc, "ChatCompletion", &response.json().await.unwrap());
+
+    let session = get_json(&fake.gw.url("/v1/sessions/docs-1")).await;
+    assert_matches(doc, "Session", &session);
+    let turns = turn["messages"].as_array().unwrap().len() + 1 + 2;
+    assert_eq!(session["messages"].as_array().unwrap().len(), turns);
+    assert_eq!(session["message_count"], turns);
+
+    let (status, cleared) = send(Method::POST, &fake.gw.url("/v1/sessions/docs-1/clear")).await;
+    assert_eq!(status, 200, "{cleared}");
+    assert_matches(doc, "Session", &cleared);
+    assert_eq!(cleared["messages"], json!([]));
+    let (status, deleted) = send(Method::DELETE, &fake.gw.url("/v1/sessions/docs-1")).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_matches(doc, "SessionDeleted", &deleted);
+
+    // The refusals: each status documented for its route, each body an `ErrorResponse`.
+    let gone = ("session_id", "docs-1");
+    let mut refusals = vec![
+        (
+            Method::GET,
+            "/v1/sessions/{id}",
+            None,
+            404,
+            "session_not_found",
+        ),
+        (
+            Method::DELETE,
+            "/v1/sessions/{id}",
+            None,
+            404,
+            "session_not_found",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions/{id}/clear",
+            None,
+            404,
+            "session_not_found",
+        ),
+        (Method::GET, "/v1/sessions", Some(json!(null)), 400, ""),
+        (
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"id": generated["id"]})),
+            400,
+            "session_exists",
+        ),
+        (
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"id": "no spaces"})),
+            400,
+            "",
+        ),
+        (Method::POST, "/v1/sessions", Some(json!(null)), 400, ""),
+    ];
+    let mut orphan = chat_body("gpt-4o", "Hello?");
+    orphan[gone.0] = json!(gone.1);
+    refusals.push((
+        Method::POST,
+        "/v1/chat/completions",
+        Some(orphan),
+        404,
+        "session_not_found",
+    ));
+    for (method, template, body, status, code) in refusals {
+        let mut url = fake.gw.url(&template.replace("{id}", gone.1));
+        if template == "/v1/sessions" && method == Method::GET {
+            url = format!("{url}?after={}", gone.1);
+        }
+        let mut request = client().request(method.clone(), &url);
+        if let Some(body) = body.filter(|_| method != Method::GET) {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let got = response.status().as_u16();
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(got, status, "{method} {template}: {error}");
+        documented_status(doc, template, &method.as_str().to_lowercase(), got);
+        assert_matches(doc, "ErrorResponse", &error);
+        if !code.is_empty() {
+            assert_eq!(error["error"]["code"], code, "{method} {template}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn keys_and_rate_limits_answer_as_documented() {
+    bounded(async {
+        let fake =
+            FakeCliGateway::start(&["--api-keys", "docs-key", "--rate-limit-rpm", "2"]).await;
+        // The documentation is open, whatever the keys.
+        let doc = openapi(&fake).await;
+        let url = fake.gw.url("/v1/models");
+        let op = &doc["paths"]["/v1/models"]["get"];
+        let documented_headers = |status: &str| -> Vec<String> {
+            op["responses"][status]["headers"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|h| h.to_lowercase())
+                .collect()
+        };
+
+        let response = client().get(&url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        assert!(documented_headers("401").contains(&"www-authenticate".to_string()));
+        let error: Value = response.json().await.unwrap();
+        assert_matches(&doc, "ErrorResponse", &error);
+        assert_eq!(error["error"]["code"], "invalid_api_key");
+
+        let quota = [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ];
+        for remaining in ["1", "0"] {
+            let response = client()
+                .get(&url)
+                .bearer_auth("docs-key")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            for header in quota {
+                assert!(response.headers().contains_key(header), "{header}");
+                assert!(documented_headers("200").contains(&header.to_string()));
+            }
+            assert_eq!(response.headers()["x-ratelimit-limit-requests"], "2");
+            assert_eq!(
+                response.headers()["x-ratelimit-remaining-requests"],
+                remaining
+            );
+            assert_matches(&doc, "ModelList", &response.json().await.unwrap());
+        }
+        let response = client()
+            .get(&url)
+            .bearer_auth("docs-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 429);
+        for header in quota.into_iter().chain(["retry-after"]) {
+            assert!(response.headers().contains_key(header), "{header}");
+            assert!(documented_headers("429").contains(&header.to_string()));
+        }
+        let error: Value = response.json().await.unwrap();
+        assert_matches(&doc, "ErrorResponse", &error);
+        assert_eq!(error["error"]["code"], "rate_limit_exceeded");
+
+        // Health stays open and is not counted.
+        let response = client()
+            .get(fake.gw.url("/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(
+            !response
+                .headers()
+                .contains_key("x-ratelimit-limit-requests")
+        );
     })
     .await;
 }

@@ -60,6 +60,11 @@ async fn the_http_api_manages_sessions() {
         assert_eq!(rest["data"].as_array().unwrap().len(), 1);
         assert_eq!(rest["has_more"], false);
 
+        // Malformed query parameters and oversized bodies are OpenAI-shaped errors too.
+        let (status, body) = get_json(&g.gw.url("/v1/sessions?limit=abc")).await;
+        assert_eq!(status, 400, "{body}");
+        common::openai_schema::assert_valid("ErrorResponse", &body);
+
         let r = client().delete(g.gw.url("/v1/sessions/third")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let (status, body) = get_json(&g.gw.url("/v1/sessions/third")).await;

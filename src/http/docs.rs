@@ -5,6 +5,13 @@
 //! cannot drift from what the routes read and write. Swagger UI comes from `utoipa-swagger-ui`'s
 //! `vendored` zip (embedded at build time, in debug builds too); ReDoc, which `utoipa-redoc` would
 //! load from a CDN, is a checked-in bundle (`assets/`, see its README) served by `redoc_js`.
+//!
+//! Every route the router serves is an operation of the document. Routes whose handlers carry no
+//! `#[utoipa::path]` (`/metrics`, the pages and assets of the two UI crates) are described by the
+//! documentation-only functions of `served_elsewhere`. What every route shares is added by
+//! modifiers: the access rules (`AccessRules`: the optional bearer key, its 401 and the rate
+//! limit's 429 and `x-ratelimit-*` headers, placed by the same `access::Route` classification the
+//! guard uses) and the request ids (`RequestIds`).
 
 pub mod schemas;
 
@@ -12,15 +19,21 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
-use utoipa::openapi::{Object, RefOr, Required, Type};
+use serde_json::json;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{Schema, SchemaType};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Object, Ref, RefOr, Required, Type};
 use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_redoc::{Redoc, Servable};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::handlers;
 use super::openai::ErrorResponse;
+use super::{handlers, sessions};
+use crate::access::Route;
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -68,21 +81,46 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
     info(description = "An OpenAI-compatible API for Claude: point an OpenAI client at `/v1` and \
         the answers come from Anthropic's `claude` CLI. Every error has OpenAI's shape \
         (`ErrorResponse`); every response carries an `x-request-id` header (the client's, when it \
-        sent one)."),
+        sent one).\n\n\
+        Access: a gateway started with `--api-keys` (or `--api-keys-file`) wants one of its keys \
+        as `Authorization: Bearer KEY` on the `/v1` routes (401 `invalid_api_key` otherwise), and \
+        on health and metrics too with `--public-health false`; the index and the documentation \
+        are always open. With `--rate-limit-rpm` the `/v1` routes answer with the \
+        `x-ratelimit-*` headers, and 429 `rate_limit_exceeded` with `Retry-After` once the \
+        budget is spent. Without keys and a rate limit everything is open."),
     paths(
         handlers::chat_completions,
         handlers::list_models,
         handlers::get_model,
+        sessions::create,
+        sessions::list,
+        sessions::get,
+        sessions::delete,
+        sessions::clear,
         handlers::health,
+        handlers::health_live,
+        handlers::health_ready,
+        served_elsewhere::metrics,
         handlers::index,
+        served_elsewhere::openapi_json,
+        served_elsewhere::swagger_ui,
+        served_elsewhere::swagger_ui_page,
+        served_elsewhere::swagger_ui_asset,
+        served_elsewhere::redoc,
+        redoc_js,
+        redoc_notices,
     ),
     components(schemas(ErrorResponse)),
     tags(
         (name = "chat", description = "Chat completions, whole or streamed"),
+        (name = "sessions", description = "Server-side conversations: a chat request naming a \
+            session (`session_id`, or the `x-session-id` header) runs on its stored history, and \
+            a successful turn is appended to it"),
         (name = "models", description = "The model ids clients may send"),
-        (name = "service", description = "Health and discovery"),
+        (name = "service", description = "Health, metrics and discovery"),
+        (name = "documentation", description = "This document and the pages that render it"),
     ),
-    modifiers(&RequestIds),
+    modifiers(&OptionalBodies, &AccessRules, &RequestIds),
 )]
 pub struct ApiDoc;
 
@@ -105,6 +143,18 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(REDOC_NOTICES_PATH, get(redoc_notices))
 }
 
+#[utoipa::path(
+    get,
+    path = "/redoc/redoc.standalone.js",
+    tag = "documentation",
+    summary = "The ReDoc bundle",
+    responses((
+        status = 200,
+        description = "ReDoc's standalone script, served from the binary.",
+        content_type = "text/javascript",
+        body = String,
+    )),
+)]
 async fn redoc_js() -> impl IntoResponse {
     (
         [
@@ -115,6 +165,18 @@ async fn redoc_js() -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/redoc/redoc.standalone.js.LICENSE.txt",
+    tag = "documentation",
+    summary = "The ReDoc bundle's licence notices",
+    responses((
+        status = 200,
+        description = "The third-party licence notices of the bundle.",
+        content_type = "text/plain",
+        body = String,
+    )),
+)]
 async fn redoc_notices() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -129,22 +191,33 @@ struct RequestIds;
 impl Modify for RequestIds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                add_request_id(operation);
-            }
+            operations(item).for_each(add_request_id);
         }
     }
 }
 
+/// The operations of one path.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn string() -> RefOr<Schema> {
+    RefOr::T(Object::with_type(Type::String).into())
+}
+
+fn integer() -> RefOr<Schema> {
+    RefOr::T(Object::with_type(Type::Integer).into())
+}
+
 fn add_request_id(operation: &mut Operation) {
-    let string = || RefOr::T(Object::with_type(Type::String).into());
     operation.parameters.get_or_insert_with(Vec::new).push(
         ParameterBuilder::new()
             .name("x-request-id")
@@ -169,28 +242,325 @@ fn add_request_id(operation: &mut Operation) {
     }
 }
 
+/// The name of the bearer security scheme.
+pub const API_KEY_SCHEME: &str = "api_key";
+
+const API_KEY_DESCRIPTION: &str = "One of the gateway's API keys, sent as `Authorization: \
+    Bearer KEY` (what the OpenAI SDKs send as their `api_key`). Keys are optional: only a \
+    gateway started with `--api-keys` or `--api-keys-file` wants one, so every operation that \
+    names this scheme also lists the empty requirement `{}` (without keys, no key is needed and \
+    one sent is ignored). With keys, the `/v1` routes need one; health and metrics only with \
+    `--public-health false`; the index and the documentation never.";
+
+const RATE_LIMIT_HEADERS: [(&str, &str); 3] = [
+    (
+        "x-ratelimit-limit-requests",
+        "With `--rate-limit-rpm`: the requests per minute this key (or, without keys, this client \
+         address) may make.",
+    ),
+    (
+        "x-ratelimit-remaining-requests",
+        "With `--rate-limit-rpm`: the requests left in the budget after this one.",
+    ),
+    (
+        "x-ratelimit-reset-requests",
+        "With `--rate-limit-rpm`: when the budget is whole again (`20s`, `1m0s`).",
+    ),
+];
+
+/// The access rules of `crate::access`, on the operations they apply to (placed by
+/// `Route::of_http_path`, as the guard places them): the optional bearer key and its 401 on API
+/// and health routes, and the rate limit's headers and 429 on API routes. Documentation routes
+/// are always open and get nothing.
+struct AccessRules;
+
+impl Modify for AccessRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                API_KEY_SCHEME,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(API_KEY_DESCRIPTION))
+                        .build(),
+                ),
+            );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let route = Route::of_http_path(path);
+            if route == Route::Open {
+                continue;
+            }
+            for operation in operations(item) {
+                operation.security = Some(vec![
+                    SecurityRequirement::new(API_KEY_SCHEME, Vec::<String>::new()),
+                    SecurityRequirement::default(),
+                ]);
+                let responses = &mut operation.responses.responses;
+                if route == Route::Api {
+                    add_rate_limit(responses);
+                }
+                responses.insert("401".into(), RefOr::T(unauthorized(route)));
+            }
+        }
+    }
+}
+
+/// The `x-ratelimit-*` headers on every response (the guard writes them on whatever the route
+/// answers), and the 429 of a spent budget, merged into a 429 the route documents already.
+fn add_rate_limit(responses: &mut std::collections::BTreeMap<String, RefOr<Response>>) {
+    const OVER_BUDGET: &str = "Over this gateway's `--rate-limit-rpm` (`rate_limit_exceeded`, \
+        with `Retry-After` and the `x-ratelimit-*` headers).";
+    match responses.get_mut("429") {
+        Some(RefOr::T(response)) => {
+            response.description = format!("{OVER_BUDGET} Or: {}", response.description);
+        }
+        _ => {
+            let response = ResponseBuilder::new()
+                .description(OVER_BUDGET)
+                .content("application/json", error_content(rate_limited_example()))
+                .build();
+            responses.insert("429".into(), RefOr::T(response));
+        }
+    }
+    if let Some(RefOr::T(response)) = responses.get_mut("429") {
+        response
+            .headers
+            .entry("Retry-After".into())
+            .or_insert_with(|| header(integer(), "Seconds to wait before retrying."));
+    }
+    for response in responses.values_mut() {
+        if let RefOr::T(response) = response {
+            for (name, description) in RATE_LIMIT_HEADERS {
+                let schema = if name.starts_with("x-ratelimit-reset") {
+                    string()
+                } else {
+                    integer()
+                };
+                response
+                    .headers
+                    .insert(name.into(), header(schema, description));
+            }
+        }
+    }
+}
+
+fn unauthorized(route: Route) -> Response {
+    let when = match route {
+        Route::Health => {
+            "Only with `--public-health false` and `--api-keys`: no gateway API key, or a wrong \
+             one (`invalid_api_key`)."
+        }
+        Route::Api | Route::Open => {
+            "Only with `--api-keys` (or `--api-keys-file`): no gateway API key, or a wrong one \
+             (`invalid_api_key`)."
+        }
+    };
+    ResponseBuilder::new()
+        .description(when)
+        .content(
+            "application/json",
+            error_content(json!({"error": {
+                "message": "Incorrect API key provided in the Authorization header. It is not \
+                    one of this gateway's API keys; ask its operator for a valid key.",
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})),
+        )
+        .header(
+            "WWW-Authenticate",
+            header(string(), "`Bearer`: the scheme the key goes in (RFC 6750)."),
+        )
+        .build()
+}
+
+fn rate_limited_example() -> serde_json::Value {
+    json!({"error": {
+        "message": "Rate limit reached for requests: this gateway allows 60 requests per minute \
+            per API key. Please try again in 1s.",
+        "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}})
+}
+
+fn error_content(example: serde_json::Value) -> utoipa::openapi::content::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorResponse")))
+        .example(Some(example))
+        .build()
+}
+
+fn header(schema: RefOr<Schema>, description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(schema)
+        .description(Some(description))
+        .build()
+}
+
+/// An optional request body (`request_body(content = Option<T>)`) is one that may be left out,
+/// not one that may be `null`: utoipa already leaves it not `required`, and this turns its
+/// `oneOf: [null, T]` schema back into `T` (a `null` body is a 400 like any other non-object).
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations(item) {
+                let Some(body) = operation.request_body.as_mut() else {
+                    continue;
+                };
+                if body.required == Some(Required::True) {
+                    continue;
+                }
+                for content in body.content.values_mut() {
+                    if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
+                        && let [null, schema] = one_of.items.as_slice()
+                        && is_null(null)
+                    {
+                        content.schema = Some(schema.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+}
+
+/// Operations of routes whose handlers carry no `#[utoipa::path]`: `/metrics`
+/// (`crate::metrics::serve`) and the pages and assets of `utoipa-swagger-ui` and `utoipa-redoc`.
+/// The functions only carry the `#[utoipa::path]` blocks; nothing calls them.
+mod served_elsewhere {
+    #![allow(dead_code)]
+
+    use crate::http::docs::schemas::Metrics;
+
+    #[utoipa::path(
+        get,
+        path = "/metrics",
+        tag = "service",
+        summary = "Prometheus metrics",
+        description = "Every family is prefixed `claude_gateway_`: requests, their durations and \
+            statuses by route and model (HTTP) or method and code (gRPC), in-flight requests, \
+            live processes and queued requests, time to first token, process start-up, tokens \
+            and cost.",
+        responses((
+            status = 200,
+            description = "The metrics, in the Prometheus text format 0.0.4 (with `; \
+                charset=utf-8`).",
+            content_type = "text/plain; version=0.0.4",
+            body = Metrics,
+        )),
+    )]
+    fn metrics() {}
+
+    #[utoipa::path(
+        get,
+        path = "/openapi.json",
+        tag = "documentation",
+        summary = "This document",
+        responses((
+            status = 200,
+            description = "The OpenAPI 3.1 document of the HTTP API.",
+            content_type = "application/json",
+            body = Object,
+        )),
+    )]
+    fn openapi_json() {}
+
+    #[utoipa::path(
+        get,
+        path = "/docs",
+        tag = "documentation",
+        summary = "Swagger UI",
+        responses((
+            status = 303,
+            description = "Redirects to the page, `/docs/`.",
+            headers(("Location" = String, description = "`/docs/`")),
+        )),
+    )]
+    fn swagger_ui() {}
+
+    #[utoipa::path(
+        get,
+        path = "/docs/",
+        tag = "documentation",
+        summary = "Swagger UI's page",
+        responses((
+            status = 200,
+            description = "Swagger UI on this document, loading its assets from `/docs/` only.",
+            content_type = "text/html",
+            body = String,
+        )),
+    )]
+    fn swagger_ui_page() {}
+
+    #[utoipa::path(
+        get,
+        path = "/docs/{file}",
+        tag = "documentation",
+        summary = "Swagger UI's assets",
+        params(("file" = String, Path, description = "An asset of the page, e.g. \
+            `swagger-ui-bundle.js`, `swagger-ui.css`, `swagger-initializer.js`.")),
+        responses(
+            (
+                status = 200,
+                description = "The asset, with its own type (`text/javascript`, `text/css`, \
+                    `image/png`, …).",
+                content_type = "*/*",
+                body = String,
+            ),
+            (status = 404, description = "No such asset (an empty body)."),
+        ),
+    )]
+    fn swagger_ui_asset() {}
+
+    #[utoipa::path(
+        get,
+        path = "/redoc",
+        tag = "documentation",
+        summary = "ReDoc",
+        responses((
+            status = 200,
+            description = "ReDoc on this document, its script served from `/redoc/`.",
+            content_type = "text/html",
+            body = String,
+        )),
+    )]
+    fn redoc() {}
+}
+
 /// Refusals of a chat request.
 #[derive(IntoResponses)]
 pub enum RequestErrors {
     /// Malformed JSON (`invalid_json`), a missing or mistyped field (named in `param`), a value
-    /// out of range, or a feature Claude lacks (`unsupported_parameter`,
-    /// `unsupported_content_type`).
+    /// out of range, a feature Claude lacks (`unsupported_parameter`,
+    /// `unsupported_content_type`), or `n` above 1 in a session.
     #[response(status = 400, example = json!({"error": {
         "message": "`messages[0].role` is required.", "type": "invalid_request_error",
         "param": "messages[0].role", "code": null}}))]
     BadRequest(ErrorResponse),
-    /// The model id is neither in the model table nor a Claude id (`model_not_found`).
+    /// The model id is neither in the model table nor a Claude id (`model_not_found`), or the
+    /// `session_id` names no live session (`session_not_found`).
     #[response(status = 404, example = json!({"error": {
         "message": "The model `gpt-9` does not exist.", "type": "invalid_request_error",
         "param": "model", "code": "model_not_found"}}))]
     ModelNotFound(ErrorResponse),
+    /// Another replica appended a turn to the session while this one ran (`session_conflict`);
+    /// nothing was stored, send it again.
+    #[response(status = 409, example = json!({"error": {
+        "message": "Another turn changed session `ada-1` first (its history had 4 messages, \
+            this turn was computed on 2); nothing was stored. Send it again.",
+        "type": "invalid_request_error", "param": "session_id", "code": "session_conflict"}}))]
+    SessionConflict(ErrorResponse),
     /// The body is larger than `--max-body-bytes` (`payload_too_large`).
     #[response(status = 413)]
     PayloadTooLarge(ErrorResponse),
-    /// Claude rate-limited the gateway (`rate_limit_exceeded`).
+    /// Claude rate-limited the gateway, or every process is busy and the queue is full
+    /// (`rate_limit_exceeded`, with `Retry-After` when the wait is known).
     #[response(
         status = 429,
-        headers(("Retry-After" = u64, description = "Seconds to wait, when Claude said.")),
+        headers(("Retry-After" = u64, description = "Seconds to wait, when known.")),
     )]
     RateLimited(ErrorResponse),
 }
@@ -212,6 +582,54 @@ pub enum ServerErrors {
     /// `--request-timeout-secs` reached (`timeout`).
     #[response(status = 504)]
     Timeout(ErrorResponse),
+}
+
+/// Refusals of `POST /v1/sessions`.
+#[derive(IntoResponses)]
+pub enum CreateSessionErrors {
+    /// Malformed JSON (`invalid_json`), a mistyped field (named in `param`), an `id` that is not
+    /// up to 128 letters, digits, `_`, `-` or `.`, or the `id` of a live session
+    /// (`session_exists`).
+    #[response(status = 400, example = json!({"error": {
+        "message": "A session `ada-1` already exists.", "type": "invalid_request_error",
+        "param": "id", "code": "session_exists"}}))]
+    BadRequest(ErrorResponse),
+}
+
+/// Refusals of `GET /v1/sessions`.
+#[derive(IntoResponses)]
+pub enum ListSessionsErrors {
+    /// `after` names no live session (`param: after`).
+    #[response(status = 400, example = json!({"error": {
+        "message": "The cursor `after=ada-9` names no session.", "type": "invalid_request_error",
+        "param": "after", "code": null}}))]
+    BadRequest(ErrorResponse),
+}
+
+/// A session route's `{id}` that names no live session.
+#[derive(IntoResponses)]
+pub enum SessionNotFound {
+    /// The session never existed, was deleted, or expired after `--session-ttl-secs` idle
+    /// (`session_not_found`).
+    #[response(status = 404, example = json!({"error": {
+        "message": "No session `ada-1` (it never existed, was deleted, or expired).",
+        "type": "invalid_request_error", "param": "session_id", "code": "session_not_found"}}))]
+    NotFound(ErrorResponse),
+}
+
+/// Failures of the session store, or of the worker that keeps it.
+#[derive(IntoResponses)]
+pub enum SessionServerErrors {
+    /// The session store failed (`internal_error`).
+    #[response(status = 500)]
+    Internal(ErrorResponse),
+    /// In front of a worker (`--upstream`): the worker refused this gateway's key
+    /// (`upstream_auth_failed`).
+    #[response(status = 502)]
+    BadGateway(ErrorResponse),
+    /// In front of a worker (`--upstream`): the worker is unreachable (`unavailable`).
+    #[response(status = 503)]
+    Unavailable(ErrorResponse),
 }
 
 /// `GET /v1/models/{id}` of an id the gateway does not take.
@@ -238,20 +656,62 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         assert_eq!(doc["info"]["title"], env!("CARGO_PKG_NAME"));
         assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
-        for (path, method) in [
-            ("/v1/chat/completions", "post"),
-            ("/v1/models", "get"),
-            ("/v1/models/{id}", "get"),
-            ("/health", "get"),
-            ("/", "get"),
+        for (path, method, ok) in [
+            ("/v1/chat/completions", "post", "200"),
+            ("/v1/models", "get", "200"),
+            ("/v1/models/{id}", "get", "200"),
+            ("/v1/sessions", "post", "201"),
+            ("/v1/sessions", "get", "200"),
+            ("/v1/sessions/{id}", "get", "200"),
+            ("/v1/sessions/{id}", "delete", "200"),
+            ("/v1/sessions/{id}/clear", "post", "200"),
+            ("/health", "get", "200"),
+            ("/health/live", "get", "200"),
+            ("/health/ready", "get", "200"),
+            ("/metrics", "get", "200"),
+            ("/", "get", "200"),
+            ("/openapi.json", "get", "200"),
+            ("/docs", "get", "303"),
+            ("/redoc", "get", "200"),
         ] {
             let op = &doc["paths"][path][method];
             assert!(op.is_object(), "{method} {path} missing");
             assert!(
-                op["responses"]["200"]["headers"]["x-request-id"].is_object(),
+                op["responses"][ok]["headers"]["x-request-id"].is_object(),
                 "{method} {path} has no x-request-id header"
             );
         }
+    }
+
+    #[test]
+    fn the_modifiers_shape_what_the_derives_cannot() {
+        let doc = doc();
+        // An optional body may be absent, not `null`.
+        let body = &doc["paths"]["/v1/sessions"]["post"]["requestBody"];
+        assert!(body["required"].is_null() || body["required"] == false);
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/CreateSession"
+        );
+        // The access rules follow `Route::of_http_path`.
+        let security = |path: &str| doc["paths"][path]["get"]["security"].clone();
+        let optional_key = json!([{API_KEY_SCHEME: []}, {}]);
+        assert_eq!(security("/v1/models"), optional_key);
+        assert_eq!(security("/health/ready"), optional_key);
+        assert!(security("/openapi.json").is_null());
+        let ready = &doc["paths"]["/health/ready"]["get"]["responses"];
+        assert!(ready["401"].is_object());
+        assert!(ready["429"].is_null());
+        assert!(ready["200"]["headers"]["x-ratelimit-limit-requests"].is_null());
+        let chat = &doc["paths"]["/v1/chat/completions"]["post"]["responses"];
+        assert!(chat["200"]["headers"]["x-ratelimit-remaining-requests"].is_object());
+        assert!(chat["401"]["headers"]["x-ratelimit-remaining-requests"].is_null());
+        assert!(chat["429"]["headers"]["Retry-After"].is_object());
+        let request = &doc["components"]["schemas"]["ChatCompletionRequest"];
+        let session_id = request["properties"]["session_id"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(session_id.contains("session_not_found"), "{session_id}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `{"error":{"message","type","param","code"}}` body, plus the JSON body extractor that turns
 //! malformed or mistyped bodies into the same shape instead of axum's plain-text rejections.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -95,8 +95,24 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
+        let OpenAiBytes(bytes) = OpenAiBytes::from_request(req, state).await?;
+        parse_json(&bytes).map(OpenAiJson).map_err(ApiError)
+    }
+}
+
+/// The raw body, with the body-size limit (413) and read failures in OpenAI's shape.
+pub struct OpenAiBytes(pub axum::body::Bytes);
+
+impl<S> FromRequest<S> for OpenAiBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
             .await
+            .map(OpenAiBytes)
             .map_err(|e| {
                 ApiError(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ChatError::PayloadTooLarge {
@@ -112,8 +128,34 @@ where
                         code: None,
                     }
                 })
-            })?;
-        parse_json(&bytes).map(OpenAiJson).map_err(ApiError)
+            })
+    }
+}
+
+/// Query parameters, with malformed ones reported in OpenAI's shape.
+pub struct OpenAiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for OpenAiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| OpenAiQuery(q.0))
+            .map_err(|e| {
+                ApiError(ChatError::InvalidRequest {
+                    message: format!("Invalid query parameters: {}", e.body_text()),
+                    param: None,
+                    code: None,
+                })
+            })
     }
 }
 

@@ -61,10 +61,11 @@ fn request_context(headers: &HeaderMap) -> RequestContext {
     description = "Answers the conversation with Claude, whole (`application/json`) or, with \
         `stream: true`, as server-sent events (`text/event-stream`). A streamed answer is \
         committed (200) only once Claude produced its first event: refusals and failures before \
-        that are real error statuses.",
+        that are real error statuses. Naming a session (`session_id`, or the `x-session-id` \
+        header) runs the turn on its stored history and appends the turn to it on success.",
     params((
         "x-session-id" = Option<String>, Header,
-        description = "Same as the body's `session_id` (the body wins)."
+        description = "A session to continue, as the body's `session_id` (the body wins)."
     )),
     request_body = openai::ChatCompletionRequest,
     responses(
@@ -241,12 +242,38 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// Liveness: the process is up and answering; 200 whatever the CLI's state.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "service",
+    summary = "Whether the process is up (liveness)",
+    description = "200 for as long as the process answers, whatever the CLI's state: restart \
+        the gateway only when this fails.",
+    responses((status = 200, description = "Alive.", body = super::docs::schemas::Live)),
+)]
 pub async fn health_live() -> Json<serde_json::Value> {
     Json(json!({ "status": "alive" }))
 }
 
 /// Readiness: 200 when completions can be served now; 503 with the reasons while the CLI is
 /// missing (or the remote worker is not serving) or the gateway is draining for shutdown.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "service",
+    summary = "Whether completions can be served now (readiness)",
+    description = "503 while the CLI is missing, the `--upstream` worker is not serving, or the \
+        gateway is draining after SIGTERM (for `--shutdown-delay-secs`, so load balancers stop \
+        sending first).",
+    responses(
+        (status = 200, description = "Ready.", body = super::docs::schemas::Ready),
+        (
+            status = 503,
+            description = "Not ready, with the reasons.",
+            body = super::docs::schemas::NotReady,
+        ),
+    ),
+)]
 pub async fn health_ready(State(state): State<AppState>) -> Response {
     let mut reasons = Vec::new();
     if state.draining.is_cancelled() {
@@ -286,11 +313,24 @@ pub async fn index() -> Json<serde_json::Value> {
             "POST /v1/chat/completions",
             "GET /v1/models",
             "GET /v1/models/{id}",
+            "POST /v1/sessions",
+            "GET /v1/sessions",
+            "GET /v1/sessions/{id}",
+            "DELETE /v1/sessions/{id}",
+            "POST /v1/sessions/{id}/clear",
             "GET /health",
+            "GET /health/live",
+            "GET /health/ready",
+            "GET /metrics",
+            "GET /",
+            "GET /openapi.json",
+            "GET /docs",
+            "GET /redoc",
         ],
         "grpc_services": [
             "claude_gateway.v1.ChatService",
             "claude_gateway.v1.ModelService",
+            "claude_gateway.v1.SessionService",
             "grpc.health.v1.Health",
         ],
     }))

@@ -104,8 +104,12 @@ pub struct ChatCompletionRequest {
     /// Accepted; not sent to Claude.
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// A server-side session to continue (the `x-session-id` header works too). Not supported
-    /// yet: a non-empty value is refused with a 400 (`unsupported_parameter`).
+    /// A server-side session to continue (`POST /v1/sessions` makes one; the `x-session-id`
+    /// header works too, the body wins). Its system prompt and stored history go before
+    /// `messages`, its `model` is used when `model` is empty, and after a successful turn
+    /// `messages` and the reply are appended in one atomic write; a failed turn stores nothing.
+    /// An unknown or expired session is a 404 (`session_not_found`); a turn another replica
+    /// overtook is a 409 (`session_conflict`); `n` above 1 is a 400.
     #[serde(default)]
     pub session_id: Option<String>,
     /// How hard Claude thinks (the CLI's effort level).

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::sessions::{NewSession, PageRequest, Session, SessionSummary};
 
-use super::error::{ApiError, parse_json};
+use super::error::{ApiError, OpenAiBytes, OpenAiQuery, parse_json};
 use super::handlers::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,9 +62,32 @@ fn session_json(s: &Session) -> Value {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "sessions",
+    operation_id = "create_session",
+    summary = "Create a session",
+    description = "Creates an empty session. The body is optional: without one (or with `{}`) \
+        the session gets a generated id and no model, system prompt or metadata.",
+    request_body(
+        content = Option<super::docs::schemas::CreateSession>,
+        content_type = "application/json",
+        description = "The session's id, model, system prompt and metadata, all optional.",
+    ),
+    responses(
+        (
+            status = 201,
+            description = "The new session, with an empty history.",
+            body = super::docs::schemas::Session,
+        ),
+        super::docs::CreateSessionErrors,
+        super::docs::SessionServerErrors,
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    OpenAiBytes(body): OpenAiBytes,
 ) -> Result<Response, ApiError> {
     // The body is optional: an empty POST creates a session with a generated id.
     let CreateSession {
@@ -89,9 +112,37 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(session_json(&session))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "sessions",
+    operation_id = "list_sessions",
+    summary = "List the sessions",
+    description = "Live sessions, oldest first (by creation time, then id), a page at a time: \
+        pass a page's `next_after` as `after` to get the next one.",
+    params(
+        (
+            "limit" = Option<usize>, Query,
+            description = "Sessions per page: 20 when absent, clamped to 1…1000.",
+        ),
+        (
+            "after" = Option<String>, Query,
+            description = "The id of the last session of the previous page (its `next_after`).",
+        ),
+    ),
+    responses(
+        (
+            status = 200,
+            description = "One page of sessions.",
+            body = super::docs::schemas::SessionList,
+        ),
+        super::docs::ListSessionsErrors,
+        super::docs::SessionServerErrors,
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    OpenAiQuery(q): OpenAiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = state
         .sessions
@@ -108,6 +159,23 @@ pub async fn list(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    operation_id = "get_session",
+    summary = "Get a session and its history",
+    params(("id" = String, Path, description = "The session's id.")),
+    responses(
+        (
+            status = 200,
+            description = "The session, with its history as OpenAI messages.",
+            body = super::docs::schemas::Session,
+        ),
+        super::docs::SessionNotFound,
+        super::docs::SessionServerErrors,
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -116,6 +184,20 @@ pub async fn get(
     Ok(Json(session_json(&session)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    operation_id = "delete_session",
+    summary = "Delete a session",
+    description = "Deletes the session and its history, on every replica sharing the store.",
+    params(("id" = String, Path, description = "The session's id.")),
+    responses(
+        (status = 200, description = "Deleted.", body = super::docs::schemas::SessionDeleted),
+        super::docs::SessionNotFound,
+        super::docs::SessionServerErrors,
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -126,6 +208,25 @@ pub async fn delete(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/clear",
+    tag = "sessions",
+    operation_id = "clear_session",
+    summary = "Clear a session's history",
+    description = "Empties the history and keeps the session (id, model, system prompt, \
+        metadata). Waits for a turn running on it on this replica to finish first.",
+    params(("id" = String, Path, description = "The session's id.")),
+    responses(
+        (
+            status = 200,
+            description = "The session, with an empty history.",
+            body = super::docs::schemas::Session,
+        ),
+        super::docs::SessionNotFound,
+        super::docs::SessionServerErrors,
+    ),
+)]
 pub async fn clear(
     State(state): State<AppState>,
     Path(id): Path<String>,

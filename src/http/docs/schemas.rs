@@ -1,8 +1,11 @@
 //! Documentation-only types: the OpenAPI schemas of what `openai.rs` keeps as raw JSON (messages,
 //! tools, `tool_choice`, `response_format`, `stop`) because `convert.rs` parses it field by field
 //! to name the exact path of an error, plus the small fixed-value enums and the bodies the
-//! handlers build with `json!`. Nothing here is constructed or parsed: the types exist for
-//! `#[derive(ToSchema)]`, and describe exactly what `convert.rs` and the handlers accept and write.
+//! handlers build with `json!` (health, the index, sessions). Nothing here is constructed or
+//! parsed: the types exist for `#[derive(ToSchema)]`, and describe exactly what `convert.rs` and
+//! the handlers accept and write.
+
+use std::collections::BTreeMap;
 
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, Type};
@@ -347,3 +350,158 @@ pub struct Index {
     /// The gRPC services on the gRPC port.
     pub grpc_services: Vec<String>,
 }
+
+/// Liveness: the process is up and answering, whatever the CLI's state.
+#[derive(ToSchema)]
+pub struct Live {
+    #[schema(inline)]
+    pub status: LiveStatus,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LiveStatus {
+    Alive,
+}
+
+/// Readiness: completions can be served now.
+#[derive(ToSchema)]
+pub struct Ready {
+    #[schema(inline)]
+    pub status: ReadyStatus,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyStatus {
+    Ready,
+}
+
+/// Not ready, and why.
+#[derive(ToSchema)]
+pub struct NotReady {
+    #[schema(inline)]
+    pub status: NotReadyStatus,
+    /// One line per reason: `draining: the gateway is shutting down`, `claude CLI not usable:
+    /// …`, `upstream not serving: …`.
+    #[schema(min_items = 1)]
+    pub reasons: Vec<String>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotReadyStatus {
+    NotReady,
+}
+
+// ---- sessions ----------------------------------------------------------------------------
+
+/// The body of `POST /v1/sessions`. Every field is optional, and so is the body itself: an empty
+/// request creates a session with a generated id. Empty strings count as absent.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": "ada-1", "model": "sonnet", "system_prompt": "You are terse.",
+    "metadata": {"user": "ada"}}))]
+pub struct CreateSession {
+    /// The session's id: up to 128 letters, digits, `_`, `-` or `.`; `sess_<uuid>` when absent.
+    /// An id a live session already has is a 400 (`session_exists`).
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{0,128}$")]
+    pub id: Option<String>,
+    /// The model id of turns whose request has an empty `model`.
+    pub model: Option<String>,
+    /// The system prompt of every turn, put before the history unless the history or the turn
+    /// brings its own `system` or `developer` message. `system` is accepted as an alias.
+    pub system_prompt: Option<String>,
+    /// Your labels for the session, string to string; the gateway does not read them.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// A session with its history (`GET /v1/sessions/{id}`; creating and clearing return it too).
+#[derive(ToSchema)]
+pub struct Session {
+    #[schema(example = "sess_8fad599609b74742bbfea9f190a9ed58")]
+    pub id: String,
+    #[schema(inline)]
+    pub object: SessionObject,
+    /// The model id of turns whose request has an empty `model`.
+    #[schema(required)]
+    pub model: Option<String>,
+    /// The session's system prompt.
+    #[schema(required)]
+    pub system_prompt: Option<String>,
+    /// The labels given at creation.
+    pub metadata: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds of the last creation, stored turn or clear.
+    pub updated: i64,
+    /// How many messages `messages` holds.
+    pub message_count: u64,
+    /// The history, oldest first, as OpenAI messages: each stored turn's request messages, then
+    /// Claude's reply.
+    pub messages: Vec<ChatMessage>,
+}
+
+/// A session as `GET /v1/sessions` lists it: a `Session` without its `messages`.
+#[derive(ToSchema)]
+pub struct SessionSummary {
+    pub id: String,
+    #[schema(inline)]
+    pub object: SessionObject,
+    #[schema(required)]
+    pub model: Option<String>,
+    #[schema(required)]
+    pub system_prompt: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds of the last creation, stored turn or clear.
+    pub updated: i64,
+    /// The length of the session's history.
+    pub message_count: u64,
+}
+
+/// One page of sessions, oldest first (by creation time, then id).
+#[derive(ToSchema)]
+pub struct SessionList {
+    #[schema(inline)]
+    pub object: ListObject,
+    pub data: Vec<SessionSummary>,
+    /// Whether more sessions follow this page.
+    pub has_more: bool,
+    /// The `after` of the next page; `null` on the last one.
+    #[schema(required)]
+    pub next_after: Option<String>,
+}
+
+/// What `DELETE /v1/sessions/{id}` answers.
+#[derive(ToSchema)]
+pub struct SessionDeleted {
+    pub id: String,
+    #[schema(inline)]
+    pub object: SessionDeletedObject,
+    /// Always `true`: deleting an unknown session is a 404.
+    pub deleted: bool,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionObject {
+    Session,
+}
+
+#[derive(ToSchema)]
+pub enum SessionDeletedObject {
+    #[serde(rename = "session.deleted")]
+    SessionDeleted,
+}
+
+/// Prometheus text exposition format 0.0.4: `# HELP` and `# TYPE` lines, then one sample per
+/// line.
+#[derive(ToSchema)]
+#[schema(
+    example = "# HELP claude_gateway_in_flight_requests Requests being served now (a \
+    stream until its end), by protocol.\n\
+    # TYPE claude_gateway_in_flight_requests gauge\n\
+    claude_gateway_in_flight_requests{protocol=\"http\"} 1\n"
+)]
+pub struct Metrics(pub String);
