@@ -3,6 +3,7 @@
 //! with a bare `claude -p` run with the same isolation flags. Run with `cargo bench --bench e2e`
 //! (needs `.ci/install-tools`); prints a Markdown table for BENCHMARKS.md.
 
+mod common;
 #[path = "../tests/common/fake_anthropic.rs"]
 mod fake_anthropic;
 
@@ -14,16 +15,14 @@ use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use common::{Gateway, median, ms, verdict};
+
 const RUNS: usize = 10;
 const PROMPT: &str = "Hello [[words:20]]";
 
 struct Sample {
     ttft: Duration,
     total: Duration,
-}
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
 fn cli_env(cmd: &mut Command, base_url: &str) {
@@ -102,126 +101,87 @@ async fn gateway(client: &reqwest::Client, url: &str) -> Sample {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
-/// Starts the gateway binary on the real CLI; returns it and its chat URL.
-async fn start_gateway(
-    cli: &Path,
-    base_url: &str,
-    extra: &[&str],
-) -> (tokio::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_claude-gateway"))
-        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-        .args(["--claude-bin", cli.to_str().expect("utf-8 path")])
-        .args(["--claude-max-retries", "0"])
-        .args(extra)
-        .env("ANTHROPIC_API_KEY", "sk-bench")
-        .env("ANTHROPIC_BASE_URL", base_url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start gateway");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = out
-        .next_line()
-        .await
-        .expect("read")
-        .expect("listening line");
-    let http = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .expect("http=")
-        .to_string();
-    (child, format!("http://{http}"))
-}
-
-/// Waits until the gateway's pool holds `n` idle processes, so no refill runs during a sample.
-async fn pool_ready(client: &reqwest::Client, base: &str, n: u64) {
-    for _ in 0..200 {
-        let health: serde_json::Value = client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("json");
-        if health["warm_processes"].as_u64() == Some(n) {
-            // Let the new process finish starting up before it is timed.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("pool never refilled");
+/// Waits until the pool holds its one process, then lets it finish starting up, so no refill
+/// runs during a sample.
+async fn pool_settled(gw: &Gateway, client: &reqwest::Client) {
+    gw.pool_ready(client, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
 #[tokio::main]
 async fn main() {
     let cli = std::env::var_os("CLAUDE_REAL_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo(".tools/node_modules/.bin/claude"));
+        .unwrap_or_else(|| common::repo(".tools/node_modules/.bin/claude"));
     if !cli.exists() {
         eprintln!("{} missing: run .ci/install-tools first", cli.display());
         std::process::exit(2);
     }
     let api = fake_anthropic::FakeAnthropic::start().await;
+    let base_url = api.base_url();
     let cwd = tempfile::tempdir().expect("tempdir");
-    let (_cold_gw, cold) = start_gateway(&cli, &api.base_url(), &["--pool-size", "0"]).await;
-    let (_warm_gw, warm) = start_gateway(
-        &cli,
-        &api.base_url(),
-        &["--pool-size", "1", "--pool-models", "sonnet"],
+    let cli_arg = cli.to_str().expect("utf-8 path");
+    let common_args = ["--claude-bin", cli_arg, "--claude-max-retries", "0"];
+    let env = [
+        ("ANTHROPIC_API_KEY", "sk-bench"),
+        ("ANTHROPIC_BASE_URL", base_url.as_str()),
+    ];
+    let cold = Gateway::start(&[&common_args[..], &["--pool-size", "0"]].concat(), &env).await;
+    let warm = Gateway::start(
+        &[
+            &common_args[..],
+            &["--pool-size", "1", "--pool-models", "sonnet"],
+        ]
+        .concat(),
+        &env,
     )
     .await;
     let client = reqwest::Client::new();
-    let chat = |base: &str| format!("{base}/v1/chat/completions");
 
     // Warm the page cache and every path once, then interleave the runs.
-    bare_cli(&cli, &api.base_url(), cwd.path()).await;
-    gateway(&client, &chat(&cold)).await;
-    pool_ready(&client, &warm, 1).await;
-    gateway(&client, &chat(&warm)).await;
+    bare_cli(&cli, &base_url, cwd.path()).await;
+    gateway(&client, &cold.chat_url()).await;
+    pool_settled(&warm, &client).await;
+    gateway(&client, &warm.chat_url()).await;
     let (mut bare, mut cold_s, mut warm_s) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        pool_ready(&client, &warm, 1).await;
-        bare.push(bare_cli(&cli, &api.base_url(), cwd.path()).await);
-        cold_s.push(gateway(&client, &chat(&cold)).await);
-        warm_s.push(gateway(&client, &chat(&warm)).await);
+        pool_settled(&warm, &client).await;
+        bare.push(bare_cli(&cli, &base_url, cwd.path()).await);
+        cold_s.push(gateway(&client, &cold.chat_url()).await);
+        warm_s.push(gateway(&client, &warm.chat_url()).await);
     }
-    let row = |name: &str, s: &[Sample], base: &[Sample]| {
-        let ttft = median(s.iter().map(|x| x.ttft).collect());
-        let total = median(s.iter().map(|x| x.total).collect());
-        let base_ttft = median(base.iter().map(|x| x.ttft).collect());
-        let base_total = median(base.iter().map(|x| x.total).collect());
-        println!(
-            "| {name} | {} | {:.2}× | {} | {:.2}× |",
-            ms(ttft),
-            ttft.as_secs_f64() / base_ttft.as_secs_f64(),
-            ms(total),
-            total.as_secs_f64() / base_total.as_secs_f64()
-        );
-    };
+    let ttft = |s: &[Sample]| median(&s.iter().map(|x| x.ttft).collect::<Vec<_>>());
+    let total = |s: &[Sample]| median(&s.iter().map(|x| x.total).collect::<Vec<_>>());
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     let version = std::process::Command::new(&cli)
         .arg("--version")
         .output()
         .expect("version")
         .stdout;
-    println!(
-        "Real claude CLI {}, fake Anthropic API answering instantly (20 words), {RUNS} interleaved runs, medians.\n",
+    let mut md = format!(
+        "Real claude CLI {}, fake Anthropic API answering instantly (20 words), {RUNS} \
+         interleaved runs, medians.\n\n\
+         | path | time to first token (ms) | vs bare CLI | total (ms) | vs bare CLI |\n\
+         |---|---|---|---|---|\n",
         String::from_utf8_lossy(&version).trim()
     );
-    println!("| path | time to first token (ms) | vs bare CLI | total (ms) | vs bare CLI |");
-    println!("|---|---|---|---|---|");
-    row("bare `claude -p`, same flags (baseline)", &bare, &bare);
-    row("gateway, cold spawn per request", &cold_s, &bare);
-    row("gateway, warm pool", &warm_s, &bare);
+    for (name, s) in [
+        ("bare `claude -p`, same flags (baseline)", &bare),
+        ("gateway, cold spawn per request", &cold_s),
+        ("gateway, warm pool", &warm_s),
+    ] {
+        md.push_str(&format!(
+            "| {name} | {} | {:.2}× | {} | {:.2}× |\n",
+            ms(ttft(s), 1),
+            ratio(ttft(s), ttft(&bare)),
+            ms(total(s), 1),
+            ratio(total(s), total(&bare)),
+        ));
+    }
+    let warm_ratio = ratio(ttft(&warm_s), ttft(&bare));
+    md.push_str(&format!(
+        "\n- Target: warm time to first token ≤ 0.35× the bare cold CLI — {warm_ratio:.2}× → {}\n",
+        verdict(warm_ratio <= 0.35)
+    ));
+    common::report("e2e", &md);
 }

@@ -133,7 +133,14 @@ pub async fn run(
     // The client address is what the rate limit counts when there are no API keys.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http =
-        axum::serve(listeners.http, app).with_graceful_shutdown(token.clone().cancelled_owned());
+        // No Nagle delay: an SSE chunk must not wait for the client's delayed ACK (up to 40 ms).
+        axum::serve(
+            axum::serve::ListenerExt::tap_io(listeners.http, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .with_graceful_shutdown(token.clone().cancelled_owned());
     let grpc = grpc::serve(
         listeners.grpc,
         services,

@@ -69,7 +69,10 @@ async fn an_in_flight_stream_finishes_within_the_grace_period() {
         let status = g.gw.child.wait().await.unwrap();
         assert!(status.success(), "{status}");
         let pid = g.runs()[0]["pid"].as_u64().unwrap();
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        eventually("the CLI is gone with the gateway", || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .await;
     })
     .await
     .unwrap();
