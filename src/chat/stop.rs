@@ -30,38 +30,55 @@ impl StopMatcher {
             return StopOutcome::Continue(text.to_string());
         }
         self.held.push_str(text);
-        let earliest = self
-            .stops
-            .iter()
-            .filter_map(|stop| self.held.find(stop.as_str()))
-            .min();
-        if let Some(at) = earliest {
-            let before = self.held[..at].to_string();
-            self.held.clear();
-            return StopOutcome::Stopped(before);
+        let complete = self.earliest_match();
+        let partial = self.partial_start();
+        match (complete, partial) {
+            // A match that nothing earlier can still overtake: cut there.
+            (Some(at), p) if p.is_none_or(|p| at <= p) => {
+                let before = self.held[..at].to_string();
+                self.held.clear();
+                StopOutcome::Stopped(before)
+            }
+            // Release what no stop can start in; hold the rest.
+            (_, p) => {
+                let release = p.unwrap_or(self.held.len());
+                let out = self.held[..release].to_string();
+                self.held.drain(..release);
+                StopOutcome::Continue(out)
+            }
         }
-        let keep = self.partial_suffix_len();
-        let release = self.held.len() - keep;
-        let out = self.held[..release].to_string();
-        self.held.drain(..release);
-        StopOutcome::Continue(out)
     }
 
-    /// Text still held when the stream ends normally: it never became a stop sequence.
+    /// Text still held when the stream ends: cut at a stop it holds, else all of it.
     pub fn finish(&mut self) -> String {
-        std::mem::take(&mut self.held)
+        let held = std::mem::take(&mut self.held);
+        match self.earliest_match_in(&held) {
+            Some(at) => held[..at].to_string(),
+            None => held,
+        }
     }
 
-    /// Length of the longest suffix of `held` that is a proper prefix of some stop sequence.
-    fn partial_suffix_len(&self) -> usize {
+    fn earliest_match(&self) -> Option<usize> {
+        self.earliest_match_in(&self.held)
+    }
+
+    fn earliest_match_in(&self, text: &str) -> Option<usize> {
+        self.stops
+            .iter()
+            .filter_map(|stop| text.find(stop.as_str()))
+            .min()
+    }
+
+    /// Where the earliest suffix of `held` starts that is a proper prefix of some stop: a stop
+    /// that may still complete there once more text arrives.
+    fn partial_start(&self) -> Option<usize> {
         let held = self.held.as_str();
-        held.char_indices()
-            .map(|(i, _)| i)
-            .find(|&i| {
-                let suffix = &held[i..];
-                self.stops.iter().any(|s| s.starts_with(suffix))
-            })
-            .map_or(0, |i| held.len() - i)
+        held.char_indices().map(|(i, _)| i).find(|&i| {
+            let suffix = &held[i..];
+            self.stops
+                .iter()
+                .any(|s| s.len() > suffix.len() && s.starts_with(suffix))
+        })
     }
 }
 
@@ -114,6 +131,16 @@ mod tests {
     #[test]
     fn held_text_is_released_at_the_end() {
         assert_eq!(run(&["END"], &["the E"]), ("the E".into(), false));
+    }
+
+    #[test]
+    fn a_longer_stop_starting_earlier_wins_whatever_the_chunking() {
+        let stops = ["é", "日éa"];
+        assert_eq!(run(&stops, &["日日éa日éé"]), ("日".into(), true));
+        assert_eq!(run(&stops, &["日日é", "a日éé"]), ("日".into(), true));
+        // The longer stop does not complete: the shorter one cuts, also at the end.
+        assert_eq!(run(&stops, &["日日é", "b"]), ("日日".into(), true));
+        assert_eq!(run(&["ab", "b"], &["xa", "b"]), ("x".into(), true));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Launch {
 
 pub struct ClaudeProcess {
     child: Child,
+    /// The child's process group (it leads it): killed as a whole, also after the child itself
+    /// exited, since what it started may still run there.
+    pgid: Option<u32>,
     stdin: Option<ChildStdin>,
     stdout: FramedRead<ChildStdout, LinesCodec>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
@@ -43,8 +46,11 @@ pub struct ClaudeProcess {
 
 impl ClaudeProcess {
     pub fn spawn(launch: &Launch) -> Result<Self, ChatError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        // Private: no other local user may enter the run's directory or read its temp files.
         let dir = tempfile::Builder::new()
             .prefix("claude-gateway-run-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&launch.work_root)
             .map_err(|e| {
                 ChatError::internal(format!(
@@ -55,7 +61,9 @@ impl ClaudeProcess {
         let cwd = dir.path().join("cwd");
         let tmp = dir.path().join("tmp");
         for d in [&cwd, &tmp] {
-            std::fs::create_dir(d)
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(d)
                 .map_err(|e| ChatError::internal(format!("cannot create {}: {e}", d.display())))?;
         }
         // Checked here because with setpriv in front a missing CLI would only show as an early
@@ -105,6 +113,7 @@ impl ClaudeProcess {
         // In the run's span: the stderr line it logs carries the request id.
         tokio::spawn(drain_stderr(stderr, stderr_tail.clone(), child.id()).in_current_span());
         Ok(ClaudeProcess {
+            pgid: child.id(),
             child,
             stdin: Some(stdin),
             stdout: FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE_BYTES)),
@@ -119,7 +128,18 @@ impl ClaudeProcess {
 
     /// False once the child has exited (checked without waiting).
     pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        let alive = matches!(self.child.try_wait(), Ok(None));
+        if !alive {
+            self.kill_group();
+        }
+        alive
+    }
+
+    /// SIGKILL to the whole process group (once).
+    fn kill_group(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            kill_group(pgid);
+        }
     }
 
     /// Writes one JSON line. The CLI dies on a malformed line, so callers pass whole objects.
@@ -158,6 +178,9 @@ impl ClaudeProcess {
 
     /// After stdout closed: how the child ended (waits briefly) and the tail of its stderr.
     pub async fn exit_report(&mut self) -> String {
+        // Its output is closed, so the CLI is done: whatever it left in its group goes too.
+        // Killed before reaping, while the leader's group id cannot have been reused.
+        self.kill_group();
         let status =
             tokio::time::timeout(std::time::Duration::from_secs(2), self.child.wait()).await;
         let status = match status {
@@ -190,9 +213,7 @@ impl ClaudeProcess {
 
 impl Drop for ClaudeProcess {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            kill_group(pid);
-        }
+        self.kill_group();
     }
 }
 
