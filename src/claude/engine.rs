@@ -167,9 +167,16 @@ impl Engine {
         let continued = match held {
             Some(process) => {
                 tracing::debug!(pid = process.pid(), "continuing the session's live process");
-                Run::continue_turn(process, req, self.cfg.idle_timeout)
-                    .await
-                    .ok()
+                match Run::continue_turn(process, req, self.cfg.idle_timeout).await {
+                    Ok(run) => Some(run),
+                    // The kept process broke (died, stopped reading): replay into a new one.
+                    // Any other failure (the API refusing) is the turn's answer, not retried.
+                    Err(ChatError::CliFailed { message }) => {
+                        tracing::debug!(%message, "the live process failed; replaying the history");
+                        None
+                    }
+                    Err(other) => return Err(other),
+                }
             }
             None => None,
         };
