@@ -17,6 +17,7 @@ use super::pb::session_service_client::SessionServiceClient;
 // The worker connection, carrying --upstream-api-key; its refusals are the façade's 502s.
 use super::remote::{WorkerChannel as Channel, from_status};
 
+/// A session with its history: the summary's fields, and the history as `ChatMessage`s.
 fn session_to_pb(s: Session) -> Result<pb::Session, ChatError> {
     let Session {
         id,
@@ -32,15 +33,18 @@ fn session_to_pb(s: Session) -> Result<pb::Session, ChatError> {
         .enumerate()
         .map(|(i, v)| parse_message(i, v).map(convert::message_to_pb))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(pb::Session {
+    let summary = SessionSummary {
         id,
-        model: model.unwrap_or_default(),
-        system_prompt: system.unwrap_or_default(),
-        metadata: metadata.into_iter().collect(),
-        created: created_at,
-        updated: updated_at,
-        message_count: history.len() as u32,
+        model,
+        system,
+        metadata,
+        created_at,
+        updated_at,
+        message_count: history.len(),
+    };
+    Ok(pb::Session {
         history,
+        ..summary_to_pb(summary)
     })
 }
 
@@ -66,29 +70,29 @@ fn summary_to_pb(s: SessionSummary) -> pb::Session {
     }
 }
 
-fn session_from_pb(s: pb::Session) -> Result<Session, ChatError> {
-    let pb::Session {
-        id,
-        model,
-        system_prompt,
-        metadata,
-        created,
-        updated,
-        message_count: _,
-        history,
-    } = s;
-    let history = history
+/// The inverse of `session_to_pb`.
+fn session_from_pb(mut s: pb::Session) -> Result<Session, ChatError> {
+    let history = std::mem::take(&mut s.history)
         .into_iter()
         .enumerate()
         .map(|(i, m)| convert::message(i, m).map(|m| message_to_json(&m)))
         .collect::<Result<Vec<_>, _>>()?;
+    let SessionSummary {
+        id,
+        model,
+        system,
+        metadata,
+        created_at,
+        updated_at,
+        message_count: _,
+    } = summary_from_pb(s);
     Ok(Session {
         id,
-        model: (!model.is_empty()).then_some(model),
-        system: (!system_prompt.is_empty()).then_some(system_prompt),
-        metadata: metadata.into_iter().collect(),
-        created_at: created,
-        updated_at: updated,
+        model,
+        system,
+        metadata,
+        created_at,
+        updated_at,
         history,
     })
 }
