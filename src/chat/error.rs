@@ -61,7 +61,51 @@ pub enum ChatError {
     Internal { message: String },
 }
 
+/// The broad class of an error, which each protocol names in its own way (OpenAI's `type`,
+/// the `error-type` gRPC trailer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The client sent something wrong (or nothing it may send).
+    InvalidRequest,
+    /// The client, or the gateway on its behalf, is sending too much.
+    RateLimit,
+    /// The gateway or Claude failed; the client did nothing wrong.
+    Server,
+}
+
+impl ErrorKind {
+    /// OpenAI's `error.type` of this kind (also the gRPC `error-type` trailer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::RateLimit => "rate_limit_error",
+            ErrorKind::Server => "server_error",
+        }
+    }
+}
+
 impl ChatError {
+    /// The class of this error. Exhaustive: a new variant must be placed.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ChatError::InvalidRequest { .. }
+            | ChatError::PayloadTooLarge { .. }
+            | ChatError::ModelNotFound { .. }
+            | ChatError::SessionNotFound { .. }
+            | ChatError::SessionConflict { .. }
+            | ChatError::Unauthorized { .. } => ErrorKind::InvalidRequest,
+            ChatError::RateLimited { .. } => ErrorKind::RateLimit,
+            ChatError::CliNotFound { .. }
+            | ChatError::UpstreamAuth { .. }
+            | ChatError::Overloaded { .. }
+            | ChatError::Upstream { .. }
+            | ChatError::CliFailed { .. }
+            | ChatError::Timeout { .. }
+            | ChatError::Unavailable { .. }
+            | ChatError::Internal { .. } => ErrorKind::Server,
+        }
+    }
+
     pub fn invalid(message: impl Into<String>, param: impl Into<String>) -> Self {
         ChatError::InvalidRequest {
             message: message.into(),

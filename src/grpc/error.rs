@@ -31,8 +31,10 @@ fn code_of(err: &ChatError) -> Code {
 pub fn to_status(err: &ChatError) -> Status {
     let mut status = Status::new(code_of(err), err.to_string());
     let md = status.metadata_mut();
-    let (_, kind) = crate::http::error::status_and_type(err);
-    md.insert("error-type", MetadataValue::from_static(kind));
+    md.insert(
+        "error-type",
+        MetadataValue::from_static(err.kind().as_str()),
+    );
     if let Some(code) = err.code().and_then(|c| c.parse().ok()) {
         md.insert("error-code", code);
     }

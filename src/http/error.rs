@@ -23,25 +23,25 @@ impl From<ChatError> for ApiError {
 
 /// The HTTP status and OpenAI `type` of an error. Exhaustive: a new variant must be placed.
 pub fn status_and_type(err: &ChatError) -> (StatusCode, &'static str) {
-    match err {
-        ChatError::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error"),
-        ChatError::PayloadTooLarge { .. } => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error")
+    let status = match err {
+        ChatError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+        ChatError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ChatError::ModelNotFound { .. } | ChatError::SessionNotFound { .. } => {
+            StatusCode::NOT_FOUND
         }
-        ChatError::ModelNotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error"),
-        ChatError::SessionNotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error"),
-        ChatError::SessionConflict { .. } => (StatusCode::CONFLICT, "invalid_request_error"),
-        ChatError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "invalid_request_error"),
-        ChatError::CliNotFound { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
-        ChatError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
-        ChatError::UpstreamAuth { .. } => (StatusCode::BAD_GATEWAY, "server_error"),
-        ChatError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
-        ChatError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "server_error"),
-        ChatError::CliFailed { .. } => (StatusCode::BAD_GATEWAY, "server_error"),
-        ChatError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "server_error"),
-        ChatError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
-        ChatError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-    }
+        ChatError::SessionConflict { .. } => StatusCode::CONFLICT,
+        ChatError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+        ChatError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ChatError::UpstreamAuth { .. }
+        | ChatError::Upstream { .. }
+        | ChatError::CliFailed { .. } => StatusCode::BAD_GATEWAY,
+        ChatError::CliNotFound { .. }
+        | ChatError::Overloaded { .. }
+        | ChatError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ChatError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        ChatError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, err.kind().as_str())
 }
 
 /// The OpenAI error body of `err`.
