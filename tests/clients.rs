@@ -1,8 +1,8 @@
 //! Third-party clients against the gateway binary: the official `openai` Python SDK (pytest in
 //! `tests/python/`) over HTTP, and `buf curl` over gRPC with server reflection, both on the real
 //! `claude` CLI against the fake Anthropic API; plus `buf lint` on the proto contract. The tools
-//! come from `.ci/install-tools` (`.tools/`); each test is skipped when its tool is missing
-//! (failed when REQUIRE_REAL_CLI is set).
+//! come from `.ci/install-tools` (`.tools/`); a test whose tool is missing fails
+//! (`common/skip.rs`).
 
 #![allow(clippy::unwrap_used)]
 

@@ -6,8 +6,8 @@
 //! client run, the requests the fake API received prove that the features are native: functions
 //! offered as `mcp__gw__<name>` tools with the client's JSON schema, calls and results replayed
 //! as `tool_use` / `tool_result` blocks with the client's ids, images as image blocks, and never
-//! a built-in Claude Code tool. The clients come from `.ci/install-tools` (`.tools/`); each test
-//! is skipped when its tool is missing (failed when REQUIRE_REAL_CLI is set).
+//! a built-in Claude Code tool. The clients come from `.ci/install-tools` (`.tools/`); a test
+//! whose tool is missing fails (`common/skip.rs`).
 //!
 //! The client tests mark each user text with a unique `#feat-…` / `#node-…` / `#lc-…` marker,
 //! by which the requests are found here, and append the ids of their round trips to the JSON
@@ -108,11 +108,7 @@ fn node() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        assert!(
-            std::env::var("REQUIRE_REAL_CLI").is_err(),
-            "REQUIRE_REAL_CLI is set but node is not on PATH"
-        );
-        eprintln!("SKIPPED: node not on PATH");
+        common::skip::missing("node on PATH", "install Node.js 20 or newer");
     }
     found
 }

@@ -2,14 +2,17 @@
 //! `Arc<dyn SessionStore>` opened from a `Target`, and the `suite!` macro runs it twice: against
 //! SQLite in a fresh temp directory (`sqlite::*`) and against PostgreSQL in a fresh schema of
 //! the database named by `SESSION_TEST_POSTGRES_URL` (`postgres::*`; see
-//! `.ci/start-postgres`). Without that variable the Postgres tests print SKIPPED and pass,
-//! unless `REQUIRE_POSTGRES=1`, when they fail.
+//! `.ci/start-postgres`). Without that variable the Postgres tests fail, unless the run opted
+//! out visibly (`tests/common/skip.rs`).
 //!
 //! The crash test re-runs this binary as a child (`crash_writer`, ignored unless run by name)
 //! that appends in a loop and prints each acknowledged length, kills it with SIGKILL, and checks
 //! that a reopened store holds everything acknowledged.
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,17 +43,15 @@ impl Target {
         Target::Sqlite(tempfile::tempdir().unwrap())
     }
 
-    /// A fresh schema, or `None` (and a SKIPPED line) when no Postgres is configured.
+    /// A fresh schema, or `None` when no Postgres is configured and the run opted out of such
+    /// tests (else the test fails).
     async fn postgres(test: &str) -> Option<Self> {
         let base = std::env::var("SESSION_TEST_POSTGRES_URL").unwrap_or_default();
         if base.is_empty() {
-            assert!(
-                std::env::var("REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "REQUIRE_POSTGRES=1 but SESSION_TEST_POSTGRES_URL is unset"
+            skip::missing(
+                &format!("PostgreSQL for postgres::{test} (SESSION_TEST_POSTGRES_URL)"),
+                "run `export \"$(.ci/start-postgres)\"`",
             );
-            // Straight to the file descriptor: libtest would swallow eprintln! of a passing test.
-            let line = format!("SKIPPED postgres::{test}: SESSION_TEST_POSTGRES_URL is unset\n");
-            std::io::stderr().write_all(line.as_bytes()).unwrap();
             return None;
         }
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());

@@ -5,6 +5,7 @@
 
 pub mod fake_anthropic;
 pub mod openai_schema;
+pub mod skip;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,8 +27,8 @@ pub fn fake_cli() -> PathBuf {
     repo_path("tests/fixtures/fake_claude.py")
 }
 
-/// The real `claude` CLI installed by `.ci/run` (or `CLAUDE_REAL_BIN`). `None` when it is not
-/// installed, which fails the test when `REQUIRE_REAL_CLI=1` (as CI sets it).
+/// The real `claude` CLI installed by `.ci/install-tools` (or `CLAUDE_REAL_BIN`). Missing, it
+/// fails the test (`skip::missing`), unless the run opted out of such tests visibly.
 pub fn real_cli() -> Option<PathBuf> {
     let path = std::env::var_os("CLAUDE_REAL_BIN")
         .map(PathBuf::from)
@@ -35,31 +36,21 @@ pub fn real_cli() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    assert!(
-        std::env::var("REQUIRE_REAL_CLI").is_err(),
-        "REQUIRE_REAL_CLI is set but {} does not exist; run .ci/install-tools",
-        path.display()
-    );
-    eprintln!(
-        "SKIPPED: real claude CLI not installed at {}",
-        path.display()
+    skip::missing(
+        &format!("the real claude CLI ({})", path.display()),
+        "run .ci/install-tools",
     );
     None
 }
 
 /// A tool installed under `.tools/` (`node_modules/.bin/buf`, `venv/bin/python`, …), with the
-/// same skip rule as `real_cli`.
+/// same rule as `real_cli`.
 pub fn tool(rel: &str) -> Option<PathBuf> {
     let path = repo_path(".tools").join(rel);
     if path.exists() {
         return Some(path);
     }
-    assert!(
-        std::env::var("REQUIRE_REAL_CLI").is_err(),
-        "REQUIRE_REAL_CLI is set but {} does not exist; run .ci/install-tools",
-        path.display()
-    );
-    eprintln!("SKIPPED: {} not installed", path.display());
+    skip::missing(&path.display().to_string(), "run .ci/install-tools");
     None
 }
 
