@@ -337,3 +337,55 @@ async fn a_worker_that_never_answers_costs_a_504_not_a_hang() {
     .await
     .unwrap();
 }
+
+/// A gRPC client of the TLS worker at `grpc`, trusting the test CA, from `local` (an address
+/// of the loopback range).
+async fn tls_models_client(
+    pki: &Pki,
+    grpc: &str,
+    local: std::net::IpAddr,
+) -> claude_gateway::grpc::pb::model_service_client::ModelServiceClient<tonic::transport::Channel> {
+    let ca = std::fs::read(pki.path("ca.pem")).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+    let channel = tonic::transport::Endpoint::from_shared(https(grpc))
+        .unwrap()
+        .local_address(Some(local))
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    claude_gateway::grpc::pb::model_service_client::ModelServiceClient::new(channel)
+}
+
+/// Over TLS the keyless rate limit still counts per client address (the access layer finds
+/// the TCP peer under TLS too): one address spending its budget does not spend another's.
+#[tokio::test]
+async fn the_per_address_rate_limit_holds_over_tls() {
+    within(60, async {
+        let pki = Pki::new();
+        let worker = FakeCliGateway::start(&[
+            "--grpc-tls-cert",
+            &pki.path("server.pem"),
+            "--grpc-tls-key",
+            &pki.path("server.key"),
+            "--rate-limit-rpm",
+            "1",
+        ])
+        .await;
+        let list = || claude_gateway::grpc::pb::ListModelsRequest {};
+        let mut first = tls_models_client(&pki, &worker.gw.grpc, [127, 0, 0, 1].into()).await;
+        first.list_models(list()).await.unwrap();
+        let refused = first.list_models(list()).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::ResourceExhausted,
+            "{refused:?}"
+        );
+        let mut second = tls_models_client(&pki, &worker.gw.grpc, [127, 0, 0, 2].into()).await;
+        second.list_models(list()).await.unwrap();
+    })
+    .await
+    .unwrap();
+}

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use axum::http::{Request, Response};
 use tonic::body::Body;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::TcpConnectInfo;
 
 use super::{Access, Protocol, Route, write_quota};
 use crate::grpc::error::to_status;
@@ -70,15 +70,9 @@ where
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        // Over TLS (`--grpc-tls-cert`) the TCP information is wrapped in the TLS one.
-        let extensions = request.extensions();
-        let peer = extensions
+        let peer = request
+            .extensions()
             .get::<TcpConnectInfo>()
-            .or_else(|| {
-                extensions
-                    .get::<TlsConnectInfo<TcpConnectInfo>>()
-                    .map(TlsConnectInfo::get_ref)
-            })
             .and_then(|info| info.remote_addr)
             .map(|addr| addr.ip());
         match self
