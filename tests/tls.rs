@@ -313,6 +313,8 @@ async fn a_worker_that_never_answers_costs_a_504_not_a_hang() {
                 assert_eq!(status, 504, "{upstream} {what}: {body}");
                 assert_valid("ErrorResponse", &body);
                 assert_eq!(body["error"]["code"], "timeout", "{body}");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains("2 s deadline"), "{message}");
                 assert!(
                     (limit - 0.2..limit + 3.0).contains(&took),
                     "{upstream} {what} took {took:.2} s"

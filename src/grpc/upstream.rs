@@ -169,7 +169,7 @@ impl Deadline {
 
     fn expired(self) -> Status {
         Status::deadline_exceeded(format!(
-            "The upstream gateway did not answer within its deadline of {} s.",
+            "The upstream gateway did not finish this call within its {} s deadline.",
             self.limit.as_secs_f64()
         ))
     }
@@ -262,6 +262,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert!(status.message().contains("0.05 s deadline"), "{status:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
 
         let deadline = Deadline::after(Duration::from_millis(50));
