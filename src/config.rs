@@ -15,6 +15,8 @@ use crate::claude::EngineConfig;
 use crate::claude::engine::PoolSettings;
 use crate::claude::limit::LimitConfig;
 use crate::fetch::FetchConfig;
+use crate::grpc::tls::{ClientTlsFiles, ServerTlsFiles};
+use crate::grpc::upstream::{Deadlines, UpstreamConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
@@ -63,19 +65,63 @@ pub struct Config {
     #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
 
+    /// PEM certificate (chain) of the gRPC server; with --grpc-tls-key, gRPC is served over TLS
+    /// only (clients use https://).
+    #[arg(long, env = "GRPC_TLS_CERT", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --grpc-tls-cert.
+    #[arg(long, env = "GRPC_TLS_KEY", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate: gRPC clients must present a certificate signed by it (mutual TLS),
+    /// or the handshake fails. Needs --grpc-tls-cert.
+    #[arg(long, env = "GRPC_TLS_CLIENT_CA", requires = "grpc_tls_cert")]
+    pub grpc_tls_client_ca: Option<PathBuf>,
+
     /// The claude CLI: a path, or a name looked up on PATH.
     #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
     pub claude_bin: PathBuf,
 
-    /// Run as a pure HTTP façade in front of another instance's gRPC port (http://HOST:PORT);
-    /// no CLI runs here.
+    /// Run as a pure HTTP façade in front of another instance's gRPC port (http://HOST:PORT,
+    /// or https://HOST:PORT when the worker serves TLS); no CLI runs here.
     #[arg(long, env = "UPSTREAM")]
     pub upstream: Option<String>,
 
     /// The key sent to the `--upstream` worker (`authorization: Bearer KEY`), when the worker
-    /// has `--api-keys`.
+    /// has `--api-keys`. Refused at startup over plain http:// to a host that is not loopback,
+    /// unless --upstream-insecure.
     #[arg(long, env = "UPSTREAM_API_KEY", hide_env_values = true)]
     pub upstream_api_key: Option<ApiKey>,
+
+    /// PEM CA certificate that signed the https:// `--upstream` worker's certificate
+    /// [default: the public web PKI roots].
+    #[arg(long, env = "UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// PEM client certificate presented to the https:// `--upstream` worker (for a worker with
+    /// --grpc-tls-client-ca).
+    #[arg(long, env = "UPSTREAM_TLS_CERT", requires = "upstream_tls_key")]
+    pub upstream_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --upstream-tls-cert.
+    #[arg(long, env = "UPSTREAM_TLS_KEY", requires = "upstream_tls_cert")]
+    pub upstream_tls_key: Option<PathBuf>,
+
+    /// Allow sending --upstream-api-key over plain http:// to a worker that is not on this
+    /// machine (a network you trust); without it that is refused at startup.
+    #[arg(long, env = "UPSTREAM_INSECURE", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub upstream_insecure: bool,
+
+    /// Time limit to connect to the `--upstream` worker (TCP and TLS handshake), in seconds.
+    #[arg(long, env = "UPSTREAM_CONNECT_TIMEOUT_SECS", default_value_t = 5)]
+    pub upstream_connect_timeout_secs: u64,
+
+    /// Deadline of each short call to the `--upstream` worker (models, sessions, health), in
+    /// seconds; completions get --request-timeout-secs. Sent as `grpc-timeout`; past it, 504.
+    #[arg(long, env = "UPSTREAM_TIMEOUT_SECS", default_value_t = 10)]
+    pub upstream_timeout_secs: u64,
 
     /// Gateway API keys (comma-separated): clients must send one as `Authorization: Bearer KEY`
     /// (gRPC: `authorization` metadata). With none here or in --api-keys-file, the gateway is
@@ -320,6 +366,37 @@ impl Config {
         })
     }
 
+    /// The gRPC server's TLS files, when it serves TLS.
+    pub fn grpc_tls(&self) -> Option<ServerTlsFiles> {
+        Some(ServerTlsFiles {
+            cert: self.grpc_tls_cert.clone()?,
+            key: self.grpc_tls_key.clone()?,
+            client_ca: self.grpc_tls_client_ca.clone(),
+        })
+    }
+
+    /// How to reach the `--upstream` worker at `url`.
+    pub fn upstream_config(&self, url: &str) -> UpstreamConfig {
+        let identity = self
+            .upstream_tls_cert
+            .clone()
+            .zip(self.upstream_tls_key.clone());
+        UpstreamConfig {
+            url: url.to_string(),
+            api_key: self.upstream_api_key.clone(),
+            tls: ClientTlsFiles {
+                ca: self.upstream_ca.clone(),
+                identity,
+            },
+            insecure: self.upstream_insecure,
+            connect_timeout: Duration::from_secs(self.upstream_connect_timeout_secs.max(1)),
+            deadlines: Deadlines {
+                call: Duration::from_secs(self.upstream_timeout_secs.max(1)),
+                completion: Duration::from_secs(self.request_timeout_secs.max(1)),
+            },
+        }
+    }
+
     /// The session store location, with the default data directory filled in.
     pub fn session_store(&self) -> String {
         if let Some(location) = &self.session_store {
@@ -411,6 +488,38 @@ mod tests {
             c.engine_config().unwrap().claude_bin,
             PathBuf::from("claude")
         );
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let c = Config::try_parse_from(["claude-gateway"]).unwrap();
+        assert!(c.grpc_tls().is_none());
+        let c = Config::try_parse_from([
+            "claude-gateway",
+            "--grpc-tls-cert",
+            "c.pem",
+            "--grpc-tls-key",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(c.grpc_tls().unwrap().cert, PathBuf::from("c.pem"));
+        for lone in [
+            ["--grpc-tls-cert", "c.pem"],
+            ["--grpc-tls-client-ca", "ca.pem"],
+            ["--upstream-tls-key", "k.pem"],
+        ] {
+            let args = std::iter::once("claude-gateway").chain(lone);
+            assert!(Config::try_parse_from(args).is_err(), "{lone:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_deadlines_follow_the_request_timeout() {
+        let c = Config::try_parse_from(["claude-gateway", "--request-timeout-secs", "42"]).unwrap();
+        let upstream = c.upstream_config("https://w:1");
+        assert_eq!(upstream.deadlines.completion, Duration::from_secs(42));
+        assert_eq!(upstream.deadlines.call, Duration::from_secs(10));
+        assert_eq!(upstream.connect_timeout, Duration::from_secs(5));
     }
 
     #[test]

@@ -269,11 +269,10 @@ fn work_dir(root: &Path) -> Check {
 }
 
 async fn upstream(config: &Config, url: &str) -> Check {
-    let remote =
-        match crate::grpc::remote::RemoteBackend::new(url, config.upstream_api_key.as_ref()) {
-            Ok(remote) => remote,
-            Err(e) => return check(Mark::Fail, "upstream", e).fix("correct --upstream"),
-        };
+    let remote = match crate::grpc::remote::RemoteBackend::new(&config.upstream_config(url)) {
+        Ok(remote) => remote,
+        Err(e) => return check(Mark::Fail, "upstream", e).fix("correct --upstream"),
+    };
     let health = remote.health().await;
     let detail = health.upstream.unwrap_or_else(|| url.to_string());
     if health.ready {

@@ -64,19 +64,29 @@ pub struct Services {
     pub sessions: Arc<dyn SessionApi>,
     /// Who may use them, and how often: API keys and the rate limit (`access/`).
     pub access: Arc<access::Access>,
+    /// The gRPC server's TLS (`--grpc-tls-*`), its files read and checked already.
+    pub grpc_tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// Builds what the configuration asks for: the local engine with its session store, or a
 /// remote worker's services (`--upstream`). Needs a tokio runtime (the warm pool starts here).
 pub async fn services(config: &Config) -> Result<Services, String> {
     let access = Arc::new(access::Access::from_config(config)?);
+    let grpc_tls = config
+        .grpc_tls()
+        .map(|files| grpc::tls::server_config(&files))
+        .transpose()?;
     if let Some(url) = &config.upstream {
-        let remote = grpc::remote::RemoteBackend::new(url, config.upstream_api_key.as_ref())?;
-        let sessions = Arc::new(grpc::sessions::RemoteSessions::new(remote.channel()));
+        let remote = grpc::remote::RemoteBackend::new(&config.upstream_config(url))?;
+        let sessions = Arc::new(grpc::sessions::RemoteSessions::new(
+            remote.channel(),
+            remote.deadlines().call,
+        ));
         return Ok(Services {
             backend: Arc::new(remote),
             sessions,
             access,
+            grpc_tls,
         });
     }
     let engine = Arc::new(claude::Engine::new(config.engine_config()?));
@@ -98,6 +108,7 @@ pub async fn services(config: &Config) -> Result<Services, String> {
         backend: Arc::new(sessions::SessionBackend::new(engine, sessions.clone())),
         sessions,
         access,
+        grpc_tls,
     })
 }
 
@@ -168,14 +179,14 @@ pub async fn run(
         trigger.cancel();
     });
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    let servers = async { tokio::join!(http, grpc) };
+    let servers = serve_both(
+        async { http.await.map_err(anyhow::Error::from) },
+        async { grpc.await.map_err(anyhow::Error::from) },
+        &token,
+    );
     tokio::pin!(servers);
     tokio::select! {
-        (h, g) = &mut servers => {
-            h?;
-            g?;
-            return Ok(());
-        }
+        result = &mut servers => return result,
         () = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("shutdown grace period over; ending the requests still running");
             abort.cancel();
@@ -185,4 +196,67 @@ pub async fn run(
     // dropped with the runtime, and its processes with it.
     let _ = tokio::time::timeout(Duration::from_secs(2), &mut servers).await;
     Ok(())
+}
+
+/// Both servers until both have stopped. The first to fail, or to stop before shutdown was
+/// asked for (`stopping`), is the error, and the other is dropped with it: the process exits
+/// instead of staying half up, serving one protocol and not the other.
+async fn serve_both(
+    http: impl Future<Output = anyhow::Result<()>>,
+    grpc: impl Future<Output = anyhow::Result<()>>,
+    stopping: &CancellationToken,
+) -> anyhow::Result<()> {
+    tokio::try_join!(watch("HTTP", http, stopping), watch("gRPC", grpc, stopping))?;
+    Ok(())
+}
+
+async fn watch(
+    name: &str,
+    server: impl Future<Output = anyhow::Result<()>>,
+    stopping: &CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    server
+        .await
+        .with_context(|| format!("the {name} server failed"))?;
+    if stopping.is_cancelled() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "the {name} server stopped before shutdown was asked for"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn never() -> impl Future<Output = anyhow::Result<()>> {
+        std::future::pending()
+    }
+
+    #[tokio::test]
+    async fn one_server_failing_ends_both_with_its_error() {
+        let stopping = CancellationToken::new();
+        let failing = async { Err(anyhow::anyhow!("address in use")) };
+        let both = serve_both(never(), failing, &stopping);
+        let err = tokio::time::timeout(Duration::from_secs(5), both)
+            .await
+            .expect("a failed server must not wait for the other")
+            .unwrap_err();
+        assert_eq!(format!("{err:#}"), "the gRPC server failed: address in use");
+
+        // Stopping without being asked to is a failure too: the process would be half up.
+        let both = serve_both(async { Ok(()) }, never(), &stopping);
+        let err = tokio::time::timeout(Duration::from_secs(5), both)
+            .await
+            .expect("an ended server must not wait for the other")
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP server stopped"), "{err}");
+
+        stopping.cancel();
+        let both = serve_both(async { Ok(()) }, async { Ok(()) }, &stopping);
+        assert!(both.await.is_ok());
+    }
 }

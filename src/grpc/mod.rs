@@ -1,6 +1,7 @@
 //! The gRPC side: generated types (`pb`), protobuf ⇄ domain conversions, the status mapping,
-//! the tonic services, the remote backend used by `--upstream`, and the server with reflection
-//! and `grpc.health.v1`.
+//! the tonic services, the remote backend used by `--upstream` (its channel and deadlines in
+//! `upstream`), TLS for both ends (`tls`), and the server with reflection and
+//! `grpc.health.v1`.
 
 pub mod convert;
 pub mod error;
@@ -8,6 +9,8 @@ pub mod pb;
 pub mod remote;
 pub mod service;
 pub mod sessions;
+pub mod tls;
+pub mod upstream;
 
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -32,6 +35,7 @@ pub async fn serve(
         backend,
         sessions,
         access,
+        grpc_tls,
     } = services;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let watched = backend.clone();
@@ -68,8 +72,12 @@ pub async fn serve(
             tracing::error!("reflection: {e}");
             e
         });
+    let mut server = Server::builder();
+    if let Some(tls) = grpc_tls {
+        server = server.tls_config(tls)?;
+    }
     // Keys and the rate limit, in front of every service (`access/grpc.rs`).
-    let mut router = Server::builder()
+    let mut router = server
         // Outermost: request ids and metrics for every call, refused ones included.
         .layer(crate::metrics::GrpcLayer)
         .layer(crate::access::grpc::AccessLayer::new(access))

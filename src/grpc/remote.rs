@@ -1,11 +1,12 @@
 //! A `ChatBackend` that is another gateway's gRPC port (`--upstream`): the HTTP façade then runs
 //! no CLI itself. Domain requests go out as protobuf, statuses come back as the same
 //! `ChatError`s the worker raised (see `error.rs`), and the request id travels as metadata, as
-//! does `--upstream-api-key` when the worker wants a key.
+//! does `--upstream-api-key` when the worker wants a key. The channel (TLS, connect timeout)
+//! and the per-call deadlines come from `upstream.rs`.
 
 use futures::StreamExt;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -14,12 +15,13 @@ use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatCompletion, ChatRequest, CompletionMeta};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
 
-use crate::access::{ApiKey, UpstreamKey};
+use crate::access::UpstreamKey;
 
 use super::convert;
 use super::pb;
 use super::pb::chat_service_client::ChatServiceClient;
 use super::pb::model_service_client::ModelServiceClient;
+use super::upstream::{Deadline, Deadlines, UpstreamConfig};
 
 /// The connection to the worker; every call on it carries `--upstream-api-key`.
 pub type WorkerChannel = InterceptedService<Channel, UpstreamKey>;
@@ -40,19 +42,21 @@ pub fn from_status(status: &Status) -> ChatError {
 pub struct RemoteBackend {
     target: String,
     channel: WorkerChannel,
+    deadlines: Deadlines,
 }
 
 impl RemoteBackend {
     /// Connects lazily: a worker that is not up yet is an `Unavailable` per request, not a
-    /// startup failure.
-    pub fn new(target: &str, api_key: Option<&ApiKey>) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(target.to_string())
-            .map_err(|e| format!("invalid --upstream `{target}`: {e}"))?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .tcp_nodelay(true);
+    /// startup failure. A URL, TLS file or key setting that is wrong is.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+        let endpoint = super::upstream::endpoint(config)?;
         Ok(RemoteBackend {
-            target: target.to_string(),
-            channel: InterceptedService::new(endpoint.connect_lazy(), UpstreamKey::new(api_key)?),
+            target: config.url.clone(),
+            channel: InterceptedService::new(
+                endpoint.connect_lazy(),
+                UpstreamKey::new(config.api_key.as_ref())?,
+            ),
+            deadlines: config.deadlines,
         })
     }
 
@@ -61,8 +65,12 @@ impl RemoteBackend {
         self.channel.clone()
     }
 
-    fn request<T>(message: T, ctx: &RequestContext) -> Request<T> {
-        let mut request = Request::new(message);
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    fn request<T>(message: T, ctx: &RequestContext, deadline: Deadline) -> Request<T> {
+        let mut request = deadline.request(message);
         if let Ok(value) = ctx.request_id.parse() {
             request.metadata_mut().insert("x-request-id", value);
         }
@@ -77,13 +85,15 @@ impl ChatBackend for RemoteBackend {
             params: Some(convert::chat_params(req)),
         };
         let mut client = ChatServiceClient::new(self.channel.clone());
-        let response = client
-            .stream_chat_completion(Self::request(message, &ctx))
+        // One deadline from the request to the stream's last chunk.
+        let deadline = Deadline::after(self.deadlines.completion);
+        let response = deadline
+            .run(client.stream_chat_completion(Self::request(message, &ctx, deadline)))
             .await
             .map_err(|s| from_status(&s))?;
         let mut inbound = response.into_inner();
-        let first = inbound
-            .message()
+        let first = deadline
+            .run(inbound.message())
             .await
             .map_err(|s| from_status(&s))?
             .ok_or_else(|| ChatError::Unavailable {
@@ -96,7 +106,7 @@ impl ChatBackend for RemoteBackend {
             ignored_params: first.ignored_params.clone(),
         };
         let head = futures::stream::iter(convert::events_from_pb(first).into_iter().map(Ok));
-        let rest = inbound.flat_map(|item| {
+        let rest = deadline.bound(inbound).flat_map(|item| {
             let events: Vec<_> = match item {
                 Ok(message) => convert::events_from_pb(message)
                     .into_iter()
@@ -121,8 +131,9 @@ impl ChatBackend for RemoteBackend {
             params: Some(convert::chat_params(req)),
         };
         let mut client = ChatServiceClient::new(self.channel.clone());
-        let response = client
-            .create_chat_completion(Self::request(message, &ctx))
+        let deadline = Deadline::after(self.deadlines.completion);
+        let response = deadline
+            .run(client.create_chat_completion(Self::request(message, &ctx, deadline)))
             .await
             .map_err(|s| from_status(&s))?;
         Ok(convert::completion_from_pb(response.into_inner()))
@@ -130,8 +141,9 @@ impl ChatBackend for RemoteBackend {
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
         let mut client = ModelServiceClient::new(self.channel.clone());
-        let response = client
-            .list_models(pb::ListModelsRequest {})
+        let deadline = Deadline::after(self.deadlines.call);
+        let response = deadline
+            .run(client.list_models(deadline.request(pb::ListModelsRequest {})))
             .await
             .map_err(|s| from_status(&s))?;
         Ok(response
@@ -144,8 +156,10 @@ impl ChatBackend for RemoteBackend {
 
     async fn get_model(&self, id: &str) -> Result<ModelInfo, ChatError> {
         let mut client = ModelServiceClient::new(self.channel.clone());
-        let response = client
-            .get_model(pb::GetModelRequest { id: id.to_string() })
+        let deadline = Deadline::after(self.deadlines.call);
+        let request = deadline.request(pb::GetModelRequest { id: id.to_string() });
+        let response = deadline
+            .run(client.get_model(request))
             .await
             .map_err(|s| from_status(&s))?;
         response
@@ -160,7 +174,9 @@ impl ChatBackend for RemoteBackend {
         let check = tonic_health::pb::HealthCheckRequest {
             service: super::CHAT_SERVICE_NAME.to_string(),
         };
-        let (ready, detail) = match client.check(check).await {
+        let deadline = Deadline::after(self.deadlines.call);
+        let call = client.check(deadline.request(check));
+        let (ready, detail) = match deadline.run(call).await {
             Ok(r) => {
                 let status = r.into_inner().status();
                 (

@@ -16,6 +16,7 @@ use super::pb;
 use super::pb::session_service_client::SessionServiceClient;
 // The worker connection, carrying --upstream-api-key; its refusals are the façade's 502s.
 use super::remote::{WorkerChannel as Channel, from_status};
+use super::upstream::Deadline;
 
 /// A session with its history: the summary's fields, and the history as `ChatMessage`s.
 fn session_to_pb(s: Session) -> Result<pb::Session, ChatError> {
@@ -214,16 +215,23 @@ impl pb::session_service_server::SessionService for SessionGrpc {
     }
 }
 
-/// The sessions of a remote worker, for a façade (`--upstream`).
+/// The sessions of a remote worker, for a façade (`--upstream`). Each call is bounded by
+/// `deadline` (`--upstream-timeout-secs`).
 pub struct RemoteSessions {
     client: SessionServiceClient<Channel>,
+    deadline: std::time::Duration,
 }
 
 impl RemoteSessions {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: Channel, deadline: std::time::Duration) -> Self {
         RemoteSessions {
             client: SessionServiceClient::new(channel),
+            deadline,
         }
+    }
+
+    fn deadline(&self) -> Deadline {
+        Deadline::after(self.deadline)
     }
 }
 
@@ -246,10 +254,9 @@ impl SessionApi for RemoteSessions {
             system_prompt: system.unwrap_or_default(),
             metadata: metadata.into_iter().collect(),
         };
-        let response = self
-            .client
-            .clone()
-            .create_session(request)
+        let (mut client, deadline) = (self.client.clone(), self.deadline());
+        let response = deadline
+            .run(client.create_session(deadline.request(request)))
             .await
             .map_err(remote)?;
         session_from_pb(response.into_inner().session.unwrap_or_default())
@@ -257,10 +264,9 @@ impl SessionApi for RemoteSessions {
 
     async fn get(&self, id: &str) -> Result<Session, ChatError> {
         let request = pb::GetSessionRequest { id: id.to_string() };
-        let response = self
-            .client
-            .clone()
-            .get_session(request)
+        let (mut client, deadline) = (self.client.clone(), self.deadline());
+        let response = deadline
+            .run(client.get_session(deadline.request(request)))
             .await
             .map_err(remote)?;
         session_from_pb(response.into_inner().session.unwrap_or_default())
@@ -271,10 +277,9 @@ impl SessionApi for RemoteSessions {
             limit: page.limit as u32,
             after: page.after.unwrap_or_default(),
         };
-        let response = self
-            .client
-            .clone()
-            .list_sessions(request)
+        let (mut client, deadline) = (self.client.clone(), self.deadline());
+        let response = deadline
+            .run(client.list_sessions(deadline.request(request)))
             .await
             .map_err(remote)?;
         let pb::ListSessionsResponse {
@@ -291,9 +296,9 @@ impl SessionApi for RemoteSessions {
 
     async fn delete(&self, id: &str) -> Result<(), ChatError> {
         let request = pb::DeleteSessionRequest { id: id.to_string() };
-        self.client
-            .clone()
-            .delete_session(request)
+        let (mut client, deadline) = (self.client.clone(), self.deadline());
+        deadline
+            .run(client.delete_session(deadline.request(request)))
             .await
             .map_err(remote)?;
         Ok(())
@@ -301,9 +306,9 @@ impl SessionApi for RemoteSessions {
 
     async fn clear(&self, id: &str) -> Result<(), ChatError> {
         let request = pb::ClearSessionRequest { id: id.to_string() };
-        self.client
-            .clone()
-            .clear_session(request)
+        let (mut client, deadline) = (self.client.clone(), self.deadline());
+        deadline
+            .run(client.clear_session(deadline.request(request)))
             .await
             .map_err(remote)?;
         Ok(())
