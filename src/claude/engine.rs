@@ -17,7 +17,7 @@ use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, Usage};
 use crate::chat::validate::{Block, Turn, TurnRole, ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
-use crate::fetch::{FetchConfig, inline_remote_images};
+use crate::fetch::{FetchConfig, fetch_remote_images};
 
 use super::argv::SpawnSpec;
 use super::limit::{LimitConfig, Limiter};
@@ -281,14 +281,9 @@ fn request_env(req: &ValidChatRequest) -> Vec<(OsString, OsString)> {
 
 #[async_trait::async_trait]
 impl ChatBackend for Engine {
-    async fn stream(
-        &self,
-        mut req: ChatRequest,
-        ctx: RequestContext,
-    ) -> Result<ChatStream, ChatError> {
+    async fn stream(&self, req: ChatRequest, ctx: RequestContext) -> Result<ChatStream, ChatError> {
         let received = std::time::Instant::now();
-        inline_remote_images(&mut req, &self.cfg.fetch).await?;
-        let valid = validate(req, &self.cfg.validation)?;
+        let mut valid = validate(req, &self.cfg.validation)?;
         let timeout = self.cfg.request_timeout;
         let deadline = Instant::now() + timeout;
         let meta = CompletionMeta {
@@ -306,6 +301,10 @@ impl ChatBackend for Engine {
         };
         let env = request_env(&valid);
         let permit = timeout_at(deadline, self.limiter.acquire(valid.n))
+            .await
+            .map_err(|_| ChatError::timeout(timeout))??;
+        // Remote images only for a valid request that holds its permit (see `fetch`).
+        timeout_at(deadline, fetch_remote_images(&mut valid, &self.cfg.fetch))
             .await
             .map_err(|_| ChatError::timeout(timeout))??;
         let live = ctx
