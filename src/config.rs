@@ -180,6 +180,12 @@ pub struct Config {
     #[arg(long, env = "FETCH_IMAGES_CONCURRENCY", default_value_t = 4)]
     pub fetch_images_concurrency: usize,
 
+    /// Learn the concrete `claude-*` model ids behind the CLI's aliases at startup (one short
+    /// process that answers `initialize` and exits, no API call), to list them in /v1/models.
+    #[arg(long, env = "DISCOVER_MODELS", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub discover_models: bool,
+
     /// Warm processes kept per pooled model (0 turns the pool off) [default: up to 2, one per
     /// 4 GB of available memory: each idle `claude` process holds ~160–200 MB].
     #[arg(long, env = "POOL_SIZE")]
@@ -342,6 +348,7 @@ impl Config {
             start_retries: self.start_retries,
             session_processes: self.session_processes,
             session_process_idle: Duration::from_secs(self.session_process_idle_secs),
+            discover_models: self.discover_models,
         })
     }
 
