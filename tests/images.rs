@@ -415,3 +415,54 @@ async fn downloads_run_a_few_at_once() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn names_resolving_to_private_addresses_are_refused_before_connecting() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let server = counting_server(Duration::ZERO).await;
+        let port = server.url.rsplit(':').next().unwrap();
+        let g = FakeCliGateway::start(&["--fetch-images"]).await;
+        let url = g.gw.url("/v1/chat/completions");
+        for image in [
+            format!("http://localhost:{port}/cat.png"),
+            format!("http://[::ffff:127.0.0.1]:{port}/cat.png"),
+            format!("http://[64:ff9b::7f00:1]:{port}/cat.png"),
+        ] {
+            let (status, _, body) = post_json(&url, &with_image(&image)).await;
+            assert_eq!(status, 400, "{image}: {body}");
+            assert_eq!(body["error"]["code"], "invalid_image_url", "{body}");
+            assert!(
+                message(&body).contains("private, loopback or reserved"),
+                "{body}"
+            );
+        }
+        assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_request_not_admitted_fetches_nothing() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let server = counting_server(Duration::ZERO).await;
+        let g = FakeCliGateway::start(&args(&["--max-processes", "1", "--max-queue", "0"])).await;
+        let url = g.gw.url("/v1/chat/completions");
+        // The one process is busy: its stream has started (so it holds the permit) and hangs.
+        let mut busy = chat_body("gpt-4o", "[[hang_after:1]]");
+        busy["stream"] = json!(true);
+        let held = client().post(&url).json(&busy).send().await.unwrap();
+        assert_eq!(held.status(), 200);
+        let (status, _, body) =
+            post_json(&url, &with_images(&format!("{}/cat.png", server.url), 1)).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(
+            server.hits.load(Ordering::SeqCst),
+            0,
+            "refused before downloading"
+        );
+        drop(held);
+    })
+    .await
+    .unwrap();
+}
