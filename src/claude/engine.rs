@@ -2,6 +2,8 @@
 //! per requested choice. It validates the request, builds each process's flags and environment
 //! from `EngineConfig`, starts the runs side by side, and merges their events by choice index.
 //! The returned stream owns the processes: dropping it (client gone, timeout, shutdown) kills them.
+//! Remote images are downloaded only once the request holds its permit; the models it lists
+//! include the CLI's concrete ids, learned once at startup (`catalog`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
