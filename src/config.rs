@@ -14,7 +14,7 @@ use crate::chat::validate::ValidationConfig;
 use crate::claude::EngineConfig;
 use crate::claude::engine::PoolSettings;
 use crate::claude::limit::LimitConfig;
-use crate::fetch::FetchConfig;
+use crate::fetch::{FetchBudget, FetchConfig};
 use crate::grpc::tls::{ClientTlsFiles, ServerTlsFiles};
 use crate::grpc::upstream::{Deadlines, UpstreamConfig};
 
@@ -208,6 +208,30 @@ pub struct Config {
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub fetch_images_allow_private: bool,
 
+    /// Most remote images fetched for one request; a request with more is refused (400)
+    /// before any download.
+    #[arg(long, env = "FETCH_IMAGES_MAX_COUNT", default_value_t = 8)]
+    pub fetch_images_max_count: usize,
+
+    /// Most bytes downloaded for one request's remote images together; past it the request is
+    /// refused (400).
+    #[arg(long, env = "FETCH_IMAGES_MAX_TOTAL_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub fetch_images_max_total_bytes: usize,
+
+    /// Time limit of all of one request's image downloads together, in seconds.
+    #[arg(long, env = "FETCH_IMAGES_TOTAL_TIMEOUT_SECS", default_value_t = 30)]
+    pub fetch_images_total_timeout_secs: u64,
+
+    /// Image downloads of one request in flight at once.
+    #[arg(long, env = "FETCH_IMAGES_CONCURRENCY", default_value_t = 4)]
+    pub fetch_images_concurrency: usize,
+
+    /// Learn the concrete `claude-*` model ids behind the CLI's aliases at startup (one short
+    /// process that answers `initialize` and exits, no API call), to list them in /v1/models.
+    #[arg(long, env = "DISCOVER_MODELS", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub discover_models: bool,
+
     /// Warm processes kept per pooled model (0 turns the pool off) [default: up to 2, one per
     /// 4 GB of available memory: each idle `claude` process holds ~160–200 MB].
     #[arg(long, env = "POOL_SIZE")]
@@ -342,6 +366,7 @@ impl Config {
                 strict_params: self.strict_params,
                 max_image_bytes: self.max_image_bytes,
                 max_images: self.max_images,
+                remote_images: self.fetch_images,
                 max_messages: self.max_messages,
                 max_prompt_tokens: self.max_prompt_tokens,
             },
@@ -352,6 +377,12 @@ impl Config {
                 timeout: Duration::from_secs(self.fetch_images_timeout_secs),
                 max_bytes: self.max_image_bytes,
                 allow_private: self.fetch_images_allow_private,
+                budget: FetchBudget {
+                    max_count: self.fetch_images_max_count,
+                    max_total_bytes: self.fetch_images_max_total_bytes,
+                    total_timeout: Duration::from_secs(self.fetch_images_total_timeout_secs),
+                    concurrency: self.fetch_images_concurrency.max(1),
+                },
             },
             pool: Some(PoolSettings {
                 models: self.pool_models.clone(),
@@ -363,6 +394,7 @@ impl Config {
             start_retries: self.start_retries,
             session_processes: self.session_processes,
             session_process_idle: Duration::from_secs(self.session_process_idle_secs),
+            discover_models: self.discover_models,
         })
     }
 

@@ -1,8 +1,9 @@
 //! `claude-gateway doctor`: checks, without spending a token, what the gateway needs to answer —
 //! its configuration, the `claude` CLI's path and version, how the CLI authenticates (the
 //! CLI's own `auth status`, run with the environment the gateway gives it), the working
-//! directory — or, with `--upstream`, that the worker is serving. It prints a checklist with
-//! what to fix, and exits non-zero when completions could not be served.
+//! directory, the concrete model ids the CLI resolves its aliases to — or, with `--upstream`,
+//! that the worker is serving. It prints a checklist with what to fix, and exits non-zero when
+//! completions could not be served.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -137,8 +138,26 @@ pub async fn checks(config: &Config) -> Vec<Check> {
     out.push(auth(config, &path, env).await);
     if let Ok(engine) = &engine {
         out.push(work_dir(&engine.work_root));
+        out.push(models(engine, &path).await);
     }
     out
+}
+
+/// The concrete model ids the installed CLI resolves its aliases to (what `/v1/models` lists
+/// beside the aliases); asked of the CLI itself, so an upgraded CLI shows its new ids.
+async fn models(engine: &crate::claude::EngineConfig, cli: &Path) -> Check {
+    let launcher = crate::claude::pool::Launcher {
+        program: cli.to_path_buf(),
+        env: crate::claude::engine::base_env(engine),
+        work_root: engine.work_root.clone(),
+    };
+    match crate::claude::catalog::discover(&launcher, engine.bare).await {
+        Ok(ids) => check(Mark::Pass, "models", ids.join(", ")),
+        Err(e) => check(Mark::Warn, "models", e).fix(
+            "/v1/models will list only the aliases and mapped ids; check that the CLI starts \
+             (`claude --version`)",
+        ),
+    }
 }
 
 fn version_check(version: &str) -> Check {

@@ -9,7 +9,8 @@
 //! - `grpc/`: the proto contract: conversions, status mapping, tonic services, and the remote
 //!   backend used when the façade runs in front of another instance (`--upstream`).
 //! - `http/`: the OpenAI façade: wire types, conversions, SSE transcoder, errors, router.
-//! - `fetch`: remote images downloaded into data URLs, when the operator allows it.
+//! - `fetch`: remote images downloaded (after validation and admission, within a per-request
+//!   budget) into base64 image blocks, when the operator allows it.
 //! - `access`: gateway API keys and the per-key request rate limit, one decision for both
 //!   protocols.
 //! - `config`: the one clap configuration.

@@ -640,6 +640,8 @@ async fn doctor_reports_a_usable_cli() {
         assert!(out.contains(&format!("✓ claude CLI: {cli}")), "{out}");
         assert!(out.contains("✓ version: 2.1.330"), "{out}");
         assert!(out.contains("✓ auth: logged in (claude.ai)"), "{out}");
+        // A CLI that cannot answer `initialize` only costs the model listing its claude-* ids.
+        assert!(out.contains("! models:"), "{out}");
         assert!(
             out.contains("ready: the gateway can serve completions"),
             "{out}"
@@ -653,6 +655,11 @@ async fn doctor_reports_a_usable_cli() {
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("✓ auth: API key"), "{out}");
         assert!(!out.contains("sk-test-not-printed"), "{out}");
+        // The concrete ids behind the aliases, from the CLI's own `initialize` answer.
+        assert!(
+            out.contains("✓ models: claude-fable-5-2, claude-haiku-5-5, claude-opus-5-5"),
+            "{out}"
+        );
     })
     .await;
 }

@@ -381,3 +381,72 @@ async fn a_pooled_run_reaches_the_api_exactly_like_a_cold_one() {
     .await
     .unwrap();
 }
+
+/// `/v1/models` (and the gRPC ModelService) list the concrete ids the real CLI resolves its
+/// aliases to, learned from its `initialize` answer at startup, and each works as `model`.
+#[tokio::test]
+async fn models_lists_the_cli_s_concrete_ids_and_each_is_accepted() {
+    use claude_gateway::grpc::pb;
+    use claude_gateway::grpc::pb::model_service_client::ModelServiceClient;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let Some(s) = setup(&["--discover-models", "true"]).await else {
+            return;
+        };
+        let response = client().get(s.gw.url("/v1/models")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        let ids: Vec<&str> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        let claude: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| id.starts_with("claude-"))
+            .collect();
+        assert!(
+            !claude.is_empty(),
+            "no claude-* id in {ids:?}\n{}",
+            s.gw.stderr()
+        );
+        assert!(
+            ids.contains(&"sonnet") && ids.contains(&"gpt-4o"),
+            "{ids:?}"
+        );
+        eprintln!("claude-* ids learned from the CLI: {claude:?}");
+
+        let mut grpc = ModelServiceClient::connect(s.gw.grpc.clone())
+            .await
+            .unwrap();
+        let listed = grpc
+            .list_models(pb::ListModelsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        for id in &claude {
+            assert!(listed.models.iter().any(|m| m.id == *id), "gRPC lacks {id}");
+        }
+
+        let id = claude[0];
+        let response = client()
+            .get(s.gw.url(&format!("/v1/models/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET /v1/models/{id}");
+        let (status, _, body) =
+            post_json(&s.gw.url("/v1/chat/completions"), &chat_body(id, "Hello")).await;
+        assert_eq!(status, 200, "{body}\n{}", s.gw.stderr());
+        assert_eq!(body["model"], id);
+        let requests = s.api.requests();
+        assert_eq!(
+            requests.last().unwrap()["model"],
+            id,
+            "the CLI ran with --model {id}"
+        );
+    })
+    .await
+    .unwrap();
+}

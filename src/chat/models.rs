@@ -108,6 +108,24 @@ impl ModelMap {
         Err(ChatError::model_not_found(id))
     }
 
+    /// Every id of the map and the CLI's concrete `claude-*` ids (`cli_ids`, learned from the
+    /// CLI), sorted. A learned id passes to `--model` as it is, like any `claude-*` id.
+    pub fn list_with(&self, cli_ids: &[String]) -> Vec<ModelInfo> {
+        let mut all = self.list();
+        all.extend(
+            cli_ids
+                .iter()
+                .filter(|id| is_claude_id(id) && !self.entries.contains_key(*id))
+                .map(|id| ModelInfo {
+                    id: id.clone(),
+                    cli_model: id.clone(),
+                }),
+        );
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.dedup_by(|a, b| a.id == b.id);
+        all
+    }
+
     /// Every id of the map, sorted.
     pub fn list(&self) -> Vec<ModelInfo> {
         self.entries
@@ -121,7 +139,7 @@ impl ModelMap {
 }
 
 /// `claude-` followed by letters, digits, dots, dashes (and the CLI's `[1m]` context suffix).
-fn is_claude_id(id: &str) -> bool {
+pub fn is_claude_id(id: &str) -> bool {
     let Some(rest) = id.strip_prefix("claude-") else {
         return false;
     };
@@ -187,5 +205,22 @@ mod tests {
         let map = ModelMap::with_overrides(file.path().to_str().unwrap()).unwrap();
         assert_eq!(map.resolve("from-file").unwrap().cli_model, "opus");
         assert!(ModelMap::with_overrides("nonsense").is_err());
+    }
+
+    #[test]
+    fn learned_cli_ids_are_listed_beside_the_map() {
+        let map = ModelMap::default();
+        let learned = ["claude-sonnet-5-5".to_string(), "not claude".to_string()];
+        let listed = map.list_with(&learned);
+        let ids: Vec<&str> = listed.iter().map(|m| m.id.as_str()).collect();
+        assert!(
+            ids.contains(&"claude-sonnet-5-5") && ids.contains(&"gpt-4o"),
+            "{ids:?}"
+        );
+        assert!(!ids.contains(&"not claude"));
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted, once each");
+        let learned = listed.iter().find(|m| m.id == "claude-sonnet-5-5").unwrap();
+        assert_eq!(learned.cli_model, "claude-sonnet-5-5");
+        assert_eq!(map.list_with(&[]), map.list());
     }
 }

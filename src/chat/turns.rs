@@ -34,6 +34,12 @@ pub enum Block {
         media_type: String,
         data: String,
     },
+    /// An `http(s)` image the gateway downloads once the request is admitted (`--fetch-images`);
+    /// `param` names where the client put it, for errors. Counted like any image by validation.
+    RemoteImage {
+        url: String,
+        param: String,
+    },
     /// A call Claude made earlier; `name` is the client's function name.
     ToolUse {
         id: String,
@@ -52,6 +58,8 @@ pub enum Block {
 pub struct ImageLimits {
     pub max_bytes: usize,
     pub max_count: usize,
+    /// `http(s)` URLs become `Block::RemoteImage` (fetching is on) instead of a 400.
+    pub allow_remote: bool,
 }
 
 /// System prompt (all system/developer text, joined by blank lines) and the turns, in order.
@@ -167,6 +175,12 @@ pub fn split_messages(
     Ok((system, turns))
 }
 
+/// An `http://` or `https://` URL (scheme case-insensitive, as URLs are).
+pub fn is_remote(url: &str) -> bool {
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+}
+
 fn has_tool_results(turn: &Turn) -> bool {
     turn.blocks
         .iter()
@@ -215,7 +229,7 @@ fn user_blocks(
                         part_param,
                     ));
                 }
-                blocks.push(parse_image(&url, limits.max_bytes, &part_param)?);
+                blocks.push(parse_image(url, limits, part_param)?);
             }
         }
     }
@@ -228,9 +242,17 @@ fn user_blocks(
     Ok(blocks)
 }
 
-/// `data:image/png;base64,…` into an image block. Remote URLs were fetched into data URLs before
-/// validation when the operator allows it; any left here are refused.
-fn parse_image(url: &str, max_bytes: usize, param: &str) -> Result<Block, ChatError> {
+/// `data:image/png;base64,…` into an image block; an `http(s)` URL into a remote image when the
+/// operator allows fetching (it is downloaded after admission), else refused.
+fn parse_image(url: String, limits: ImageLimits, param: String) -> Result<Block, ChatError> {
+    let max_bytes = limits.max_bytes;
+    let param = param.as_str();
+    if limits.allow_remote && is_remote(&url) {
+        return Ok(Block::RemoteImage {
+            url,
+            param: param.to_string(),
+        });
+    }
     let Some(rest) = url.strip_prefix("data:") else {
         let shown: String = url.chars().take(60).collect();
         return Err(ChatError::invalid_with_code(
@@ -298,6 +320,7 @@ mod tests {
     const LIMITS: ImageLimits = ImageLimits {
         max_bytes: 5 * 1024 * 1024,
         max_count: 20,
+        allow_remote: false,
     };
 
     fn call(id: &str, args: &str) -> ToolCall {
@@ -417,10 +440,58 @@ mod tests {
         }
         let small = ImageLimits {
             max_bytes: 3,
-            max_count: 20,
+            ..LIMITS
         };
         let err =
             split_messages(vec![image("data:image/png;base64,iVBORw0KGgo=")], small).unwrap_err();
         assert_eq!(err.code(), Some("image_too_large"));
+    }
+
+    #[test]
+    fn remote_images_are_kept_for_fetching_and_counted() {
+        let remote = ImageLimits {
+            allow_remote: true,
+            max_count: 2,
+            ..LIMITS
+        };
+        let part = |url: &str| ContentPart::ImageUrl {
+            url: url.into(),
+            detail: ImageDetail::Auto,
+        };
+        let user = |parts: Vec<ContentPart>| Message {
+            content: parts,
+            ..Message::text(Role::User, "")
+        };
+        let (_, turns) =
+            split_messages(vec![user(vec![part("HTTPS://example.com/a.png")])], remote).unwrap();
+        assert_eq!(
+            turns[0].blocks,
+            vec![Block::RemoteImage {
+                url: "HTTPS://example.com/a.png".into(),
+                param: "messages[0].content[0].image_url".into()
+            }]
+        );
+        let three = user(vec![
+            part("https://example.com/a.png"),
+            part("http://example.com/b.png"),
+            part("https://example.com/c.png"),
+        ]);
+        let err = split_messages(vec![three], remote).unwrap_err();
+        assert_eq!(err.param(), Some("messages[0].content[2].image_url"));
+        // An image in an assistant turn never reaches Claude, so it is refused, not fetched.
+        let assistant = Message {
+            role: Role::Assistant,
+            ..user(vec![part("https://example.com/a.png")])
+        };
+        let err = split_messages(
+            vec![
+                Message::text(Role::User, "Hi"),
+                assistant,
+                Message::text(Role::User, "?"),
+            ],
+            remote,
+        )
+        .unwrap_err();
+        assert_eq!(err.param(), Some("messages[1].content[0]"));
     }
 }

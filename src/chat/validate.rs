@@ -21,6 +21,9 @@ pub struct ValidationConfig {
     pub strict_params: bool,
     pub max_image_bytes: usize,
     pub max_images: usize,
+    /// `http(s)` image URLs are accepted (and counted) as remote images, fetched after
+    /// admission (`--fetch-images`); off, they are refused.
+    pub remote_images: bool,
     pub max_messages: usize,
     /// Largest prompt, in tiktoken (cl100k_base) tokens.
     pub max_prompt_tokens: usize,
@@ -33,6 +36,7 @@ impl Default for ValidationConfig {
             strict_params: false,
             max_image_bytes: 5 * 1024 * 1024,
             max_images: 20,
+            remote_images: false,
             max_messages: 2000,
             max_prompt_tokens: 1_000_000,
         }
@@ -224,6 +228,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
     let limits = ImageLimits {
         max_bytes: cfg.max_image_bytes,
         max_count: cfg.max_images,
+        allow_remote: cfg.remote_images,
     };
     let (system_prompt, mut turns) = split_messages(messages, limits)?;
     let prompt = turns.pop().ok_or_else(|| {

@@ -2,6 +2,8 @@
 //! per requested choice. It validates the request, builds each process's flags and environment
 //! from `EngineConfig`, starts the runs side by side, and merges their events by choice index.
 //! The returned stream owns the processes: dropping it (client gone, timeout, shutdown) kills them.
+//! Remote images are downloaded only once the request holds its permit; the models it lists
+//! include the CLI's concrete ids, learned once at startup (`catalog`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, info_span};
 
@@ -17,9 +20,10 @@ use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, Usage};
 use crate::chat::validate::{Block, Turn, TurnRole, ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
-use crate::fetch::{FetchConfig, inline_remote_images};
+use crate::fetch::{FetchConfig, fetch_remote_images};
 
 use super::argv::SpawnSpec;
+use super::catalog;
 use super::limit::{LimitConfig, Limiter};
 use super::live::{self, LiveSessions};
 use super::pool::{Launcher, Pool, PoolConfig};
@@ -75,6 +79,8 @@ pub struct EngineConfig {
     pub session_processes: usize,
     /// How long a session process waits for its next turn.
     pub session_process_idle: Duration,
+    /// Learn the CLI's concrete model ids at startup (one short `initialize`-only process).
+    pub discover_models: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +98,12 @@ pub struct Engine {
     pool: Option<Pool>,
     limiter: Limiter,
     live: Option<Arc<LiveSessions>>,
+    /// The CLI's concrete `claude-*` ids; `None` while they are being learned.
+    cli_models: watch::Receiver<Option<Vec<String>>>,
 }
+
+/// How long a model listing waits for the startup discovery of the CLI's ids.
+const CLI_MODELS_WAIT: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// The engine, with its warm pool started when configured (needs a tokio runtime).
@@ -137,7 +148,9 @@ impl Engine {
             });
             live
         });
+        let cli_models = learn_cli_models(&cfg, &launcher);
         Engine {
+            cli_models,
             live,
             limiter: Limiter::new(cfg.limits),
             cfg,
@@ -281,14 +294,9 @@ fn request_env(req: &ValidChatRequest) -> Vec<(OsString, OsString)> {
 
 #[async_trait::async_trait]
 impl ChatBackend for Engine {
-    async fn stream(
-        &self,
-        mut req: ChatRequest,
-        ctx: RequestContext,
-    ) -> Result<ChatStream, ChatError> {
+    async fn stream(&self, req: ChatRequest, ctx: RequestContext) -> Result<ChatStream, ChatError> {
         let received = std::time::Instant::now();
-        inline_remote_images(&mut req, &self.cfg.fetch).await?;
-        let valid = validate(req, &self.cfg.validation)?;
+        let mut valid = validate(req, &self.cfg.validation)?;
         let timeout = self.cfg.request_timeout;
         let deadline = Instant::now() + timeout;
         let meta = CompletionMeta {
@@ -306,6 +314,10 @@ impl ChatBackend for Engine {
         };
         let env = request_env(&valid);
         let permit = timeout_at(deadline, self.limiter.acquire(valid.n))
+            .await
+            .map_err(|_| ChatError::timeout(timeout))??;
+        // Remote images only for a valid request that holds its permit (see `fetch`).
+        timeout_at(deadline, fetch_remote_images(&mut valid, &self.cfg.fetch))
             .await
             .map_err(|_| ChatError::timeout(timeout))??;
         let live = ctx
@@ -352,7 +364,11 @@ impl ChatBackend for Engine {
     }
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
-        Ok(self.cfg.validation.models.list())
+        let mut learned = self.cli_models.clone();
+        // Right after startup the discovery may still run; it takes about a second.
+        let _ = tokio::time::timeout(CLI_MODELS_WAIT, learned.wait_for(Option::is_some)).await;
+        let ids = learned.borrow().clone().unwrap_or_default();
+        Ok(self.cfg.validation.models.list_with(&ids))
     }
 
     async fn get_model(&self, id: &str) -> Result<ModelInfo, ChatError> {
@@ -368,6 +384,33 @@ impl ChatBackend for Engine {
             warm_processes: self.pool.as_ref().map(Pool::idle_count),
         }
     }
+}
+
+/// Starts learning the CLI's concrete model ids in the background (off the request path);
+/// the receiver holds them once known (empty when discovery is off or failed).
+fn learn_cli_models(
+    cfg: &EngineConfig,
+    launcher: &Launcher,
+) -> watch::Receiver<Option<Vec<String>>> {
+    if !cfg.discover_models {
+        return watch::channel(Some(Vec::new())).1;
+    }
+    let (tx, rx) = watch::channel(None);
+    let (launcher, bare) = (launcher.clone(), cfg.bare);
+    tokio::spawn(async move {
+        let ids = match catalog::discover(&launcher, bare).await {
+            Ok(ids) => {
+                tracing::info!(models = ?ids, "learned the CLI's model ids");
+                ids
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not learn the CLI's model ids; /v1/models lists the aliases and mapped ids only");
+                Vec::new()
+            }
+        };
+        let _ = tx.send(Some(ids));
+    });
+    rx
 }
 
 /// Failures before any output that another attempt may not repeat.

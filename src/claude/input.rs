@@ -136,6 +136,12 @@ fn block_json(block: &Block) -> Value {
             "type": "image",
             "source": {"type": "base64", "media_type": media_type, "data": data},
         }),
+        // The engine downloads remote images before a run starts (`fetch::fetch_remote_images`),
+        // so none reach here; were one to, the Messages API's own URL source is its meaning.
+        Block::RemoteImage { url, .. } => json!({
+            "type": "image",
+            "source": {"type": "url", "url": url},
+        }),
         Block::ToolUse { id, name, input } => json!({
             "type": "tool_use", "id": id, "name": cli_tool_name(name), "input": input,
         }),

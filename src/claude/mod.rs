@@ -3,6 +3,7 @@
 //! into a `ChatBackend`.
 
 pub mod argv;
+pub mod catalog;
 pub mod control;
 pub mod engine;
 pub mod errors;

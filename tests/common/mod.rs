@@ -79,6 +79,9 @@ impl Gateway {
                 "127.0.0.1:0".into(),
                 "--pool-size".into(),
                 "0".into(),
+                // Nor the startup process that learns the CLI's model ids.
+                "--discover-models".into(),
+                "false".into(),
             ],
             env: Vec::new(),
         }
