@@ -1,7 +1,8 @@
 //! A `ChatBackend` that is another gateway's gRPC port (`--upstream`): the HTTP façade then runs
 //! no CLI itself. Domain requests go out as protobuf, statuses come back as the same
 //! `ChatError`s the worker raised (see `error.rs`), and the request id travels as metadata, as
-//! does `--upstream-api-key` when the worker wants a key.
+//! do `--upstream-api-key` when the worker wants a key and the caller's tenant
+//! (`x-gateway-tenant`), which the worker honours when that key is one of its admin keys.
 
 use futures::StreamExt;
 use tonic::service::interceptor::InterceptedService;
@@ -62,7 +63,7 @@ impl RemoteBackend {
     }
 
     fn request<T>(message: T, ctx: &RequestContext) -> Request<T> {
-        let mut request = Request::new(message);
+        let mut request = super::sessions::for_tenant(message, &ctx.tenant);
         if let Ok(value) = ctx.request_id.parse() {
             request.metadata_mut().insert("x-request-id", value);
         }

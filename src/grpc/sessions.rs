@@ -6,14 +6,16 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::chat::ChatError;
+use crate::access::{TENANT_ADMIN_METADATA, TENANT_METADATA};
 use crate::chat::message_json::{message_to_json, parse_message};
+use crate::chat::{ChatError, Tenant};
 use crate::sessions::{NewSession, Page, PageRequest, Session, SessionApi, SessionSummary};
 
 use super::convert;
 use super::error::to_status;
 use super::pb;
 use super::pb::session_service_client::SessionServiceClient;
+use super::service::tenant;
 // The worker connection, carrying --upstream-api-key; its refusals are the façade's 502s.
 use super::remote::{WorkerChannel as Channel, from_status};
 
@@ -154,9 +156,10 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let tenant = tenant(&request)?;
         let session = self
             .api
-            .create(new_session(request.into_inner()))
+            .create(&tenant, new_session(request.into_inner()))
             .await
             .map_err(status)?;
         Ok(Response::new(pb::CreateSessionResponse {
@@ -168,8 +171,9 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let tenant = tenant(&request)?;
         let pb::GetSessionRequest { id } = request.into_inner();
-        let session = self.api.get(&id).await.map_err(status)?;
+        let session = self.api.get(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::GetSessionResponse {
             session: Some(session_to_pb(session).map_err(status)?),
         }))
@@ -179,13 +183,17 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let tenant = tenant(&request)?;
         let pb::ListSessionsRequest { limit, after } = request.into_inner();
         let page = self
             .api
-            .list(PageRequest {
-                limit: if limit == 0 { 20 } else { limit as usize },
-                after: (!after.is_empty()).then_some(after),
-            })
+            .list(
+                &tenant,
+                PageRequest {
+                    limit: if limit == 0 { 20 } else { limit as usize },
+                    after: (!after.is_empty()).then_some(after),
+                },
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListSessionsResponse {
@@ -199,8 +207,9 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
+        let tenant = tenant(&request)?;
         let pb::DeleteSessionRequest { id } = request.into_inner();
-        self.api.delete(&id).await.map_err(status)?;
+        self.api.delete(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::DeleteSessionResponse {}))
     }
 
@@ -208,13 +217,31 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::ClearSessionRequest>,
     ) -> Result<Response<pb::ClearSessionResponse>, Status> {
+        let tenant = tenant(&request)?;
         let pb::ClearSessionRequest { id } = request.into_inner();
-        self.api.clear(&id).await.map_err(status)?;
+        self.api.clear(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::ClearSessionResponse {}))
     }
 }
 
-/// The sessions of a remote worker, for a façade (`--upstream`).
+/// `message` as a call made for `tenant`: the worker acts for it when the façade's key is one of
+/// its admin keys (or it has no keys), see `access::Access::on_behalf_of`.
+pub fn for_tenant<T>(message: T, tenant: &Tenant) -> Request<T> {
+    let mut request = Request::new(message);
+    // Tenant ids are checked ASCII, so both always parse.
+    if let Ok(id) = tenant.id().parse() {
+        request.metadata_mut().insert(TENANT_METADATA, id);
+    }
+    let admin = if tenant.is_admin() { "true" } else { "false" };
+    request.metadata_mut().insert(
+        TENANT_ADMIN_METADATA,
+        tonic::metadata::MetadataValue::from_static(admin),
+    );
+    request
+}
+
+/// The sessions of a remote worker, for a façade (`--upstream`), each call made for the façade's
+/// caller.
 pub struct RemoteSessions {
     client: SessionServiceClient<Channel>,
 }
@@ -233,7 +260,7 @@ fn remote(s: Status) -> ChatError {
 
 #[async_trait::async_trait]
 impl SessionApi for RemoteSessions {
-    async fn create(&self, new: NewSession) -> Result<Session, ChatError> {
+    async fn create(&self, tenant: &Tenant, new: NewSession) -> Result<Session, ChatError> {
         let NewSession {
             id,
             model,
@@ -249,24 +276,28 @@ impl SessionApi for RemoteSessions {
         let response = self
             .client
             .clone()
-            .create_session(request)
+            .create_session(for_tenant(request, tenant))
             .await
             .map_err(remote)?;
         session_from_pb(response.into_inner().session.unwrap_or_default())
     }
 
-    async fn get(&self, id: &str) -> Result<Session, ChatError> {
+    async fn get(&self, tenant: &Tenant, id: &str) -> Result<Session, ChatError> {
         let request = pb::GetSessionRequest { id: id.to_string() };
         let response = self
             .client
             .clone()
-            .get_session(request)
+            .get_session(for_tenant(request, tenant))
             .await
             .map_err(remote)?;
         session_from_pb(response.into_inner().session.unwrap_or_default())
     }
 
-    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>, ChatError> {
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        page: PageRequest,
+    ) -> Result<Page<SessionSummary>, ChatError> {
         let request = pb::ListSessionsRequest {
             limit: page.limit as u32,
             after: page.after.unwrap_or_default(),
@@ -274,7 +305,7 @@ impl SessionApi for RemoteSessions {
         let response = self
             .client
             .clone()
-            .list_sessions(request)
+            .list_sessions(for_tenant(request, tenant))
             .await
             .map_err(remote)?;
         let pb::ListSessionsResponse {
@@ -289,21 +320,21 @@ impl SessionApi for RemoteSessions {
         })
     }
 
-    async fn delete(&self, id: &str) -> Result<(), ChatError> {
+    async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
         let request = pb::DeleteSessionRequest { id: id.to_string() };
         self.client
             .clone()
-            .delete_session(request)
+            .delete_session(for_tenant(request, tenant))
             .await
             .map_err(remote)?;
         Ok(())
     }
 
-    async fn clear(&self, id: &str) -> Result<(), ChatError> {
+    async fn clear(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
         let request = pb::ClearSessionRequest { id: id.to_string() };
         self.client
             .clone()
-            .clear_session(request)
+            .clear_session(for_tenant(request, tenant))
             .await
             .map_err(remote)?;
         Ok(())

@@ -1,6 +1,10 @@
 //! The session routes of the HTTP API (`/v1/sessions…`), over the `SessionApi` (local store,
 //! or a remote worker's over gRPC). Sessions are continued by naming them in a chat request
 //! (`session_id` in the body or the `x-session-id` header).
+//!
+//! Every route acts for the caller's `Tenant` (from its API key): it sees and changes only its own
+//! sessions, another tenant's being a 404 `session_not_found` like a missing one; admin keys
+//! reach all.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::chat::Tenant;
 use crate::sessions::{NewSession, PageRequest, Session, SessionSummary};
 
 use super::error::{ApiError, OpenAiBytes, OpenAiQuery, parse_json};
@@ -87,6 +92,7 @@ fn session_json(s: &Session) -> Value {
 )]
 pub async fn create(
     State(state): State<AppState>,
+    tenant: Tenant,
     OpenAiBytes(body): OpenAiBytes,
 ) -> Result<Response, ApiError> {
     // The body is optional: an empty POST creates a session with a generated id.
@@ -102,12 +108,15 @@ pub async fn create(
     };
     let session = state
         .sessions
-        .create(NewSession {
-            id: id.filter(|i| !i.is_empty()),
-            model: model.filter(|m| !m.is_empty()),
-            system: system_prompt.filter(|s| !s.is_empty()),
-            metadata: metadata.unwrap_or_default(),
-        })
+        .create(
+            &tenant,
+            NewSession {
+                id: id.filter(|i| !i.is_empty()),
+                model: model.filter(|m| !m.is_empty()),
+                system: system_prompt.filter(|s| !s.is_empty()),
+                metadata: metadata.unwrap_or_default(),
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(session_json(&session))).into_response())
 }
@@ -142,14 +151,18 @@ pub async fn create(
 )]
 pub async fn list(
     State(state): State<AppState>,
+    tenant: Tenant,
     OpenAiQuery(q): OpenAiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = state
         .sessions
-        .list(PageRequest {
-            limit: q.limit.unwrap_or(20),
-            after: q.after.filter(|a| !a.is_empty()),
-        })
+        .list(
+            &tenant,
+            PageRequest {
+                limit: q.limit.unwrap_or(20),
+                after: q.after.filter(|a| !a.is_empty()),
+            },
+        )
         .await?;
     Ok(Json(json!({
         "object": "list",
@@ -178,9 +191,10 @@ pub async fn list(
 )]
 pub async fn get(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = state.sessions.get(&id).await?;
+    let session = state.sessions.get(&tenant, &id).await?;
     Ok(Json(session_json(&session)))
 }
 
@@ -200,9 +214,10 @@ pub async fn get(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.sessions.delete(&id).await?;
+    state.sessions.delete(&tenant, &id).await?;
     Ok(Json(
         json!({"id": id, "object": "session.deleted", "deleted": true}),
     ))
@@ -229,9 +244,10 @@ pub async fn delete(
 )]
 pub async fn clear(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.sessions.clear(&id).await?;
-    let session = state.sessions.get(&id).await?;
+    state.sessions.clear(&tenant, &id).await?;
+    let session = state.sessions.get(&tenant, &id).await?;
     Ok(Json(session_json(&session)))
 }
