@@ -73,7 +73,8 @@ fn session_json(s: &Session) -> Value {
     tag = "sessions",
     operation_id = "create_session",
     summary = "Create a session",
-    description = "Creates an empty session. The body is optional: without one (or with `{}`) \
+    description = "Creates an empty session, owned by the API key's tenant. The body is \
+        optional: without one (or with `{}`) \
         the session gets a generated id and no model, system prompt or metadata.",
     request_body(
         content = Option<super::docs::schemas::CreateSession>,
@@ -127,8 +128,9 @@ pub async fn create(
     tag = "sessions",
     operation_id = "list_sessions",
     summary = "List the sessions",
-    description = "Live sessions, oldest first (by creation time, then id), a page at a time: \
-        pass a page's `next_after` as `after` to get the next one.",
+    description = "The caller's live sessions (an admin key's: every tenant's), oldest first \
+        (by creation time, then id), a page at a time: pass a page's `next_after` as `after` to \
+        get the next one.",
     params(
         (
             "limit" = Option<usize>, Query,
