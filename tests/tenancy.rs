@@ -1,7 +1,7 @@
 //! Tenancy end to end, over real sockets: with two keys A and B, B cannot list, get, clear,
-//! delete or continue A's session — through the official Python SDK over HTTP, through tonic over
-//! gRPC, on a gateway and on a `--upstream` façade in front of a worker — and an admin key sees
-//! both. The worker honours a façade's `x-gateway-tenant` only from its admin key (or when it
+//! delete or continue A's session — through the official Python SDK over HTTP, through tonic (and
+//! `buf curl`) over gRPC, on a gateway and on a `--upstream` façade in front of a worker — and an
+//! admin key sees both. The worker honours a façade's `x-gateway-tenant` only from its admin key (or when it
 //! has no keys), never from an ordinary key. Every test runs on the fake CLI, bounded.
 
 #![allow(clippy::unwrap_used)]
@@ -387,6 +387,68 @@ async fn only_an_admin_key_or_an_open_worker_may_name_the_tenant() {
             .unwrap()
             .into_inner();
         assert_eq!(bobs.sessions.len(), 1);
+    })
+    .await
+    .expect("timed out");
+}
+
+// ---------------------------------------------------------------------------------------------
+// buf curl, over gRPC with server reflection
+
+/// `buf curl` of `method` on `base` with key `key` and the JSON request `data`.
+async fn buf_curl(
+    buf: &std::path::Path,
+    base: &str,
+    key: &str,
+    method: &str,
+    data: &str,
+) -> std::process::Output {
+    run(Command::new(buf)
+        .args(["curl", "--protocol", "grpc", "--http2-prior-knowledge"])
+        .args(["-H", &format!("authorization: Bearer {key}")])
+        .args(["-d", data])
+        .arg(format!("{base}/claude_gateway.v1.SessionService/{method}"))
+        .current_dir(repo_path(""))
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost"))
+    .await
+}
+
+#[tokio::test]
+async fn buf_curl_two_keys() {
+    within(90, async {
+        let Some(buf) = tool("node_modules/.bin/buf") else {
+            return;
+        };
+        let (gw, _keys) = keyed_gateway().await;
+        let base = gw.gw.grpc.as_str();
+        let out = buf_curl(&buf, base, "key-a", "CreateSession", r#"{"id":"curl-a"}"#).await;
+        assert!(out.status.success(), "{}", describe("CreateSession", &out));
+        let out = buf_curl(&buf, base, "key-a", "ListSessions", "{}").await;
+        assert!(
+            text(&out.stdout).contains("curl-a"),
+            "{}",
+            describe("A lists", &out)
+        );
+        let out = buf_curl(&buf, base, "key-b", "ListSessions", "{}").await;
+        assert!(out.status.success(), "{}", describe("B lists", &out));
+        assert!(
+            !text(&out.stdout).contains("curl-a"),
+            "{}",
+            describe("B lists", &out)
+        );
+        for method in ["GetSession", "ClearSession", "DeleteSession"] {
+            let out = buf_curl(&buf, base, "key-b", method, r#"{"id":"curl-a"}"#).await;
+            assert!(!out.status.success(), "{}", describe(method, &out));
+            assert!(
+                text(&out.stderr).contains("not_found") || text(&out.stderr).contains("NotFound"),
+                "{}",
+                describe(method, &out)
+            );
+        }
+        let out = buf_curl(&buf, base, "key-admin", "GetSession", r#"{"id":"curl-a"}"#).await;
+        assert!(out.status.success(), "{}", describe("admin gets", &out));
+        assert!(text(&out.stdout).contains("curl-a"));
     })
     .await
     .expect("timed out");
