@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use claude_gateway::chat::Tenant;
+use claude_gateway::chat::message_json::parse_message;
+use claude_gateway::chat::types::{Message, Role};
 use claude_gateway::sessions::{
     NewSession, PageRequest, SessionStore, StoreConfig, StoreError, open_store,
 };
@@ -243,8 +245,13 @@ fn me() -> Tenant {
     Tenant::anonymous()
 }
 
-fn msg(i: usize) -> Value {
-    json!({"role": "user", "content": format!("message {i}")})
+fn msg(i: usize) -> Message {
+    Message::text(Role::User, format!("message {i}"))
+}
+
+/// A message written as OpenAI JSON, as the tests had them before the store kept records.
+fn m(value: Value) -> Message {
+    parse_message(0, value).unwrap()
 }
 
 fn named(id: &str) -> NewSession {
@@ -365,16 +372,20 @@ async fn append_conflict_and_clear(target: &Target) {
         .await
         .unwrap();
     let turn1 = vec![
-        json!({"role": "user", "content": "What's the weather in Paris? 🌧"}),
-        json!({"role": "assistant", "content": null, "tool_calls": [{
-            "id": "call_1", "type": "function",
-            "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}
-        }]}),
-        json!({"role": "tool", "tool_call_id": "call_1", "content": "{\"c\": 11.5, \"rain\": true}"}),
+        m(json!({"role": "user", "content": "What's the weather in Paris? 🌧"})),
+        m(
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}
+            }]}),
+        ),
+        m(
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "{\"c\": 11.5, \"rain\": true}"}),
+        ),
     ];
     let turn2 = vec![
-        json!({"role": "assistant", "content": "Rainy, 11.5 °C."}),
-        json!({"role": "user", "content": [{"type": "text", "text": "thanks"}], "n": 1e300}),
+        m(json!({"role": "assistant", "content": "Rainy, 11.5 °C."})),
+        m(json!({"role": "user", "content": [{"type": "text", "text": "thanks"}], "n": 1e300})),
     ];
     let out = store.append(&me(), "a", 0, turn1.clone()).await.unwrap();
     assert_eq!(out.len, 3);
@@ -484,8 +495,8 @@ async fn concurrent_turns_one_wins(target: &Target) {
             .map(|task| {
                 let (store, barrier) = (store.clone(), barrier.clone());
                 let turn = vec![
-                    json!({"role": "user", "content": format!("round {round} from task {task}")}),
-                    json!({"role": "assistant", "content": format!("reply {round}/{task}")}),
+                    m(json!({"role": "user", "content": format!("round {round} from task {task}")})),
+                    m(json!({"role": "assistant", "content": format!("reply {round}/{task}")})),
                 ];
                 tokio::spawn(async move {
                     barrier.wait().await;
@@ -796,9 +807,10 @@ async fn owners_see_only_their_sessions(target: &Target) {
     assert!(store.delete(&alice, "a1").await.unwrap());
 }
 
-/// A store made by the code before tenancy (version 1: no version table, no owner column)
-/// upgrades when opened: its sessions belong to the anonymous tenant, the version is 2, and a
-/// second open changes nothing. A version from a newer gateway is refused.
+/// A store made by the code before tenancy (version 1: no version table, no owner column, and
+/// messages stored as OpenAI JSON) upgrades when opened: its sessions belong to the anonymous
+/// tenant, the version is 2, its messages read, and a second open changes nothing. A version
+/// from a newer gateway is refused.
 async fn a_version_1_store_upgrades_in_place(target: &Target) {
     target.execute(target.version_1_schema()).await;
     let now = now_secs() * 1000;
@@ -823,8 +835,8 @@ async fn a_version_1_store_upgrades_in_place(target: &Target) {
     assert_eq!(
         old.history,
         [
-            json!({"role": "user", "content": "Hi"}),
-            json!({"role": "assistant", "content": "Hello."})
+            Message::text(Role::User, "Hi"),
+            Message::text(Role::Assistant, "Hello.")
         ]
     );
     assert_eq!(ids(&*store, &anonymous).await, ["old-1", "old-2"]);
@@ -853,6 +865,9 @@ async fn a_version_1_store_upgrades_in_place(target: &Target) {
         .await
         .unwrap();
     store.create(&alice, named("new-1")).await.unwrap();
+    // Old bodies stay OpenAI JSON (still read); the new one is the store's own record.
+    let records = "SELECT COUNT(*) FROM session_messages WHERE body LIKE '{\"record\":1,%'";
+    assert_eq!(target.scalar(records).await, 1);
     drop(store);
 
     let reopened = target.open(None).await;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::access::{TENANT_ADMIN_METADATA, TENANT_METADATA};
-use crate::chat::message_json::{message_to_json, parse_message};
 use crate::chat::{ChatError, Tenant};
 use crate::sessions::{NewSession, Page, PageRequest, Session, SessionApi, SessionSummary};
 
@@ -30,11 +29,7 @@ fn session_to_pb(s: Session) -> Result<pb::Session, ChatError> {
         updated_at,
         history,
     } = s;
-    let history = history
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| parse_message(i, v).map(convert::message_to_pb))
-        .collect::<Result<Vec<_>, _>>()?;
+    let history: Vec<pb::ChatMessage> = history.into_iter().map(convert::message_to_pb).collect();
     let summary = SessionSummary {
         id,
         model,
@@ -77,7 +72,7 @@ fn session_from_pb(mut s: pb::Session) -> Result<Session, ChatError> {
     let history = std::mem::take(&mut s.history)
         .into_iter()
         .enumerate()
-        .map(|(i, m)| convert::message(i, m).map(|m| message_to_json(&m)))
+        .map(|(i, m)| convert::message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
     let SessionSummary {
         id,

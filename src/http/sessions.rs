@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::chat::Tenant;
+use crate::chat::message_json::message_to_json;
 use crate::sessions::{NewSession, PageRequest, Session, SessionSummary};
 
 use super::error::{ApiError, OpenAiBytes, OpenAiQuery, parse_json};
@@ -63,7 +64,7 @@ fn session_json(s: &Session) -> Value {
         "created": s.created_at,
         "updated": s.updated_at,
         "message_count": s.history.len(),
-        "messages": s.history,
+        "messages": s.history.iter().map(message_to_json).collect::<Vec<_>>(),
     })
 }
 

@@ -24,7 +24,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::store::{
@@ -33,6 +32,7 @@ use super::store::{
     from_db, generate_id, needs_owner_migration, now_ms, page_of, secs, to_db,
 };
 use crate::chat::Tenant;
+use crate::chat::types::Message;
 
 const DEFAULT_CONNECTIONS: u32 = 8;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -268,7 +268,7 @@ impl SessionStore for PgStore {
         tenant: &Tenant,
         id: &str,
         expected_len: usize,
-        messages: Vec<Value>,
+        messages: Vec<Message>,
     ) -> Result<AppendOutcome> {
         let bodies = bodies(&messages)?;
         // Past i64::MAX, `to_db` refuses it.

@@ -18,7 +18,6 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::chat::backend::Accumulator;
-use crate::chat::message_json::{message_to_json, parse_message};
 use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, ContentPart, Message, Role};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext, Tenant};
@@ -229,8 +228,8 @@ impl ChatBackend for SessionBackend {
                 match item {
                     // Usage is the last event: the turn succeeded, store it before saying so.
                     Ok(ChatEvent::Usage(usage)) => {
-                        let mut stored: Vec<_> = new_messages.iter().map(message_to_json).collect();
-                        stored.push(message_to_json(&reply_message(acc, &reply_meta)));
+                        let mut stored = new_messages;
+                        stored.push(reply_message(acc, &reply_meta));
                         match store.append(&tenant, &id, expected, stored).await {
                             Ok(_) => yield Ok(ChatEvent::Usage(usage)),
                             Err(e) => yield Err(store_error(&id, e)),
@@ -270,18 +269,7 @@ impl ChatBackend for SessionBackend {
 /// The request with the stored system prompt (unless the turn brings its own) and history put
 /// before its messages, and the session's model when the request names none.
 fn with_history(mut req: ChatRequest, session: &Session) -> Result<ChatRequest, ChatError> {
-    let history = session
-        .history
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_message(i, v.clone()))
-        .collect::<Result<Vec<Message>, ChatError>>()
-        .map_err(|e| {
-            ChatError::internal(format!(
-                "stored history of `{}` is unreadable: {e}",
-                session.id
-            ))
-        })?;
+    let history = session.history.clone();
     let brings_system = req
         .messages
         .iter()

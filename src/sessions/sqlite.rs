@@ -20,7 +20,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -31,6 +30,7 @@ use super::store::{
     from_db, generate_id, needs_owner_migration, now_ms, page_of, secs, to_db,
 };
 use crate::chat::Tenant;
+use crate::chat::types::Message;
 
 const DEFAULT_CONNECTIONS: u32 = 4;
 /// How long a writer waits for another's transaction before it fails with "database is locked".
@@ -267,7 +267,7 @@ impl SessionStore for SqliteStore {
         tenant: &Tenant,
         id: &str,
         expected_len: usize,
-        messages: Vec<Value>,
+        messages: Vec<Message>,
     ) -> Result<AppendOutcome> {
         let bodies = bodies(&messages)?;
         // Past i64::MAX, `to_db` refuses it.

@@ -14,9 +14,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::chat::Tenant;
+use crate::chat::types::Message;
+
+use super::record;
 
 /// The version of the schema this code writes. 1: the first, without owners; 2: `sessions.tenant`
 /// (sessions of a version 1 store belong to the anonymous tenant). Recorded in the
@@ -76,8 +78,8 @@ pub struct NewSession {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// A session with its full history: OpenAI chat message objects, oldest first, as the caller
-/// appended them (the store does not look inside).
+/// A session with its full history, oldest first, as the caller appended it (stored as
+/// `record::StoredMessage`s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     pub id: String,
@@ -88,7 +90,7 @@ pub struct Session {
     pub created_at: i64,
     /// Unix seconds of the last create, append or clear.
     pub updated_at: i64,
-    pub history: Vec<Value>,
+    pub history: Vec<Message>,
 }
 
 /// A session as `list` shows it: everything but the history, and the history's length.
@@ -159,7 +161,7 @@ pub trait SessionStore: Send + Sync {
         tenant: &Tenant,
         id: &str,
         expected_len: usize,
-        messages: Vec<Value>,
+        messages: Vec<Message>,
     ) -> Result<AppendOutcome>;
 
     /// Deletes the sessions idle longer than `idle_ttl`, then the least recently updated ones
@@ -274,8 +276,9 @@ impl SessionRow {
         }
         let history = bodies
             .iter()
-            .map(|b| serde_json::from_str(b))
-            .collect::<Result<Vec<Value>, _>>()?;
+            .enumerate()
+            .map(|(seq, b)| record::decode(b, seq))
+            .collect::<Result<Vec<Message>>>()?;
         Ok(Session {
             metadata: serde_json::from_str(&self.metadata)?,
             id: self.id,
@@ -307,12 +310,9 @@ pub fn created(id: String, new: NewSession, now_ms: i64) -> Session {
     }
 }
 
-/// Each message as the JSON text the `body` column stores.
-pub fn bodies(messages: &[Value]) -> Result<Vec<String>> {
-    Ok(messages
-        .iter()
-        .map(serde_json::to_string)
-        .collect::<Result<_, _>>()?)
+/// Each message as the text the `body` column stores.
+pub fn bodies(messages: &[Message]) -> Result<Vec<String>> {
+    messages.iter().map(record::encode).collect()
 }
 
 /// The `Page` of `rows` fetched with `LIMIT limit + 1`.
