@@ -134,7 +134,18 @@ pub struct Config {
     )]
     pub api_keys: Vec<ApiKey>,
 
-    /// A file of gateway API keys, one per line (`#` starts a comment), added to --api-keys.
+    /// Admin API keys (comma-separated): keys like --api-keys whose callers see every tenant's
+    /// sessions. A `--upstream` façade's --upstream-api-key should be one of the worker's.
+    #[arg(
+        long,
+        env = "GATEWAY_ADMIN_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_api_keys: Vec<ApiKey>,
+
+    /// A file of gateway API keys, one per line (`#` starts a comment), added to --api-keys. A
+    /// line may name the key's tenant and role after the key: `KEY name=alice role=admin`.
     #[arg(long, env = "GATEWAY_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 

@@ -19,6 +19,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use claude_gateway::chat::Tenant;
+use claude_gateway::chat::message_json::parse_message;
+use claude_gateway::chat::types::{Message, Role};
 use claude_gateway::sessions::{
     NewSession, PageRequest, SessionStore, StoreConfig, StoreError, open_store,
 };
@@ -83,6 +86,64 @@ impl Target {
         open_store(&self.location(), cfg).await.unwrap()
     }
 
+    /// Runs `sql` (several statements) on the target's database, outside any store.
+    async fn execute(&self, sql: &str) {
+        match self {
+            Target::Sqlite(dir) => {
+                let file = dir.path().join("sessions.db");
+                let url = format!("sqlite://{}?mode=rwc", file.display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            Target::Postgres { base, schema } => {
+                let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+                let sql = format!("SET search_path TO {schema};\n{sql}");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The one integer `query` selects.
+    async fn scalar(&self, query: &str) -> i64 {
+        let query = sqlx::AssertSqlSafe(query.to_owned());
+        match self {
+            Target::Sqlite(dir) => {
+                let file = dir.path().join("sessions.db");
+                let url = format!("sqlite://{}", file.display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query_scalar(query)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            Target::Postgres { base, schema } => {
+                let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path TO {schema}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(query)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Today's tables as the first gateway with sessions (schema version 1) created them.
+    fn version_1_schema(&self) -> &'static str {
+        match self {
+            Target::Sqlite(_) => SQLITE_V1,
+            Target::Postgres { .. } => POSTGRES_V1,
+        }
+    }
+
     async fn cleanup(self) {
         if let Target::Postgres { base, schema } = self {
             let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
@@ -93,6 +154,48 @@ impl Target {
         }
     }
 }
+
+/// Version 1 of the SQLite schema, copied from the code before sessions had owners.
+const SQLITE_V1: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT NOT NULL PRIMARY KEY,
+    model TEXT,
+    system TEXT,
+    metadata TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    len INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions (created_ms, id);
+CREATE INDEX IF NOT EXISTS sessions_by_updated ON sessions (updated_ms, id);
+CREATE TABLE IF NOT EXISTS session_messages (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+";
+
+/// Version 1 of the PostgreSQL schema, likewise.
+const POSTGRES_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    model TEXT,
+    system TEXT,
+    metadata TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    len BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions (created_ms, id);
+CREATE INDEX IF NOT EXISTS sessions_by_updated ON sessions (updated_ms, id);
+CREATE TABLE IF NOT EXISTS session_messages (
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    seq BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+"#;
 
 /// Runs each scenario against both backends, bounded by `TIMEOUT`.
 macro_rules! suite {
@@ -134,10 +237,22 @@ suite!(
     expiry_and_purge,
     reopen_finds_the_data,
     kill_9_loses_no_acknowledged_turn,
+    owners_see_only_their_sessions,
+    a_version_1_store_upgrades_in_place,
 );
 
-fn msg(i: usize) -> Value {
-    json!({"role": "user", "content": format!("message {i}")})
+/// The tenant the single-tenant scenarios run as.
+fn me() -> Tenant {
+    Tenant::anonymous()
+}
+
+fn msg(i: usize) -> Message {
+    Message::text(Role::User, format!("message {i}"))
+}
+
+/// A message written as OpenAI JSON, as the tests had them before the store kept records.
+fn m(value: Value) -> Message {
+    parse_message(0, value).unwrap()
 }
 
 fn named(id: &str) -> NewSession {
@@ -162,7 +277,7 @@ async fn create_get_delete(target: &Target) {
         system: Some("Be brief.".into()),
         metadata: BTreeMap::from([("user".into(), "u1".into()), ("é".into(), "✓".into())]),
     };
-    let made = store.create(new.clone()).await.unwrap();
+    let made = store.create(&me(), new.clone()).await.unwrap();
     assert!(
         made.id.starts_with("sess_") && made.id.len() == 37,
         "{}",
@@ -175,34 +290,40 @@ async fn create_get_delete(target: &Target) {
     assert!(made.history.is_empty());
     assert_eq!(made.created_at, made.updated_at);
     assert!((made.created_at - now_secs()).abs() <= 2);
-    assert_eq!(store.get(&made.id).await.unwrap(), Some(made.clone()));
+    assert_eq!(
+        store.get(&me(), &made.id).await.unwrap(),
+        Some(made.clone())
+    );
 
-    let chat = store.create(named("chat-1")).await.unwrap();
+    let chat = store.create(&me(), named("chat-1")).await.unwrap();
     assert_eq!(chat.id, "chat-1");
     assert_eq!(
-        store.create(named("chat-1")).await,
+        store.create(&me(), named("chat-1")).await,
         Err(StoreError::AlreadyExists("chat-1".into()))
     );
-    assert_eq!(store.get("nope").await.unwrap(), None);
+    assert_eq!(store.get(&me(), "nope").await.unwrap(), None);
 
-    assert!(store.delete("chat-1").await.unwrap());
-    assert_eq!(store.get("chat-1").await.unwrap(), None);
-    assert!(!store.delete("chat-1").await.unwrap());
+    assert!(store.delete(&me(), "chat-1").await.unwrap());
+    assert_eq!(store.get(&me(), "chat-1").await.unwrap(), None);
+    assert!(!store.delete(&me(), "chat-1").await.unwrap());
     // A deleted id can be taken again; the other session is untouched.
-    store.create(named("chat-1")).await.unwrap();
-    assert_eq!(store.get(&made.id).await.unwrap(), Some(made));
+    store.create(&me(), named("chat-1")).await.unwrap();
+    assert_eq!(store.get(&me(), &made.id).await.unwrap(), Some(made));
 }
 
 async fn list_pages_in_creation_order(target: &Target) {
     let store = target.open(None).await;
     let ids = ["s3", "s1", "s4", "s0", "s2"];
     for id in ids {
-        store.create(named(id)).await.unwrap();
+        store.create(&me(), named(id)).await.unwrap();
         // Creation times are kept in milliseconds: make each one distinct, so the order is
         // the creation order and not the id tie-break.
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
-    store.append("s4", 0, vec![msg(0), msg(1)]).await.unwrap();
+    store
+        .append(&me(), "s4", 0, vec![msg(0), msg(1)])
+        .await
+        .unwrap();
 
     let page = |limit, after: Option<&str>| PageRequest {
         limit,
@@ -211,119 +332,138 @@ async fn list_pages_in_creation_order(target: &Target) {
     let ids_of = |items: &[claude_gateway::sessions::SessionSummary]| {
         items.iter().map(|s| s.id.clone()).collect::<Vec<_>>()
     };
-    let first = store.list(page(2, None)).await.unwrap();
+    let first = store.list(&me(), page(2, None)).await.unwrap();
     assert_eq!(ids_of(&first.items), ["s3", "s1"]);
     assert!(first.has_more);
     assert_eq!(first.next.as_deref(), Some("s1"));
-    let second = store.list(page(2, Some("s1"))).await.unwrap();
+    let second = store.list(&me(), page(2, Some("s1"))).await.unwrap();
     assert_eq!(ids_of(&second.items), ["s4", "s0"]);
     assert_eq!(second.items[0].message_count, 2);
     assert_eq!(second.items[1].message_count, 0);
-    let third = store.list(page(2, Some("s0"))).await.unwrap();
+    let third = store.list(&me(), page(2, Some("s0"))).await.unwrap();
     assert_eq!(ids_of(&third.items), ["s2"]);
     assert!(!third.has_more);
     assert_eq!(third.next, None);
 
-    let all = store.list(page(0, None)).await.unwrap();
+    let all = store.list(&me(), page(0, None)).await.unwrap();
     assert_eq!(all.items.len(), 1, "a limit of 0 is clamped to 1");
-    let all = store.list(page(100, None)).await.unwrap();
+    let all = store.list(&me(), page(100, None)).await.unwrap();
     assert_eq!(ids_of(&all.items), ids);
     assert!(!all.has_more);
 
     assert_eq!(
-        store.list(page(2, Some("missing"))).await,
+        store.list(&me(), page(2, Some("missing"))).await,
         Err(StoreError::NotFound("missing".into()))
     );
-    store.delete("s4").await.unwrap();
-    let after_delete = store.list(page(10, Some("s1"))).await.unwrap();
+    store.delete(&me(), "s4").await.unwrap();
+    let after_delete = store.list(&me(), page(10, Some("s1"))).await.unwrap();
     assert_eq!(ids_of(&after_delete.items), ["s0", "s2"]);
 }
 
 async fn append_conflict_and_clear(target: &Target) {
     let store = target.open(None).await;
     let made = store
-        .create(NewSession {
-            model: Some("haiku".into()),
-            ..named("a")
-        })
+        .create(
+            &me(),
+            NewSession {
+                model: Some("haiku".into()),
+                ..named("a")
+            },
+        )
         .await
         .unwrap();
     let turn1 = vec![
-        json!({"role": "user", "content": "What's the weather in Paris? 🌧"}),
-        json!({"role": "assistant", "content": null, "tool_calls": [{
-            "id": "call_1", "type": "function",
-            "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}
-        }]}),
-        json!({"role": "tool", "tool_call_id": "call_1", "content": "{\"c\": 11.5, \"rain\": true}"}),
+        m(json!({"role": "user", "content": "What's the weather in Paris? 🌧"})),
+        m(
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}
+            }]}),
+        ),
+        m(
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "{\"c\": 11.5, \"rain\": true}"}),
+        ),
     ];
     let turn2 = vec![
-        json!({"role": "assistant", "content": "Rainy, 11.5 °C."}),
-        json!({"role": "user", "content": [{"type": "text", "text": "thanks"}], "n": 1e300}),
+        m(json!({"role": "assistant", "content": "Rainy, 11.5 °C."})),
+        m(json!({"role": "user", "content": [{"type": "text", "text": "thanks"}], "n": 1e300})),
     ];
-    let out = store.append("a", 0, turn1.clone()).await.unwrap();
+    let out = store.append(&me(), "a", 0, turn1.clone()).await.unwrap();
     assert_eq!(out.len, 3);
     assert!(out.updated_at >= made.created_at);
-    let out = store.append("a", 3, turn2.clone()).await.unwrap();
+    let out = store.append(&me(), "a", 3, turn2.clone()).await.unwrap();
     assert_eq!(out.len, 5);
     let history = [turn1.clone(), turn2.clone()].concat();
-    let got = store.get("a").await.unwrap().unwrap();
+    let got = store.get(&me(), "a").await.unwrap().unwrap();
     assert_eq!(got.history, history);
     assert_eq!(got.model.as_deref(), Some("haiku"));
     assert_eq!(got.updated_at, out.updated_at);
 
     // A turn computed from a stale history writes nothing.
     assert_eq!(
-        store.append("a", 3, vec![msg(9)]).await,
+        store.append(&me(), "a", 3, vec![msg(9)]).await,
         Err(StoreError::Conflict {
             expected: 3,
             actual: 5
         })
     );
     assert_eq!(
-        store.append("a", 7, vec![msg(9)]).await,
+        store.append(&me(), "a", 7, vec![msg(9)]).await,
         Err(StoreError::Conflict {
             expected: 7,
             actual: 5
         })
     );
-    assert_eq!(store.get("a").await.unwrap().unwrap().history, history);
     assert_eq!(
-        store.append("ghost", 0, vec![msg(0)]).await,
+        store.get(&me(), "a").await.unwrap().unwrap().history,
+        history
+    );
+    assert_eq!(
+        store.append(&me(), "ghost", 0, vec![msg(0)]).await,
         Err(StoreError::NotFound("ghost".into()))
     );
 
     // An empty append is a touch with the same check.
-    assert_eq!(store.append("a", 5, Vec::new()).await.unwrap().len, 5);
+    assert_eq!(
+        store.append(&me(), "a", 5, Vec::new()).await.unwrap().len,
+        5
+    );
 
-    assert!(store.clear("a").await.unwrap());
-    let cleared = store.get("a").await.unwrap().unwrap();
+    assert!(store.clear(&me(), "a").await.unwrap());
+    let cleared = store.get(&me(), "a").await.unwrap().unwrap();
     assert!(cleared.history.is_empty());
     assert_eq!(cleared.model.as_deref(), Some("haiku"));
     assert_eq!(cleared.created_at, made.created_at);
     assert!(matches!(
-        store.append("a", 5, vec![msg(0)]).await,
+        store.append(&me(), "a", 5, vec![msg(0)]).await,
         Err(StoreError::Conflict {
             expected: 5,
             actual: 0
         })
     ));
-    assert_eq!(store.append("a", 0, vec![msg(0)]).await.unwrap().len, 1);
-    assert_eq!(store.get("a").await.unwrap().unwrap().history, [msg(0)]);
-    assert!(!store.clear("ghost").await.unwrap());
+    assert_eq!(
+        store.append(&me(), "a", 0, vec![msg(0)]).await.unwrap().len,
+        1
+    );
+    assert_eq!(
+        store.get(&me(), "a").await.unwrap().unwrap().history,
+        [msg(0)]
+    );
+    assert!(!store.clear(&me(), "ghost").await.unwrap());
 }
 
 async fn readers_never_see_half_a_turn(target: &Target) {
     const TURNS: usize = 40;
     const PER_TURN: usize = 3;
     let store = target.open(None).await;
-    store.create(named("busy")).await.unwrap();
+    store.create(&me(), named("busy")).await.unwrap();
     let writer = {
         let store = store.clone();
         tokio::spawn(async move {
             for turn in 0..TURNS {
                 let start = turn * PER_TURN;
                 let messages = (start..start + PER_TURN).map(msg).collect();
-                store.append("busy", start, messages).await.unwrap();
+                store.append(&me(), "busy", start, messages).await.unwrap();
             }
         })
     };
@@ -331,7 +471,7 @@ async fn readers_never_see_half_a_turn(target: &Target) {
     let mut seen = std::collections::BTreeSet::new();
     loop {
         let done = writer.is_finished();
-        let history = store.get("busy").await.unwrap().unwrap().history;
+        let history = store.get(&me(), "busy").await.unwrap().unwrap().history;
         assert_eq!(history.len() % PER_TURN, 0, "a reader saw half a turn");
         assert!(history.iter().enumerate().all(|(i, m)| *m == msg(i)));
         seen.insert(history.len());
@@ -347,7 +487,7 @@ async fn readers_never_see_half_a_turn(target: &Target) {
 
 async fn concurrent_turns_one_wins(target: &Target) {
     let store = target.open(None).await;
-    store.create(named("race")).await.unwrap();
+    store.create(&me(), named("race")).await.unwrap();
     let mut expected = 0;
     let mut history = Vec::new();
     for round in 0..3 {
@@ -356,12 +496,15 @@ async fn concurrent_turns_one_wins(target: &Target) {
             .map(|task| {
                 let (store, barrier) = (store.clone(), barrier.clone());
                 let turn = vec![
-                    json!({"role": "user", "content": format!("round {round} from task {task}")}),
-                    json!({"role": "assistant", "content": format!("reply {round}/{task}")}),
+                    m(json!({"role": "user", "content": format!("round {round} from task {task}")})),
+                    m(json!({"role": "assistant", "content": format!("reply {round}/{task}")})),
                 ];
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    (turn.clone(), store.append("race", expected, turn).await)
+                    (
+                        turn.clone(),
+                        store.append(&me(), "race", expected, turn).await,
+                    )
                 })
             })
             .collect::<Vec<_>>();
@@ -384,7 +527,10 @@ async fn concurrent_turns_one_wins(target: &Target) {
         assert_eq!(winners.len(), 1, "round {round}: exactly one turn lands");
         history.extend(winners.remove(0));
         expected += 2;
-        assert_eq!(store.get("race").await.unwrap().unwrap().history, history);
+        assert_eq!(
+            store.get(&me(), "race").await.unwrap().unwrap().history,
+            history
+        );
     }
 }
 
@@ -394,26 +540,35 @@ async fn expiry_and_purge(target: &Target) {
     let plain = target.open(None).await;
     let expiring = target.open(Some(ttl)).await;
     for id in ["a", "b", "k1", "k2", "k3"] {
-        plain.create(named(id)).await.unwrap();
+        plain.create(&me(), named(id)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(900)).await;
-    expiring.append("b", 0, vec![msg(0)]).await.unwrap();
+    expiring.append(&me(), "b", 0, vec![msg(0)]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // a, k1, k2, k3: idle 1.2 s, past the TTL; b: 0.3 s, well within it.
 
-    assert_eq!(expiring.get("a").await.unwrap(), None);
-    assert_eq!(expiring.get("b").await.unwrap().unwrap().history, [msg(0)]);
-    assert!(plain.get("a").await.unwrap().is_some(), "not purged yet");
+    assert_eq!(expiring.get(&me(), "a").await.unwrap(), None);
     assert_eq!(
-        expiring.append("a", 0, vec![msg(0)]).await,
+        expiring.get(&me(), "b").await.unwrap().unwrap().history,
+        [msg(0)]
+    );
+    assert!(
+        plain.get(&me(), "a").await.unwrap().is_some(),
+        "not purged yet"
+    );
+    assert_eq!(
+        expiring.append(&me(), "a", 0, vec![msg(0)]).await,
         Err(StoreError::NotFound("a".into()))
     );
-    assert!(!expiring.clear("a").await.unwrap());
+    assert!(!expiring.clear(&me(), "a").await.unwrap());
     let live = expiring
-        .list(PageRequest {
-            limit: 10,
-            after: None,
-        })
+        .list(
+            &me(),
+            PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -422,30 +577,33 @@ async fn expiry_and_purge(target: &Target) {
     );
     assert_eq!(
         expiring
-            .list(PageRequest {
-                limit: 10,
-                after: Some("a".into())
-            })
+            .list(
+                &me(),
+                PageRequest {
+                    limit: 10,
+                    after: Some("a".into())
+                }
+            )
             .await,
         Err(StoreError::NotFound("a".into()))
     );
     // An expired id can be taken again, fresh.
-    let again = expiring.create(named("k1")).await.unwrap();
+    let again = expiring.create(&me(), named("k1")).await.unwrap();
     assert!(
         expiring
-            .get("k1")
+            .get(&me(), "k1")
             .await
             .unwrap()
             .unwrap()
             .history
             .is_empty()
     );
-    plain.append("k2", 0, vec![msg(1)]).await.unwrap();
+    plain.append(&me(), "k2", 0, vec![msg(1)]).await.unwrap();
 
     // Idle past the TTL: a and k3 (k1 was re-created, b and k2 were touched).
     assert_eq!(plain.purge_expired(ttl, None).await.unwrap(), 2);
-    assert_eq!(plain.get("a").await.unwrap(), None);
-    assert_eq!(plain.get("k3").await.unwrap(), None);
+    assert_eq!(plain.get(&me(), "a").await.unwrap(), None);
+    assert_eq!(plain.get(&me(), "k3").await.unwrap(), None);
     // Beyond max_count, the least recently updated go: b first, then k1 and k2.
     assert_eq!(
         plain
@@ -454,8 +612,8 @@ async fn expiry_and_purge(target: &Target) {
             .unwrap(),
         1
     );
-    assert_eq!(plain.get("b").await.unwrap(), None);
-    assert_eq!(plain.get("k1").await.unwrap(), Some(again));
+    assert_eq!(plain.get(&me(), "b").await.unwrap(), None);
+    assert_eq!(plain.get(&me(), "k1").await.unwrap(), Some(again));
     assert_eq!(
         plain
             .purge_expired(Duration::from_secs(3600), Some(0))
@@ -464,10 +622,13 @@ async fn expiry_and_purge(target: &Target) {
         2
     );
     let empty = plain
-        .list(PageRequest {
-            limit: 10,
-            after: None,
-        })
+        .list(
+            &me(),
+            PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
         .await
         .unwrap();
     assert!(empty.items.is_empty());
@@ -475,18 +636,25 @@ async fn expiry_and_purge(target: &Target) {
 
 async fn reopen_finds_the_data(target: &Target) {
     let store = target.open(None).await;
-    let made = store.create(named("keep")).await.unwrap();
-    store.append("keep", 0, vec![msg(0), msg(1)]).await.unwrap();
+    let made = store.create(&me(), named("keep")).await.unwrap();
+    store
+        .append(&me(), "keep", 0, vec![msg(0), msg(1)])
+        .await
+        .unwrap();
     drop(store);
     if let Target::Sqlite(dir) = target {
         assert!(dir.path().join("sessions.db").is_file());
     }
     let reopened = target.open(None).await;
-    let got = reopened.get("keep").await.unwrap().unwrap();
+    let got = reopened.get(&me(), "keep").await.unwrap().unwrap();
     assert_eq!(got.history, [msg(0), msg(1)]);
     assert_eq!(got.created_at, made.created_at);
     assert_eq!(
-        reopened.append("keep", 2, vec![msg(2)]).await.unwrap().len,
+        reopened
+            .append(&me(), "keep", 2, vec![msg(2)])
+            .await
+            .unwrap()
+            .len,
         3
     );
 }
@@ -496,7 +664,7 @@ async fn kill_9_loses_no_acknowledged_turn(target: &Target) {
     target
         .open(None)
         .await
-        .create(named("crash"))
+        .create(&me(), named("crash"))
         .await
         .unwrap();
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
@@ -525,7 +693,7 @@ async fn kill_9_loses_no_acknowledged_turn(target: &Target) {
     assert!(acked >= KILL_AFTER, "the writer acknowledged {acked}");
 
     let store = target.open(None).await;
-    let history = store.get("crash").await.unwrap().unwrap().history;
+    let history = store.get(&me(), "crash").await.unwrap().unwrap().history;
     // Every acknowledged append is there, intact; at most the one in flight landed as well.
     assert!(
         history.len() == acked || history.len() == acked + 1,
@@ -536,7 +704,7 @@ async fn kill_9_loses_no_acknowledged_turn(target: &Target) {
     let next = history.len();
     assert_eq!(
         store
-            .append("crash", next, vec![msg(next)])
+            .append(&me(), "crash", next, vec![msg(next)])
             .await
             .unwrap()
             .len,
@@ -560,7 +728,7 @@ fn crash_writer() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut stdout = std::io::stdout().lock();
         for len in 0..100_000 {
-            let out = store.append(&id, len, vec![msg(len)]).await.unwrap();
+            let out = store.append(&me(), &id, len, vec![msg(len)]).await.unwrap();
             writeln!(stdout, "ack {}", out.len).unwrap();
             stdout.flush().unwrap();
             if tokio::time::Instant::now() > deadline {
@@ -568,4 +736,163 @@ fn crash_writer() {
             }
         }
     });
+}
+
+fn tenant(id: &str, admin: bool) -> Tenant {
+    Tenant::new(id, admin).unwrap()
+}
+
+async fn ids(store: &dyn SessionStore, who: &Tenant) -> Vec<String> {
+    let page = store.list(who, page(100, None)).await.unwrap();
+    page.items.into_iter().map(|s| s.id).collect()
+}
+
+fn page(limit: usize, after: Option<&str>) -> PageRequest {
+    PageRequest {
+        limit,
+        after: after.map(str::to_owned),
+    }
+}
+
+/// Each tenant lists, reads, appends to, clears and deletes only its own sessions; another's
+/// answers as a missing one; an admin reaches all; ids are one namespace.
+async fn owners_see_only_their_sessions(target: &Target) {
+    let store = target.open(None).await;
+    let (alice, bob, root) = (
+        tenant("alice", false),
+        tenant("bob", false),
+        tenant("root", true),
+    );
+    store.create(&alice, named("a1")).await.unwrap();
+    store.create(&alice, named("a2")).await.unwrap();
+    store.create(&bob, named("b1")).await.unwrap();
+    store.append(&alice, "a1", 0, vec![msg(0)]).await.unwrap();
+    assert_eq!(ids(&*store, &alice).await, ["a1", "a2"]);
+    assert_eq!(ids(&*store, &bob).await, ["b1"]);
+    assert_eq!(ids(&*store, &root).await, ["a1", "a2", "b1"]);
+    assert!(ids(&*store, &Tenant::anonymous()).await.is_empty());
+    // Paging: a cursor naming another tenant's session is no cursor; one's own pages on.
+    assert_eq!(
+        store.list(&bob, page(1, Some("a1"))).await,
+        Err(StoreError::NotFound("a1".into()))
+    );
+    let next = store.list(&alice, page(1, Some("a1"))).await.unwrap();
+    assert_eq!(next.items.len(), 1);
+    assert_eq!(next.items[0].id, "a2");
+
+    assert_eq!(store.get(&bob, "a1").await.unwrap(), None);
+    assert!(!store.clear(&bob, "a1").await.unwrap());
+    assert!(!store.delete(&bob, "a1").await.unwrap());
+    assert_eq!(
+        store.append(&bob, "a1", 1, vec![msg(1)]).await,
+        Err(StoreError::NotFound("a1".into()))
+    );
+    // Nothing of that touched it.
+    let a1 = store.get(&alice, "a1").await.unwrap().unwrap();
+    assert_eq!(a1.history, [msg(0)]);
+    // The id is taken, whoever asks.
+    assert_eq!(
+        store.create(&bob, named("a1")).await,
+        Err(StoreError::AlreadyExists("a1".into()))
+    );
+
+    // The admin reaches everything, and what it creates is its own.
+    assert_eq!(store.get(&root, "a1").await.unwrap(), Some(a1));
+    store.append(&root, "b1", 0, vec![msg(5)]).await.unwrap();
+    assert!(store.clear(&root, "b1").await.unwrap());
+    assert!(store.delete(&root, "a2").await.unwrap());
+    store.create(&root, named("r1")).await.unwrap();
+    assert_eq!(ids(&*store, &alice).await, ["a1"]);
+    assert_eq!(ids(&*store, &bob).await, ["b1"]);
+    assert!(store.get(&alice, "r1").await.unwrap().is_none());
+    assert!(store.delete(&alice, "a1").await.unwrap());
+}
+
+/// A store made by the code before tenancy (version 1: no version table, no owner column, and
+/// messages stored as OpenAI JSON) upgrades when opened: its sessions belong to the anonymous
+/// tenant, the version is 2, its messages read, and a second open changes nothing. A version
+/// from a newer gateway is refused.
+async fn a_version_1_store_upgrades_in_place(target: &Target) {
+    target.execute(target.version_1_schema()).await;
+    let now = now_secs() * 1000;
+    target
+        .execute(&format!(
+            "INSERT INTO sessions (id, model, system, metadata, created_ms, updated_ms, len)
+             VALUES ('old-1', 'sonnet', 'Be brief.', '{{\"k\":\"v\"}}', {now}, {now}, 2),
+                    ('old-2', NULL, NULL, '{{}}', {later}, {later}, 0);
+             INSERT INTO session_messages (session_id, seq, body) VALUES
+                 ('old-1', 0, '{{\"role\":\"user\",\"content\":\"Hi\"}}'),
+                 ('old-1', 1, '{{\"role\":\"assistant\",\"content\":\"Hello.\"}}');",
+            later = now + 1
+        ))
+        .await;
+
+    let store = target.open(None).await;
+    let anonymous = Tenant::anonymous();
+    let old = store.get(&anonymous, "old-1").await.unwrap().unwrap();
+    assert_eq!(old.model.as_deref(), Some("sonnet"));
+    assert_eq!(old.system.as_deref(), Some("Be brief."));
+    assert_eq!(old.metadata.get("k").map(String::as_str), Some("v"));
+    assert_eq!(
+        old.history,
+        [
+            Message::text(Role::User, "Hi"),
+            Message::text(Role::Assistant, "Hello.")
+        ]
+    );
+    assert_eq!(ids(&*store, &anonymous).await, ["old-1", "old-2"]);
+    let alice = tenant("alice", false);
+    assert!(ids(&*store, &alice).await.is_empty());
+    assert_eq!(store.get(&alice, "old-1").await.unwrap(), None);
+    assert_eq!(
+        ids(&*store, &tenant("root", true)).await,
+        ["old-1", "old-2"]
+    );
+    assert_eq!(
+        target
+            .scalar("SELECT MAX(version) FROM session_schema")
+            .await,
+        2
+    );
+    assert_eq!(
+        target
+            .scalar("SELECT COUNT(*) FROM sessions WHERE tenant = 'anonymous'")
+            .await,
+        2
+    );
+    // The upgraded store works as a new one: turns append, new sessions have owners.
+    store
+        .append(&anonymous, "old-1", 2, vec![msg(2)])
+        .await
+        .unwrap();
+    store.create(&alice, named("new-1")).await.unwrap();
+    // Old bodies stay OpenAI JSON (still read); the new one is the store's own record.
+    let records = "SELECT COUNT(*) FROM session_messages WHERE body LIKE '{\"record\":1,%'";
+    assert_eq!(target.scalar(records).await, 1);
+    drop(store);
+
+    let reopened = target.open(None).await;
+    assert_eq!(
+        target.scalar("SELECT COUNT(*) FROM session_schema").await,
+        1
+    );
+    assert_eq!(
+        target
+            .scalar("SELECT MAX(version) FROM session_schema")
+            .await,
+        2
+    );
+    let old = reopened.get(&anonymous, "old-1").await.unwrap().unwrap();
+    assert_eq!(old.history.len(), 3);
+    assert_eq!(ids(&*reopened, &alice).await, ["new-1"]);
+    drop(reopened);
+
+    target
+        .execute("UPDATE session_schema SET version = 3")
+        .await;
+    let cfg = StoreConfig::default();
+    let Err(err) = open_store(&target.location(), cfg).await else {
+        panic!("a store of a newer schema version was opened");
+    };
+    assert!(err.to_string().contains("schema version 3"), "{err}");
 }

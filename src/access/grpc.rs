@@ -3,6 +3,10 @@
 //! RESOURCE_EXHAUSTED carrying the gateway's error trailers (`grpc/error.rs`), and adds the
 //! `x-ratelimit-*` metadata when a rate limit applies. A layer rather than a tonic interceptor:
 //! one place covers every service, and it sees the method path to tell health from the API.
+//!
+//! An admitted call carries its `Tenant` in the request's extensions (tonic hands them to the
+//! service as `Request::extensions()`): the key's tenant, or the one a façade names in
+//! `x-gateway-tenant` when `Access::on_behalf_of` honours it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +17,10 @@ use axum::http::{Request, Response};
 use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 
-use super::{Access, Protocol, Route, write_quota};
+use super::{
+    Access, Admitted, Protocol, Refusal, Route, TENANT_ADMIN_METADATA, TENANT_METADATA, write_quota,
+};
+use crate::chat::Tenant;
 use crate::grpc::error::to_status;
 
 /// `Server::builder().layer(AccessLayer::new(access))`.
@@ -61,25 +68,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if self.access.is_open() {
-            return Box::pin(self.inner.call(request));
-        }
-        let route = Route::of_grpc_path(request.uri().path());
-        let authorization = request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let peer = request
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(|info| info.remote_addr)
-            .map(|addr| addr.ip());
-        match self
-            .access
-            .admit(route, Protocol::Grpc, authorization, peer)
-        {
-            Ok(quota) => {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        match admit(&self.access, &request) {
+            Ok(Admitted { tenant, quota }) => {
+                request.extensions_mut().insert(tenant);
                 let response = self.inner.call(request);
                 Box::pin(async move {
                     let mut response = response.await?;
@@ -94,5 +86,33 @@ where
                 Box::pin(std::future::ready(Ok(response)))
             }
         }
+    }
+}
+
+/// The access decision for one call, and the tenant it acts for.
+fn admit(access: &Access, request: &Request<Body>) -> Result<Admitted, Refusal> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let admitted = if access.is_open() {
+        Admitted {
+            tenant: Tenant::anonymous(),
+            quota: None,
+        }
+    } else {
+        let route = Route::of_grpc_path(request.uri().path());
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr)
+            .map(|addr| addr.ip());
+        access.admit(route, Protocol::Grpc, header("authorization"), peer)?
+    };
+    let Admitted { tenant, quota } = admitted;
+    match access.on_behalf_of(
+        tenant,
+        header(TENANT_METADATA),
+        header(TENANT_ADMIN_METADATA),
+    ) {
+        Ok(tenant) => Ok(Admitted { tenant, quota }),
+        Err(error) => Err(Refusal { error, quota }),
     }
 }

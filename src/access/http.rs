@@ -1,22 +1,30 @@
 //! The HTTP side of `Access`: an axum middleware that reads `Authorization` and the client
 //! address, refuses with the OpenAI-shaped 401 (`invalid_api_key`, plus `WWW-Authenticate:
 //! Bearer`) or 429 (`rate_limit_exceeded`, plus `Retry-After`), and puts the `x-ratelimit-*`
-//! headers on every rate-limited response, refused or not.
+//! headers on every rate-limited response, refused or not. An admitted request carries its
+//! `Tenant` in its extensions, which handlers take with the `Tenant` extractor below.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{Access, Protocol, Route, write_quota};
+use crate::chat::{ChatError, Tenant};
 use crate::http::error::ApiError;
 
 /// `axum::middleware::from_fn_with_state(access, access::http::guard)`.
-pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+pub async fn guard(
+    State(access): State<Arc<Access>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if access.is_open() {
+        request.extensions_mut().insert(Tenant::anonymous());
         return next.run(request).await;
     }
     let route = Route::of_http_path(request.uri().path());
@@ -30,9 +38,10 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     match access.admit(route, Protocol::Http, authorization, peer) {
-        Ok(quota) => {
+        Ok(admitted) => {
+            request.extensions_mut().insert(admitted.tenant);
             let mut response = next.run(request).await;
-            write_quota(response.headers_mut(), quota.as_ref());
+            write_quota(response.headers_mut(), admitted.quota.as_ref());
             response
         }
         Err(refusal) => {
@@ -43,10 +52,24 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
     }
 }
 
+/// The tenant the guard admitted the request for. A route outside the guard has none, and fails
+/// closed (500) rather than act for somebody.
+impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Tenant>().cloned().ok_or_else(|| {
+            ApiError(ChatError::internal(
+                "this route is not behind the access guard: no tenant",
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{ApiKey, KeySet};
+    use crate::access::{KeyEntry, KeySet};
     use axum::Router;
     use axum::body::Body;
     use axum::http::StatusCode;
@@ -54,10 +77,17 @@ mod tests {
     use tower::ServiceExt;
 
     fn app(keys: &[&str], rpm: u32) -> Router {
-        let keys: Vec<ApiKey> = keys.iter().map(|k| k.parse().unwrap()).collect();
+        let keys: Vec<KeyEntry> = keys
+            .iter()
+            .map(|k| KeyEntry::user(k.parse().unwrap()))
+            .collect();
         let access = Arc::new(Access::new(KeySet::new(&keys), true, rpm));
         Router::new()
             .route("/v1/models", get(|| async { "models" }))
+            .route(
+                "/v1/whoami",
+                get(|t: Tenant| async move { t.id().to_owned() }),
+            )
             .route("/health", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn_with_state(access, guard))
     }
@@ -99,5 +129,33 @@ mod tests {
         let health = get_with(&app, "/health", None).await;
         assert_eq!(health.status(), StatusCode::OK);
         assert!(health.headers().get("x-ratelimit-limit-requests").is_none());
+    }
+
+    async fn body_text(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn handlers_get_the_tenant_of_the_key() {
+        let keyed = app(&["k1", "k2"], 0);
+        let one = body_text(get_with(&keyed, "/v1/whoami", Some("k1")).await).await;
+        let two = body_text(get_with(&keyed, "/v1/whoami", Some("k2")).await).await;
+        assert!(
+            one.starts_with("key-") && two.starts_with("key-"),
+            "{one} {two}"
+        );
+        assert_ne!(one, two);
+        let open = app(&[], 0);
+        let anonymous = body_text(get_with(&open, "/v1/whoami", None).await).await;
+        assert_eq!(anonymous, crate::chat::tenant::ANONYMOUS);
+        // Outside the guard there is no tenant: refused, not anonymous.
+        let bare = Router::new().route("/t", get(|t: Tenant| async move { t.id().to_owned() }));
+        assert_eq!(
+            get_with(&bare, "/t", None).await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

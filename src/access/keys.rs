@@ -1,8 +1,15 @@
 //! Gateway API keys: the secret type the configuration holds (it never prints itself), the key
-//! file format (one key per line, `#` comments), and the key set that recognises a presented key
-//! in constant time. Keys are kept only as SHA-256 digests, so every comparison is between two
+//! file format, and the key set that recognises a presented key in constant time and names the
+//! tenant it belongs to. Keys are kept only as SHA-256 digests, so every comparison is between two
 //! 32-byte values whatever the keys' lengths, and every configured key is compared, with no early
 //! exit, before the answer is known.
+//!
+//! A key file holds one key per line, `#` comments, and optional fields after the key (keys
+//! contain no whitespace): `KEY role=admin name=alice`. `role` is `user` (the default) or `admin`
+//! (sees every tenant's sessions); `name` is the tenant id the key acts for. Without a name the
+//! tenant id is `key-` and 16 hex digits of a SHA-256 digest of the key (domain-separated from the
+//! lookup digest): stable across restarts, and not the key. Two keys with one name are one tenant
+//! (rotate a key by listing the new one under the old one's name).
 
 use std::fmt;
 use std::path::Path;
@@ -10,6 +17,9 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::chat::Tenant;
+use crate::chat::tenant::valid_id;
 
 /// A secret key from the command line or the environment. `Debug` and `Display` hide it, so a
 /// logged configuration never shows one.
@@ -55,25 +65,107 @@ impl FromStr for ApiKey {
     }
 }
 
-/// The keys in a key file: one per line; blank lines and `#` comments (whole-line or trailing)
-/// are skipped. Errors name the line but never show the key.
-pub fn parse_key_file(text: &str) -> Result<Vec<ApiKey>, String> {
+/// A configured key and what it grants: the tenant it acts for (named, or derived from the key)
+/// and whether that tenant is an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub key: ApiKey,
+    /// The `name=` of the key file; `None` derives the tenant id from the key.
+    pub name: Option<String>,
+    pub admin: bool,
+}
+
+impl KeyEntry {
+    /// A key of `--api-keys`: an unnamed ordinary tenant.
+    pub fn user(key: ApiKey) -> Self {
+        KeyEntry {
+            key,
+            name: None,
+            admin: false,
+        }
+    }
+
+    /// A key of `--admin-api-keys`.
+    pub fn admin(key: ApiKey) -> Self {
+        KeyEntry {
+            admin: true,
+            ..KeyEntry::user(key)
+        }
+    }
+
+    /// The tenant this key acts for.
+    pub fn tenant(&self) -> Tenant {
+        let id = match &self.name {
+            Some(name) => name.clone(),
+            None => derived_tenant_id(&self.key),
+        };
+        // Names are checked when parsed and derived ids are always valid; the fallback is the
+        // least privileged tenant, never another one.
+        Tenant::new(&id, self.admin).unwrap_or_default()
+    }
+}
+
+/// `key-` and the first 8 bytes, in hex, of SHA-256 over a fixed prefix and the key: not the
+/// lookup digest, so a stored tenant id is no key digest either.
+fn derived_tenant_id(key: &ApiKey) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"claude-gateway tenant id\0");
+    hasher.update(key.expose().as_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("key-{hex}")
+}
+
+/// One key file line's fields after the key.
+fn parse_fields<'a>(
+    fields: impl Iterator<Item = &'a str>,
+) -> Result<(Option<String>, bool), String> {
+    let (mut name, mut admin) = (None, false);
+    for field in fields {
+        match field.split_once('=') {
+            Some(("role", "admin")) => admin = true,
+            Some(("role", "user")) => admin = false,
+            Some(("role", other)) => {
+                return Err(format!("role must be `user` or `admin`, not `{other}`"));
+            }
+            Some(("name", value)) => {
+                if !valid_id(value) || value.starts_with("key-") {
+                    return Err(format!(
+                        "name `{value}` is not a tenant name: 1 to 128 ASCII letters, digits, \
+                         `_`, `-`, `.` or `@`, not starting with `key-`"
+                    ));
+                }
+                name = Some(value.to_owned());
+            }
+            // The field may be a second key pasted by mistake: never show it.
+            _ => return Err("unknown field after the key (expected role=… or name=…)".into()),
+        }
+    }
+    Ok((name, admin))
+}
+
+/// The keys in a key file: one per line, optionally followed by `role=user|admin` and
+/// `name=TENANT`; blank lines and `#` comments (whole-line or trailing) are skipped. Errors name
+/// the line but never show the key.
+pub fn parse_key_file(text: &str) -> Result<Vec<KeyEntry>, String> {
     let mut keys = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default().trim();
-        if line.is_empty() {
+        let mut words = line.split_whitespace();
+        let Some(key) = words.next() else {
             continue;
-        }
-        let key = ApiKey(line.to_string());
+        };
+        let key = ApiKey(key.to_string());
         key.check().map_err(|e| format!("line {}: {e}", i + 1))?;
-        keys.push(key);
+        let (name, admin) = parse_fields(words).map_err(|e| format!("line {}: {e}", i + 1))?;
+        keys.push(KeyEntry { key, name, admin });
     }
     Ok(keys)
 }
 
 /// Reads `path` with `parse_key_file`. A file holding no key is an error: the operator asked
 /// for keys, and starting an open gateway instead would be the wrong surprise.
-pub fn read_key_file(path: &Path) -> Result<Vec<ApiKey>, String> {
+pub fn read_key_file(path: &Path) -> Result<Vec<KeyEntry>, String> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read --api-keys-file {shown}: {e}"))?;
@@ -90,23 +182,33 @@ fn digest(key: &[u8]) -> KeyDigest {
     Sha256::digest(key).into()
 }
 
-/// The configured keys, as digests. A key's index (its place among the distinct keys) is its
-/// identity for rate limiting; the key itself is not kept.
+/// The configured keys, as digests, each with its tenant. A key's index (its place among the
+/// distinct keys) is its identity for rate limiting; the key itself is not kept.
 #[derive(Default)]
 pub struct KeySet {
     digests: Vec<KeyDigest>,
+    tenants: Vec<Tenant>,
 }
 
 impl KeySet {
-    pub fn new<'a>(keys: impl IntoIterator<Item = &'a ApiKey>) -> Self {
-        let mut digests: Vec<KeyDigest> = Vec::new();
-        for key in keys.into_iter().filter(|k| !k.is_empty()) {
-            let d = digest(key.expose().as_bytes());
-            if !digests.contains(&d) {
-                digests.push(d);
+    /// A key listed twice is one key: an admin if either listing says so, named by the first
+    /// listing that names it.
+    pub fn new<'a>(keys: impl IntoIterator<Item = &'a KeyEntry>) -> Self {
+        let mut merged: Vec<(KeyDigest, KeyEntry)> = Vec::new();
+        for entry in keys.into_iter().filter(|k| !k.key.is_empty()) {
+            let d = digest(entry.key.expose().as_bytes());
+            match merged.iter_mut().find(|(known, _)| *known == d) {
+                Some((_, known)) => {
+                    known.admin |= entry.admin;
+                    if known.name.is_none() {
+                        known.name = entry.name.clone();
+                    }
+                }
+                None => merged.push((d, entry.clone())),
             }
         }
-        KeySet { digests }
+        let (digests, tenants) = merged.into_iter().map(|(d, e)| (d, e.tenant())).unzip();
+        KeySet { digests, tenants }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,6 +217,11 @@ impl KeySet {
 
     pub fn len(&self) -> usize {
         self.digests.len()
+    }
+
+    /// The tenant of the key `find` returned.
+    pub fn tenant(&self, index: usize) -> Option<&Tenant> {
+        self.tenants.get(index)
     }
 
     /// The index of the configured key equal to `presented`, if any. Constant time in the
@@ -136,8 +243,10 @@ impl KeySet {
 mod tests {
     use super::*;
 
-    fn keys(list: &[&str]) -> Vec<ApiKey> {
-        list.iter().map(|k| k.parse().unwrap()).collect()
+    fn keys(list: &[&str]) -> Vec<KeyEntry> {
+        list.iter()
+            .map(|k| KeyEntry::user(k.parse().unwrap()))
+            .collect()
     }
 
     #[test]
@@ -154,6 +263,7 @@ mod tests {
     fn key_files_have_comments_and_blank_lines() {
         let parsed = parse_key_file("# team keys\n\nsk-one\n  sk-two   # ci\n#sk-off\n").unwrap();
         assert_eq!(parsed, keys(&["sk-one", "sk-two"]));
+        // Fields after the key are optional: today's files stay valid.
         let err = parse_key_file("sk-one\nsk two\n").unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
         assert!(!err.contains("two"), "the error shows the key: {err}");
@@ -179,5 +289,50 @@ mod tests {
         assert_eq!(set.find("k-"), None);
         assert_eq!(set.find(""), None);
         assert!(KeySet::new(&keys(&[""])).is_empty());
+    }
+
+    #[test]
+    fn key_files_name_tenants_and_admins() {
+        let parsed = parse_key_file(
+            "sk-a role=admin name=alice\nsk-b name=bob # team b\nsk-c role=user\nsk-d\n",
+        )
+        .unwrap();
+        let set = KeySet::new(&parsed);
+        let tenant = |key| set.tenant(set.find(key).unwrap()).unwrap().clone();
+        assert_eq!(tenant("sk-a"), Tenant::new("alice", true).unwrap());
+        assert_eq!(tenant("sk-b"), Tenant::new("bob", false).unwrap());
+        // Unnamed: a digest-derived id, stable, that shows nothing of the key.
+        let c = tenant("sk-c");
+        assert!(!c.is_admin());
+        assert!(c.id().starts_with("key-") && c.id().len() == 20, "{c}");
+        assert!(!c.id().contains("sk-c"));
+        assert_eq!(c, KeyEntry::user("sk-c".parse().unwrap()).tenant());
+        assert_ne!(c, tenant("sk-d"));
+        for (line, why) in [
+            ("sk-x role=root", "role must be"),
+            ("sk-x name=a/b", "not a tenant name"),
+            ("sk-x name=key-1234", "not a tenant name"),
+            ("sk-x sk-y", "unknown field"),
+        ] {
+            let err = parse_key_file(line).unwrap_err();
+            assert!(
+                err.starts_with("line 1:") && err.contains(why),
+                "{line}: {err}"
+            );
+            assert!(!err.contains("sk-x") && !err.contains("sk-y"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_key_listed_twice_merges_its_grants() {
+        let user = KeyEntry::user("k".parse().unwrap());
+        let admin = KeyEntry::admin("k".parse().unwrap());
+        let named = KeyEntry {
+            name: Some("carol".into()),
+            ..user.clone()
+        };
+        let set = KeySet::new([&user, &admin, &named]);
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.tenant(0), Tenant::new("carol", true).as_ref());
     }
 }

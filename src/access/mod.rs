@@ -14,6 +14,12 @@
 //! With no keys configured everything is open; a rate limit then applies per client address
 //! (IPv6 per /64), which behind a reverse proxy means one budget for all. One budget serves
 //! both protocols. Keys are never logged, nor echoed in error messages.
+//!
+//! Every admitted request acts for a `Tenant` (the key's, or the anonymous tenant without keys),
+//! which the layers put into the request's extensions for the handlers. A `--upstream` façade
+//! names the tenant it acts for in the `x-gateway-tenant` (and `x-gateway-tenant-admin`)
+//! metadata; a worker honours that only from an admin key, or when it has no keys at all (an
+//! open worker trusts its network), never from an ordinary key.
 
 pub mod grpc;
 pub mod http;
@@ -26,10 +32,15 @@ use std::time::Instant;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 
-use crate::chat::ChatError;
+use crate::chat::{ChatError, Tenant};
 use crate::config::Config;
 
-pub use keys::{ApiKey, KeySet, parse_key_file, read_key_file};
+/// The metadata a façade names its caller's tenant in, on every call to its worker.
+pub const TENANT_METADATA: &str = "x-gateway-tenant";
+/// `true` when the façade's caller is an admin.
+pub const TENANT_ADMIN_METADATA: &str = "x-gateway-tenant-admin";
+
+pub use keys::{ApiKey, KeyEntry, KeySet, parse_key_file, read_key_file};
 pub use limiter::{Identity, Quota, RateLimiter, openai_duration, retry_after_secs};
 
 /// What a route needs.
@@ -90,6 +101,13 @@ pub struct Refusal {
     pub quota: Option<Quota>,
 }
 
+/// A request let in: who it acts for, and the quota to report when rate-limited.
+#[derive(Debug)]
+pub struct Admitted {
+    pub tenant: Tenant,
+    pub quota: Option<Quota>,
+}
+
 /// The access rules of one gateway, shared by both protocols.
 pub struct Access {
     keys: KeySet,
@@ -106,14 +124,25 @@ impl Access {
         }
     }
 
-    /// The rules `config` asks for: `--api-keys` and `--api-keys-file` together, `--public-health`
-    /// and `--rate-limit-rpm`. An unreadable or empty key file is an error.
+    /// The rules `config` asks for: `--api-keys`, `--admin-api-keys` and `--api-keys-file`
+    /// together, `--public-health` and `--rate-limit-rpm`. An unreadable or empty key file is an
+    /// error.
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        for (i, key) in config.api_keys.iter().enumerate() {
-            key.check()
-                .map_err(|e| format!("--api-keys: key {}: {e}", i + 1))?;
+        let mut keys = Vec::new();
+        for (flag, list, admin) in [
+            ("--api-keys", &config.api_keys, false),
+            ("--admin-api-keys", &config.admin_api_keys, true),
+        ] {
+            for (i, key) in list.iter().enumerate() {
+                key.check()
+                    .map_err(|e| format!("{flag}: key {}: {e}", i + 1))?;
+                keys.push(if admin {
+                    KeyEntry::admin(key.clone())
+                } else {
+                    KeyEntry::user(key.clone())
+                });
+            }
         }
-        let mut keys = config.api_keys.clone();
         if let Some(path) = &config.api_keys_file {
             keys.extend(read_key_file(path)?);
         }
@@ -137,14 +166,16 @@ impl Access {
     }
 
     /// Decides one request: `authorization` is the raw header or metadata value, `peer` the
-    /// client's address when known. `Ok` carries the quota to report, when rate-limited.
+    /// client's address when known. `Ok` carries the tenant the request acts for (the anonymous
+    /// one without keys, or on a route that needs none) and the quota to report, when
+    /// rate-limited.
     pub fn admit(
         &self,
         route: Route,
         protocol: Protocol,
         authorization: Option<&str>,
         peer: Option<IpAddr>,
-    ) -> Result<Option<Quota>, Refusal> {
+    ) -> Result<Admitted, Refusal> {
         let needs_key = !self.keys.is_empty()
             && match route {
                 Route::Api => true,
@@ -164,8 +195,15 @@ impl Access {
         } else {
             None
         };
+        let tenant = key
+            .and_then(|index| self.keys.tenant(index))
+            .cloned()
+            .unwrap_or_default();
         let Some(limiter) = self.limiter.as_ref().filter(|_| route == Route::Api) else {
-            return Ok(None);
+            return Ok(Admitted {
+                tenant,
+                quota: None,
+            });
         };
         let who = match (key, peer) {
             (Some(index), _) => Identity::Key(index),
@@ -174,12 +212,48 @@ impl Access {
         };
         let quota = limiter.check(who, Instant::now());
         match quota.retry_after {
-            None => Ok(Some(quota)),
+            None => Ok(Admitted {
+                tenant,
+                quota: Some(quota),
+            }),
             Some(wait) => Err(Refusal {
                 error: rate_limited(&quota, who, wait),
                 quota: Some(quota),
             }),
         }
+    }
+}
+
+impl Access {
+    /// The tenant a request acts for when it names one in `forwarded` (the value of
+    /// `x-gateway-tenant`, with `x-gateway-tenant-admin`): a façade calling for its own caller.
+    /// Honoured only when `caller` is an admin or this gateway has no keys; from anyone else the
+    /// metadata is ignored. A malformed tenant id is refused rather than ignored, so a façade's
+    /// admin key never stands in for the tenant it meant to name.
+    pub fn on_behalf_of(
+        &self,
+        caller: Tenant,
+        forwarded: Option<&str>,
+        forwarded_admin: Option<&str>,
+    ) -> Result<Tenant, ChatError> {
+        let Some(id) = forwarded else {
+            return Ok(caller);
+        };
+        if !(caller.is_admin() || self.keys.is_empty()) {
+            tracing::debug!(caller = %caller, "x-gateway-tenant from a non-admin key ignored");
+            return Ok(caller);
+        }
+        let admin = forwarded_admin.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        Tenant::new(id.trim(), admin).ok_or_else(|| {
+            ChatError::invalid(
+                format!(
+                    "The `{TENANT_METADATA}` metadata is not a tenant id (1 to {} ASCII \
+                     letters, digits, `_`, `-`, `.` or `@`).",
+                    crate::chat::tenant::MAX_TENANT_ID
+                ),
+                TENANT_METADATA,
+            )
+        })
     }
 }
 
@@ -292,7 +366,10 @@ mod tests {
     use super::*;
 
     fn access(keys: &[&str], public_health: bool, rpm: u32) -> Access {
-        let keys: Vec<ApiKey> = keys.iter().map(|k| k.parse().unwrap()).collect();
+        let keys: Vec<KeyEntry> = keys
+            .iter()
+            .map(|k| KeyEntry::user(k.parse().unwrap()))
+            .collect();
         Access::new(KeySet::new(&keys), public_health, rpm)
     }
 
@@ -353,15 +430,17 @@ mod tests {
         assert!(closed.admit(Route::Open, http, None, None).is_ok());
         let open = access(&[], false, 0);
         assert!(open.is_open());
-        assert_eq!(open.admit(Route::Api, http, None, None).unwrap(), None);
+        let admitted = open.admit(Route::Api, http, None, None).unwrap();
+        assert!(admitted.quota.is_none());
+        assert_eq!(admitted.tenant, Tenant::anonymous());
     }
 
     #[test]
     fn the_rate_limit_is_per_key_or_per_client() {
         let a = access(&["k1", "k2"], true, 2);
         let call = |auth| a.admit(Route::Api, Protocol::Grpc, Some(auth), None);
-        assert_eq!(call("Bearer k1").unwrap().unwrap().remaining, 1);
-        assert_eq!(call("Bearer k1").unwrap().unwrap().remaining, 0);
+        assert_eq!(call("Bearer k1").unwrap().quota.unwrap().remaining, 1);
+        assert_eq!(call("Bearer k1").unwrap().quota.unwrap().remaining, 0);
         let refusal = call("Bearer k1").unwrap_err();
         assert_eq!(refusal.error.code(), Some("rate_limit_exceeded"));
         assert!(matches!(
@@ -374,10 +453,8 @@ mod tests {
         assert_eq!(refusal.quota.unwrap().remaining, 0);
         assert!(call("Bearer k2").is_ok());
         // Health is never counted.
-        assert_eq!(
-            a.admit(Route::Health, Protocol::Grpc, None, None).unwrap(),
-            None
-        );
+        let health = a.admit(Route::Health, Protocol::Grpc, None, None).unwrap();
+        assert!(health.quota.is_none());
 
         let open = access(&[], true, 1);
         let ip = |s: &str| Some(s.parse().unwrap());
@@ -400,11 +477,13 @@ mod tests {
         use clap::Parser;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("keys");
-        std::fs::write(&file, "# ops\nk3\n").unwrap();
+        std::fs::write(&file, "# ops\nk3 name=ops\n").unwrap();
         let config = Config::try_parse_from([
             "claude-gateway",
             "--api-keys",
             "k1,k2",
+            "--admin-api-keys",
+            "k9",
             "--api-keys-file",
             file.to_str().unwrap(),
             "--public-health",
@@ -415,11 +494,16 @@ mod tests {
         .unwrap();
         assert!(!format!("{config:?}").contains("k1"), "keys in Debug");
         let a = Access::from_config(&config).unwrap();
-        assert_eq!(a.keys.len(), 3);
+        assert_eq!(a.keys.len(), 4);
         assert!(!a.public_health);
         let auth = Some("Bearer k3");
-        let quota = a.admit(Route::Api, Protocol::Http, auth, None).unwrap();
-        assert_eq!(quota.unwrap().limit, 5);
+        let admitted = a.admit(Route::Api, Protocol::Http, auth, None).unwrap();
+        assert_eq!(admitted.quota.unwrap().limit, 5);
+        assert_eq!(admitted.tenant, Tenant::new("ops", false).unwrap());
+        let admin = a.admit(Route::Api, Protocol::Http, Some("Bearer k9"), None);
+        assert!(admin.unwrap().tenant.is_admin());
+        let user = a.admit(Route::Api, Protocol::Http, Some("Bearer k1"), None);
+        assert!(!user.unwrap().tenant.is_admin());
 
         let defaults = Config::try_parse_from(["claude-gateway"]).unwrap();
         let a = Access::from_config(&defaults).unwrap();
@@ -449,6 +533,51 @@ mod tests {
         assert_eq!(headers[0], ("x-ratelimit-limit-requests", "3".into()));
         assert_eq!(headers[1], ("x-ratelimit-remaining-requests", "1".into()));
         assert_eq!(headers[2], ("x-ratelimit-reset-requests", "40s".into()));
+    }
+
+    #[test]
+    fn only_admins_and_open_gateways_act_on_behalf_of_a_tenant() {
+        let keyed = Access::new(
+            KeySet::new(&[
+                KeyEntry::user("u".parse().unwrap()),
+                KeyEntry::admin("a".parse().unwrap()),
+            ]),
+            true,
+            0,
+        );
+        let tenant = |key: &str| {
+            keyed
+                .admit(
+                    Route::Api,
+                    Protocol::Grpc,
+                    Some(&format!("Bearer {key}")),
+                    None,
+                )
+                .unwrap()
+                .tenant
+        };
+        let (user, admin) = (tenant("u"), tenant("a"));
+        // An ordinary key cannot name another tenant, not even an admin one.
+        let ignored = keyed.on_behalf_of(user.clone(), Some("alice"), Some("true"));
+        assert_eq!(ignored.unwrap(), user);
+        let alice = keyed.on_behalf_of(admin.clone(), Some("alice"), None);
+        assert_eq!(alice.unwrap(), Tenant::new("alice", false).unwrap());
+        let root = keyed.on_behalf_of(admin.clone(), Some("root"), Some("true"));
+        assert!(root.unwrap().is_admin());
+        assert_eq!(
+            keyed.on_behalf_of(admin.clone(), None, None).unwrap(),
+            admin
+        );
+        let bad = keyed.on_behalf_of(admin, Some("a b"), None).unwrap_err();
+        assert_eq!(bad.param(), Some(TENANT_METADATA));
+        let open = access(&[], true, 0);
+        let anonymous = Tenant::anonymous();
+        let named = open.on_behalf_of(anonymous.clone(), Some("bob"), Some("false"));
+        assert_eq!(named.unwrap(), Tenant::new("bob", false).unwrap());
+        assert_eq!(
+            open.on_behalf_of(anonymous.clone(), None, None).unwrap(),
+            anonymous
+        );
     }
 
     #[test]

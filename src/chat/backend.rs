@@ -21,6 +21,9 @@ pub struct RequestContext {
     /// into the request: the engine may then continue a live process of that session instead
     /// of replaying the history into a new one.
     pub session: Option<String>,
+    /// Who the request acts for (from its API key): a `session_id` of another tenant's session
+    /// is a missing session.
+    pub tenant: super::Tenant,
 }
 
 /// A completion being streamed. Only handed out once the first event is known to come, so a

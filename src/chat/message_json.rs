@@ -1,6 +1,7 @@
 //! Chat messages in OpenAI's JSON form, both ways: parsed from a request body (each error names
-//! its exact path, `messages[2].content[0].image_url`) and written back, as the session store
-//! keeps them and `GET /v1/sessions/{id}` returns them.
+//! its exact path, `messages[2].content[0].image_url`) and written back, as
+//! `GET /v1/sessions/{id}` returns them. The session store keeps its own record
+//! (`sessions/record.rs`) and reads this form only in bodies older gateways stored.
 
 use serde_json::{Value, json};
 

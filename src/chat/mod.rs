@@ -1,11 +1,13 @@
 //! The domain of a chat completion, free of any protocol: request and event types, validation,
-//! the model map, the one error type, and the `ChatBackend` seam the protocols talk to.
+//! the model map, the one error type, the `ChatBackend` seam the protocols talk to, and the
+//! `Tenant` a request acts for.
 
 pub mod backend;
 pub mod error;
 pub mod message_json;
 pub mod models;
 pub mod stop;
+pub mod tenant;
 pub mod tokens;
 pub mod turns;
 pub mod types;
@@ -13,3 +15,4 @@ pub mod validate;
 
 pub use backend::{BackendHealth, ChatBackend, ChatStream, CliStatus, RequestContext};
 pub use error::ChatError;
+pub use tenant::Tenant;

@@ -1,8 +1,9 @@
 //! A `ChatBackend` that is another gateway's gRPC port (`--upstream`): the HTTP façade then runs
 //! no CLI itself. Domain requests go out as protobuf, statuses come back as the same
 //! `ChatError`s the worker raised (see `error.rs`), and the request id travels as metadata, as
-//! does `--upstream-api-key` when the worker wants a key. The channel (TLS, connect timeout)
-//! and the per-call deadlines come from `upstream.rs`.
+//! do `--upstream-api-key` when the worker wants a key and the caller's tenant
+//! (`x-gateway-tenant`), which the worker honours when that key is one of its admin keys. The
+//! channel (TLS, connect timeout) and the per-call deadlines come from `upstream.rs`.
 
 use futures::StreamExt;
 use tonic::service::interceptor::InterceptedService;
@@ -70,7 +71,7 @@ impl RemoteBackend {
     }
 
     fn request<T>(message: T, ctx: &RequestContext, deadline: Deadline) -> Request<T> {
-        let mut request = deadline.request(message);
+        let mut request = super::sessions::for_tenant(deadline.request(message), &ctx.tenant);
         if let Ok(value) = ctx.request_id.parse() {
             request.metadata_mut().insert("x-request-id", value);
         }

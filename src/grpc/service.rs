@@ -10,23 +10,33 @@ use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::chat::{ChatBackend, RequestContext};
+use crate::chat::{ChatBackend, RequestContext, Tenant};
 
 use super::convert;
 use super::error::to_status;
 use super::pb;
 
-fn context<T>(req: &Request<T>) -> RequestContext {
+fn context<T>(req: &Request<T>) -> Result<RequestContext, Status> {
     let request_id = req
         .metadata()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    RequestContext {
+    Ok(RequestContext {
         request_id,
         session: None,
-    }
+        tenant: tenant(req)?,
+    })
+}
+
+/// The tenant the access layer admitted the call for (`access/grpc.rs`). A service outside that
+/// layer has none, and fails closed rather than act for somebody.
+pub fn tenant<T>(req: &Request<T>) -> Result<Tenant, Status> {
+    req.extensions()
+        .get::<Tenant>()
+        .cloned()
+        .ok_or_else(|| Status::internal("this service is not behind the access layer: no tenant"))
 }
 
 pub struct ChatGrpc {
@@ -51,7 +61,7 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         &self,
         request: Request<pb::CreateChatCompletionRequest>,
     ) -> Result<Response<pb::CreateChatCompletionResponse>, Status> {
-        let ctx = context(&request);
+        let ctx = context(&request)?;
         let pb::CreateChatCompletionRequest { params } = request.into_inner();
         let req = convert::chat_request(params).map_err(|e| to_status(&e))?;
         let completion = tokio::select! {
@@ -68,7 +78,7 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         &self,
         request: Request<pb::StreamChatCompletionRequest>,
     ) -> Result<Response<Self::StreamChatCompletionStream>, Status> {
-        let ctx = context(&request);
+        let ctx = context(&request)?;
         let pb::StreamChatCompletionRequest { params } = request.into_inner();
         let req = convert::chat_request(params).map_err(|e| to_status(&e))?;
         let stream = self

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::chat::ChatError;
-use crate::chat::message_json::{message_to_json, parse_message};
+use crate::access::{TENANT_ADMIN_METADATA, TENANT_METADATA};
+use crate::chat::{ChatError, Tenant};
 use crate::sessions::{NewSession, Page, PageRequest, Session, SessionApi, SessionSummary};
 
 use super::convert;
 use super::error::to_status;
 use super::pb;
 use super::pb::session_service_client::SessionServiceClient;
+use super::service::tenant;
 // The worker connection, carrying --upstream-api-key; its refusals are the façade's 502s.
 use super::remote::{WorkerChannel as Channel, from_status};
 use super::upstream::Deadline;
@@ -29,11 +30,7 @@ fn session_to_pb(s: Session) -> Result<pb::Session, ChatError> {
         updated_at,
         history,
     } = s;
-    let history = history
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| parse_message(i, v).map(convert::message_to_pb))
-        .collect::<Result<Vec<_>, _>>()?;
+    let history: Vec<pb::ChatMessage> = history.into_iter().map(convert::message_to_pb).collect();
     let summary = SessionSummary {
         id,
         model,
@@ -76,7 +73,7 @@ fn session_from_pb(mut s: pb::Session) -> Result<Session, ChatError> {
     let history = std::mem::take(&mut s.history)
         .into_iter()
         .enumerate()
-        .map(|(i, m)| convert::message(i, m).map(|m| message_to_json(&m)))
+        .map(|(i, m)| convert::message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
     let SessionSummary {
         id,
@@ -155,9 +152,10 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let tenant = tenant(&request)?;
         let session = self
             .api
-            .create(new_session(request.into_inner()))
+            .create(&tenant, new_session(request.into_inner()))
             .await
             .map_err(status)?;
         Ok(Response::new(pb::CreateSessionResponse {
@@ -169,8 +167,9 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let tenant = tenant(&request)?;
         let pb::GetSessionRequest { id } = request.into_inner();
-        let session = self.api.get(&id).await.map_err(status)?;
+        let session = self.api.get(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::GetSessionResponse {
             session: Some(session_to_pb(session).map_err(status)?),
         }))
@@ -180,13 +179,17 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let tenant = tenant(&request)?;
         let pb::ListSessionsRequest { limit, after } = request.into_inner();
         let page = self
             .api
-            .list(PageRequest {
-                limit: if limit == 0 { 20 } else { limit as usize },
-                after: (!after.is_empty()).then_some(after),
-            })
+            .list(
+                &tenant,
+                PageRequest {
+                    limit: if limit == 0 { 20 } else { limit as usize },
+                    after: (!after.is_empty()).then_some(after),
+                },
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListSessionsResponse {
@@ -200,8 +203,9 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
+        let tenant = tenant(&request)?;
         let pb::DeleteSessionRequest { id } = request.into_inner();
-        self.api.delete(&id).await.map_err(status)?;
+        self.api.delete(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::DeleteSessionResponse {}))
     }
 
@@ -209,14 +213,30 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         &self,
         request: Request<pb::ClearSessionRequest>,
     ) -> Result<Response<pb::ClearSessionResponse>, Status> {
+        let tenant = tenant(&request)?;
         let pb::ClearSessionRequest { id } = request.into_inner();
-        self.api.clear(&id).await.map_err(status)?;
+        self.api.clear(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::ClearSessionResponse {}))
     }
 }
 
-/// The sessions of a remote worker, for a façade (`--upstream`). Each call is bounded by
-/// `deadline` (`--upstream-timeout-secs`).
+/// `request` as a call made for `tenant`: the worker acts for it when the façade's key is one of
+/// its admin keys (or it has no keys), see `access::Access::on_behalf_of`.
+pub fn for_tenant<T>(mut request: Request<T>, tenant: &Tenant) -> Request<T> {
+    // Tenant ids are checked ASCII, so both always parse.
+    if let Ok(id) = tenant.id().parse() {
+        request.metadata_mut().insert(TENANT_METADATA, id);
+    }
+    let admin = if tenant.is_admin() { "true" } else { "false" };
+    request.metadata_mut().insert(
+        TENANT_ADMIN_METADATA,
+        tonic::metadata::MetadataValue::from_static(admin),
+    );
+    request
+}
+
+/// The sessions of a remote worker, for a façade (`--upstream`), each call made for the façade's
+/// caller and bounded by `deadline` (`--upstream-timeout-secs`).
 pub struct RemoteSessions {
     client: SessionServiceClient<Channel>,
     deadline: std::time::Duration,
@@ -241,7 +261,7 @@ fn remote(s: Status) -> ChatError {
 
 #[async_trait::async_trait]
 impl SessionApi for RemoteSessions {
-    async fn create(&self, new: NewSession) -> Result<Session, ChatError> {
+    async fn create(&self, tenant: &Tenant, new: NewSession) -> Result<Session, ChatError> {
         let NewSession {
             id,
             model,
@@ -256,30 +276,34 @@ impl SessionApi for RemoteSessions {
         };
         let (mut client, deadline) = (self.client.clone(), self.deadline());
         let response = deadline
-            .run(client.create_session(deadline.request(request)))
+            .run(client.create_session(for_tenant(deadline.request(request), tenant)))
             .await
             .map_err(remote)?;
         session_from_pb(response.into_inner().session.unwrap_or_default())
     }
 
-    async fn get(&self, id: &str) -> Result<Session, ChatError> {
+    async fn get(&self, tenant: &Tenant, id: &str) -> Result<Session, ChatError> {
         let request = pb::GetSessionRequest { id: id.to_string() };
         let (mut client, deadline) = (self.client.clone(), self.deadline());
         let response = deadline
-            .run(client.get_session(deadline.request(request)))
+            .run(client.get_session(for_tenant(deadline.request(request), tenant)))
             .await
             .map_err(remote)?;
         session_from_pb(response.into_inner().session.unwrap_or_default())
     }
 
-    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>, ChatError> {
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        page: PageRequest,
+    ) -> Result<Page<SessionSummary>, ChatError> {
         let request = pb::ListSessionsRequest {
             limit: page.limit as u32,
             after: page.after.unwrap_or_default(),
         };
         let (mut client, deadline) = (self.client.clone(), self.deadline());
         let response = deadline
-            .run(client.list_sessions(deadline.request(request)))
+            .run(client.list_sessions(for_tenant(deadline.request(request), tenant)))
             .await
             .map_err(remote)?;
         let pb::ListSessionsResponse {
@@ -294,21 +318,21 @@ impl SessionApi for RemoteSessions {
         })
     }
 
-    async fn delete(&self, id: &str) -> Result<(), ChatError> {
+    async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
         let request = pb::DeleteSessionRequest { id: id.to_string() };
         let (mut client, deadline) = (self.client.clone(), self.deadline());
         deadline
-            .run(client.delete_session(deadline.request(request)))
+            .run(client.delete_session(for_tenant(deadline.request(request), tenant)))
             .await
             .map_err(remote)?;
         Ok(())
     }
 
-    async fn clear(&self, id: &str) -> Result<(), ChatError> {
+    async fn clear(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
         let request = pb::ClearSessionRequest { id: id.to_string() };
         let (mut client, deadline) = (self.client.clone(), self.deadline());
         deadline
-            .run(client.clear_session(deadline.request(request)))
+            .run(client.clear_session(for_tenant(deadline.request(request), tenant)))
             .await
             .map_err(remote)?;
         Ok(())

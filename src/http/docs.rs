@@ -109,7 +109,9 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
         (name = "chat", description = "Chat completions, whole or streamed"),
         (name = "sessions", description = "Server-side conversations: a chat request naming a \
             session (`session_id`, or the `x-session-id` header) runs on its stored history, and \
-            a successful turn is appended to it"),
+            a successful turn is appended to it. A session belongs to the tenant of the API key \
+            that created it: other keys get 404 `session_not_found` for it, as for a missing \
+            one, and do not list it; admin keys reach every tenant's sessions"),
         (name = "models", description = "The model ids clients may send"),
         (name = "service", description = "Health, metrics and discovery"),
         (name = "documentation", description = "This document and the pages that render it"),
@@ -292,7 +294,7 @@ pub enum RequestErrors {
         "param": "messages[0].role", "code": null}}))]
     BadRequest(ErrorResponse),
     /// The model id is neither in the model table nor a Claude id (`model_not_found`), or the
-    /// `session_id` names no live session (`session_not_found`).
+    /// `session_id` names no live session of the caller's tenant (`session_not_found`).
     #[response(status = 404, example = json!({"error": {
         "message": "The model `gpt-9` does not exist.", "type": "invalid_request_error",
         "param": "model", "code": "model_not_found"}}))]
@@ -339,8 +341,8 @@ pub enum ServerErrors {
 #[derive(IntoResponses)]
 pub enum CreateSessionErrors {
     /// Malformed JSON (`invalid_json`), a mistyped field (named in `param`), an `id` that is not
-    /// up to 128 letters, digits, `_`, `-` or `.`, or the `id` of a live session
-    /// (`session_exists`).
+    /// up to 128 letters, digits, `_`, `-` or `.`, or the `id` of a live session, whichever
+    /// tenant owns it (`session_exists`: ids are one namespace).
     #[response(status = 400, example = json!({"error": {
         "message": "A session `ada-1` already exists.", "type": "invalid_request_error",
         "param": "id", "code": "session_exists"}}))]
@@ -350,7 +352,7 @@ pub enum CreateSessionErrors {
 /// Refusals of `GET /v1/sessions`.
 #[derive(IntoResponses)]
 pub enum ListSessionsErrors {
-    /// `after` names no live session (`param: after`).
+    /// `after` names no live session of the caller's tenant (`param: after`).
     #[response(status = 400, example = json!({"error": {
         "message": "The cursor `after=ada-9` names no session.", "type": "invalid_request_error",
         "param": "after", "code": null}}))]
@@ -360,8 +362,8 @@ pub enum ListSessionsErrors {
 /// A session route's `{id}` that names no live session.
 #[derive(IntoResponses)]
 pub enum SessionNotFound {
-    /// The session never existed, was deleted, or expired after `--session-ttl-secs` idle
-    /// (`session_not_found`).
+    /// The session never existed, was deleted, expired after `--session-ttl-secs` idle, or
+    /// belongs to another tenant than the API key's (`session_not_found`; the same answer).
     #[response(status = 404, example = json!({"error": {
         "message": "No session `ada-1` (it never existed, was deleted, or expired).",
         "type": "invalid_request_error", "param": "session_id", "code": "session_not_found"}}))]

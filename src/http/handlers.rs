@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::chat::models::ModelInfo;
-use crate::chat::{ChatBackend, ChatError, RequestContext};
+use crate::chat::{ChatBackend, ChatError, RequestContext, Tenant};
 
 use super::convert;
 use super::error::{ApiError, OpenAiJson};
@@ -42,8 +42,9 @@ fn shutting_down() -> ChatError {
 
 pub const IGNORED_PARAMS_HEADER: &str = "x-ignored-params";
 
-fn request_context(headers: &HeaderMap) -> RequestContext {
+fn request_context(headers: &HeaderMap, tenant: Tenant) -> RequestContext {
     RequestContext {
+        tenant,
         request_id: headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
@@ -89,11 +90,12 @@ fn request_context(headers: &HeaderMap) -> RequestContext {
 )]
 pub async fn chat_completions(
     State(state): State<AppState>,
+    tenant: Tenant,
     headers: HeaderMap,
     OpenAiJson(body): OpenAiJson<openai::ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     crate::metrics::note_model(&body.model);
-    let ctx = request_context(&headers);
+    let ctx = request_context(&headers, tenant);
     let session = headers
         .get("x-session-id")
         .and_then(|v| v.to_str().ok())

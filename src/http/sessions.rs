@@ -1,6 +1,10 @@
 //! The session routes of the HTTP API (`/v1/sessions…`), over the `SessionApi` (local store,
 //! or a remote worker's over gRPC). Sessions are continued by naming them in a chat request
 //! (`session_id` in the body or the `x-session-id` header).
+//!
+//! Every route acts for the caller's `Tenant` (from its API key): it sees and changes only its own
+//! sessions, another tenant's being a 404 `session_not_found` like a missing one; admin keys
+//! reach all.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::chat::Tenant;
+use crate::chat::message_json::message_to_json;
 use crate::sessions::{NewSession, PageRequest, Session, SessionSummary};
 
 use super::error::{ApiError, OpenAiBytes, OpenAiQuery, parse_json};
@@ -58,7 +64,7 @@ fn session_json(s: &Session) -> Value {
         "created": s.created_at,
         "updated": s.updated_at,
         "message_count": s.history.len(),
-        "messages": s.history,
+        "messages": s.history.iter().map(message_to_json).collect::<Vec<_>>(),
     })
 }
 
@@ -68,7 +74,8 @@ fn session_json(s: &Session) -> Value {
     tag = "sessions",
     operation_id = "create_session",
     summary = "Create a session",
-    description = "Creates an empty session. The body is optional: without one (or with `{}`) \
+    description = "Creates an empty session, owned by the API key's tenant. The body is \
+        optional: without one (or with `{}`) \
         the session gets a generated id and no model, system prompt or metadata.",
     request_body(
         content = Option<super::docs::schemas::CreateSession>,
@@ -87,6 +94,7 @@ fn session_json(s: &Session) -> Value {
 )]
 pub async fn create(
     State(state): State<AppState>,
+    tenant: Tenant,
     OpenAiBytes(body): OpenAiBytes,
 ) -> Result<Response, ApiError> {
     // The body is optional: an empty POST creates a session with a generated id.
@@ -102,12 +110,15 @@ pub async fn create(
     };
     let session = state
         .sessions
-        .create(NewSession {
-            id: id.filter(|i| !i.is_empty()),
-            model: model.filter(|m| !m.is_empty()),
-            system: system_prompt.filter(|s| !s.is_empty()),
-            metadata: metadata.unwrap_or_default(),
-        })
+        .create(
+            &tenant,
+            NewSession {
+                id: id.filter(|i| !i.is_empty()),
+                model: model.filter(|m| !m.is_empty()),
+                system: system_prompt.filter(|s| !s.is_empty()),
+                metadata: metadata.unwrap_or_default(),
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(session_json(&session))).into_response())
 }
@@ -118,8 +129,9 @@ pub async fn create(
     tag = "sessions",
     operation_id = "list_sessions",
     summary = "List the sessions",
-    description = "Live sessions, oldest first (by creation time, then id), a page at a time: \
-        pass a page's `next_after` as `after` to get the next one.",
+    description = "The caller's live sessions (an admin key's: every tenant's), oldest first \
+        (by creation time, then id), a page at a time: pass a page's `next_after` as `after` to \
+        get the next one.",
     params(
         (
             "limit" = Option<usize>, Query,
@@ -142,14 +154,18 @@ pub async fn create(
 )]
 pub async fn list(
     State(state): State<AppState>,
+    tenant: Tenant,
     OpenAiQuery(q): OpenAiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = state
         .sessions
-        .list(PageRequest {
-            limit: q.limit.unwrap_or(20),
-            after: q.after.filter(|a| !a.is_empty()),
-        })
+        .list(
+            &tenant,
+            PageRequest {
+                limit: q.limit.unwrap_or(20),
+                after: q.after.filter(|a| !a.is_empty()),
+            },
+        )
         .await?;
     Ok(Json(json!({
         "object": "list",
@@ -178,9 +194,10 @@ pub async fn list(
 )]
 pub async fn get(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = state.sessions.get(&id).await?;
+    let session = state.sessions.get(&tenant, &id).await?;
     Ok(Json(session_json(&session)))
 }
 
@@ -200,9 +217,10 @@ pub async fn get(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.sessions.delete(&id).await?;
+    state.sessions.delete(&tenant, &id).await?;
     Ok(Json(
         json!({"id": id, "object": "session.deleted", "deleted": true}),
     ))
@@ -229,9 +247,10 @@ pub async fn delete(
 )]
 pub async fn clear(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.sessions.clear(&id).await?;
-    let session = state.sessions.get(&id).await?;
+    state.sessions.clear(&tenant, &id).await?;
+    let session = state.sessions.get(&tenant, &id).await?;
     Ok(Json(session_json(&session)))
 }

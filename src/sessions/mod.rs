@@ -2,8 +2,9 @@
 //! `SessionStore` trait, its two backends, and `open_store`, which picks one from a location.
 //!
 //! - `store`: the contract (records, `StoreError`, `StoreConfig`, the trait) and the helpers the
-//!   backends share. The store keeps a history as opaque OpenAI message objects
-//!   (`serde_json::Value`); converting to and from domain messages is the caller's job.
+//!   backends share. A history is domain `Message`s.
+//! - `record`: how a message is written down: a serde record owned here (not OpenAI's JSON, not
+//!   proto), with a reader that still accepts the OpenAI JSON older gateways stored.
 //! - `sqlite`: the default, an embedded SQLite file in a data directory (WAL,
 //!   `synchronous=FULL`).
 //! - `service`: sessions in the chat path (`SessionBackend`) and their management (`SessionApi`).
@@ -22,6 +23,7 @@
 //! Sessions idle past the configured TTL read as absent everywhere before they are purged.
 
 mod postgres;
+mod record;
 mod service;
 mod sqlite;
 mod store;

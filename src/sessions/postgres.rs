@@ -12,6 +12,11 @@
 //! each other. Timestamps come from the replica's clock (kept monotonic per session with
 //! `GREATEST`); replicas are expected to run NTP, and TTLs are minutes, not milliseconds.
 //!
+//! Opening migrates in place under the migration lock, in one transaction (PostgreSQL's DDL is
+//! transactional): a version 1 store (no `session_schema` table, no `tenant` column) gets the
+//! column, its sessions going to the anonymous tenant, and the version row 2. A fresh store takes
+//! the same path from freshly made version 1 tables.
+//!
 //! The tables go to the first schema of the connection's `search_path`; a URL can choose it
 //! with `?options[search_path]=name`.
 
@@ -19,14 +24,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::store::{
-    AppendOutcome, NewSession, Page, PageRequest, Result, Session, SessionRow, SessionStore,
-    SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms, from_db,
-    generate_id, now_ms, page_of, secs, to_db,
+    AppendOutcome, NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
+    SessionStore, SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms,
+    from_db, generate_id, needs_owner_migration, now_ms, page_of, secs, to_db,
 };
+use crate::chat::Tenant;
+use crate::chat::types::Message;
 
 const DEFAULT_CONNECTIONS: u32 = 8;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,7 +42,8 @@ const MIGRATE_LOCK: i32 = 0x5345_534d;
 const PURGE_LOCK: i32 = 0x5345_5350;
 
 // `COLLATE "C"`: ids order bytewise, as in SQLite, whatever the database's locale.
-const SCHEMA: &str = r#"
+/// Version 1, as the first gateways with sessions created it.
+const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT COLLATE "C" PRIMARY KEY,
     model TEXT,
@@ -54,6 +61,16 @@ CREATE TABLE IF NOT EXISTS session_messages (
     body TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
 );
+"#;
+
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS session_schema (version BIGINT NOT NULL)";
+
+/// Version 1 → 2: sessions get an owner; the existing ones belong to the anonymous tenant.
+const MIGRATE_V2: &str = r#"
+ALTER TABLE sessions ADD COLUMN tenant TEXT COLLATE "C" NOT NULL DEFAULT 'anonymous';
+CREATE INDEX IF NOT EXISTS sessions_by_tenant ON sessions (tenant, created_ms, id);
+DELETE FROM session_schema;
+INSERT INTO session_schema (version) VALUES (2);
 "#;
 
 pub struct PgStore {
@@ -78,7 +95,19 @@ impl PgStore {
             .bind(MIGRATE_LOCK)
             .execute(&mut *tx)
             .await?;
-        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(SCHEMA_V1).execute(&mut *tx).await?;
+        sqlx::raw_sql(VERSION_TABLE).execute(&mut *tx).await?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM session_schema")
+            .fetch_one(&mut *tx)
+            .await?;
+        if needs_owner_migration(found)? {
+            sqlx::raw_sql(MIGRATE_V2).execute(&mut *tx).await?;
+            tracing::info!(
+                from = found.unwrap_or(1),
+                to = SCHEMA_VERSION,
+                "session store migrated"
+            );
+        }
         tx.commit().await?;
         Ok(PgStore {
             pool,
@@ -93,7 +122,7 @@ impl PgStore {
 
 #[async_trait]
 impl SessionStore for PgStore {
-    async fn create(&self, new: NewSession) -> Result<Session> {
+    async fn create(&self, owner: &Tenant, new: NewSession) -> Result<Session> {
         let id = new.id.clone().unwrap_or_else(generate_id);
         let metadata = serde_json::to_string(&new.metadata)?;
         let now = now_ms();
@@ -105,14 +134,15 @@ impl SessionStore for PgStore {
             .execute(&mut *tx)
             .await?;
         let inserted = sqlx::query(
-            "INSERT INTO sessions (id, model, system, metadata, created_ms, updated_ms, len)
-             VALUES ($1, $2, $3, $4, $5, $5, 0) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO sessions (id, model, system, metadata, created_ms, updated_ms, len, tenant)
+             VALUES ($1, $2, $3, $4, $5, $5, 0, $6) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(&new.model)
         .bind(&new.system)
         .bind(&metadata)
         .bind(now)
+        .bind(owner.id())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -123,7 +153,7 @@ impl SessionStore for PgStore {
         Ok(created(id, new, now))
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Session>> {
+    async fn get(&self, tenant: &Tenant, id: &str) -> Result<Option<Session>> {
         // One snapshot for both reads, so the session row and its messages agree.
         let mut tx = self
             .pool
@@ -131,10 +161,12 @@ impl SessionStore for PgStore {
             .await?;
         let row = sqlx::query(
             "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
-             WHERE id = $1 AND updated_ms >= $2",
+             WHERE id = $1 AND updated_ms >= $2 AND ($3 OR tenant = $4)",
         )
         .bind(id)
         .bind(self.cutoff(now_ms()))
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -150,17 +182,20 @@ impl SessionStore for PgStore {
         Ok(Some(SessionRow::decode(&row)?.into_session(&bodies)?))
     }
 
-    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>> {
+    async fn list(&self, tenant: &Tenant, page: PageRequest) -> Result<Page<SessionSummary>> {
         let limit = clamp_limit(page.limit);
         let cutoff = self.cutoff(now_ms());
         let (after_ms, after_id) = match page.after {
             None => (i64::MIN, String::new()),
             Some(after) => {
                 let created: Option<i64> = sqlx::query_scalar(
-                    "SELECT created_ms FROM sessions WHERE id = $1 AND updated_ms >= $2",
+                    "SELECT created_ms FROM sessions
+                     WHERE id = $1 AND updated_ms >= $2 AND ($3 OR tenant = $4)",
                 )
                 .bind(&after)
                 .bind(cutoff)
+                .bind(tenant.is_admin())
+                .bind(tenant.id())
                 .fetch_optional(&self.pool)
                 .await?;
                 (
@@ -171,12 +206,14 @@ impl SessionStore for PgStore {
         };
         let rows = sqlx::query(
             "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
-             WHERE updated_ms >= $1 AND (created_ms, id) > ($2, $3)
-             ORDER BY created_ms, id LIMIT $4",
+             WHERE updated_ms >= $1 AND (created_ms, id) > ($2, $3) AND ($4 OR tenant = $5)
+             ORDER BY created_ms, id LIMIT $6",
         )
         .bind(cutoff)
         .bind(after_ms)
         .bind(after_id)
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
         .bind(to_db(limit + 1)?)
         .fetch_all(&self.pool)
         .await?;
@@ -187,26 +224,31 @@ impl SessionStore for PgStore {
         Ok(page_of(items, limit))
     }
 
-    async fn delete(&self, id: &str) -> Result<bool> {
-        let updated: Option<i64> =
-            sqlx::query_scalar("DELETE FROM sessions WHERE id = $1 RETURNING updated_ms")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+    async fn delete(&self, tenant: &Tenant, id: &str) -> Result<bool> {
+        let updated: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM sessions WHERE id = $1 AND ($2 OR tenant = $3) RETURNING updated_ms",
+        )
+        .bind(id)
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
+        .fetch_optional(&self.pool)
+        .await?;
         // An expired session is deleted all the same, but it was not there to delete.
         Ok(updated.is_some_and(|u| u >= self.cutoff(now_ms())))
     }
 
-    async fn clear(&self, id: &str) -> Result<bool> {
+    async fn clear(&self, tenant: &Tenant, id: &str) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let touched = sqlx::query(
             "UPDATE sessions SET len = 0, updated_ms = GREATEST(updated_ms, $1)
-             WHERE id = $2 AND updated_ms >= $3",
+             WHERE id = $2 AND updated_ms >= $3 AND ($4 OR tenant = $5)",
         )
         .bind(now)
         .bind(id)
         .bind(self.cutoff(now))
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -223,9 +265,10 @@ impl SessionStore for PgStore {
 
     async fn append(
         &self,
+        tenant: &Tenant,
         id: &str,
         expected_len: usize,
-        messages: Vec<Value>,
+        messages: Vec<Message>,
     ) -> Result<AppendOutcome> {
         let bodies = bodies(&messages)?;
         // Past i64::MAX, `to_db` refuses it.
@@ -239,7 +282,7 @@ impl SessionStore for PgStore {
         // Compare-and-set on the length: the row only moves if no other turn landed.
         let updated: Option<i64> = sqlx::query_scalar(
             "UPDATE sessions SET len = $1, updated_ms = GREATEST(updated_ms, $2)
-             WHERE id = $3 AND len = $4 AND updated_ms >= $5
+             WHERE id = $3 AND len = $4 AND updated_ms >= $5 AND ($6 OR tenant = $7)
              RETURNING updated_ms",
         )
         .bind(to_db(len)?)
@@ -247,15 +290,21 @@ impl SessionStore for PgStore {
         .bind(id)
         .bind(to_db(expected_len)?)
         .bind(cutoff)
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(updated) = updated else {
-            let actual: Option<i64> =
-                sqlx::query_scalar("SELECT len FROM sessions WHERE id = $1 AND updated_ms >= $2")
-                    .bind(id)
-                    .bind(cutoff)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let actual: Option<i64> = sqlx::query_scalar(
+                "SELECT len FROM sessions
+                 WHERE id = $1 AND updated_ms >= $2 AND ($3 OR tenant = $4)",
+            )
+            .bind(id)
+            .bind(cutoff)
+            .bind(tenant.is_admin())
+            .bind(tenant.id())
+            .fetch_optional(&mut *tx)
+            .await?;
             return Err(match actual {
                 None => StoreError::NotFound(id.to_owned()),
                 Some(actual) => StoreError::Conflict {
@@ -311,5 +360,17 @@ impl SessionStore for PgStore {
         }
         tx.commit().await?;
         usize::try_from(deleted).map_err(|e| StoreError::Backend(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migration_gives_old_sessions_to_the_anonymous_tenant() {
+        let default = format!("DEFAULT '{}'", crate::chat::tenant::ANONYMOUS);
+        assert!(MIGRATE_V2.contains(&default));
+        assert!(MIGRATE_V2.contains(&format!("VALUES ({SCHEMA_VERSION})")));
     }
 }

@@ -6,6 +6,10 @@
 //! Concurrent turns on one session are serialized on this replica (the second waits for the
 //! first); across replicas the append is a compare-and-set on the history length, and a turn
 //! that lost the race answers 409 `session_conflict` with nothing stored.
+//!
+//! Every call acts for a `Tenant`: another tenant's session answers exactly as a missing one
+//! (`SessionNotFound`), for management and for a chat turn's `session_id` (the tenant of
+//! `RequestContext`); admins reach every session.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -14,23 +18,28 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::chat::backend::Accumulator;
-use crate::chat::message_json::{message_to_json, parse_message};
 use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, ContentPart, Message, Role};
-use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
+use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext, Tenant};
 
 use super::store::{
     NewSession, Page, PageRequest, Session, SessionStore, SessionSummary, StoreError,
 };
 
-/// Session management, whichever side of the wire the store is on.
+/// Session management for one tenant, whichever side of the wire the store is on.
 #[async_trait::async_trait]
 pub trait SessionApi: Send + Sync {
-    async fn create(&self, new: NewSession) -> Result<Session, ChatError>;
-    async fn get(&self, id: &str) -> Result<Session, ChatError>;
-    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>, ChatError>;
-    async fn delete(&self, id: &str) -> Result<(), ChatError>;
-    async fn clear(&self, id: &str) -> Result<(), ChatError>;
+    /// A new session owned by `tenant`.
+    async fn create(&self, tenant: &Tenant, new: NewSession) -> Result<Session, ChatError>;
+    async fn get(&self, tenant: &Tenant, id: &str) -> Result<Session, ChatError>;
+    /// The tenant's sessions; an admin's are everyone's.
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        page: PageRequest,
+    ) -> Result<Page<SessionSummary>, ChatError>;
+    async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError>;
+    async fn clear(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError>;
 }
 
 /// Local sessions: the store, and a lock per session that serializes its turns.
@@ -102,7 +111,7 @@ impl Sessions {
 
 #[async_trait::async_trait]
 impl SessionApi for Sessions {
-    async fn create(&self, new: NewSession) -> Result<Session, ChatError> {
+    async fn create(&self, tenant: &Tenant, new: NewSession) -> Result<Session, ChatError> {
         let id = new.id.clone().unwrap_or_default();
         if !id.is_empty() && !valid_id(&id) {
             return Err(ChatError::invalid(
@@ -111,22 +120,26 @@ impl SessionApi for Sessions {
             ));
         }
         self.store
-            .create(new)
+            .create(tenant, new)
             .await
             .map_err(|e| store_error(&id, e))
     }
 
-    async fn get(&self, id: &str) -> Result<Session, ChatError> {
+    async fn get(&self, tenant: &Tenant, id: &str) -> Result<Session, ChatError> {
         self.store
-            .get(id)
+            .get(tenant, id)
             .await
             .map_err(|e| store_error(id, e))?
             .ok_or_else(|| not_found(id))
     }
 
-    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>, ChatError> {
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        page: PageRequest,
+    ) -> Result<Page<SessionSummary>, ChatError> {
         let after = page.after.clone().unwrap_or_default();
-        self.store.list(page).await.map_err(|e| match e {
+        self.store.list(tenant, page).await.map_err(|e| match e {
             StoreError::NotFound(_) => ChatError::invalid(
                 format!("The cursor `after={after}` names no session."),
                 "after",
@@ -135,10 +148,10 @@ impl SessionApi for Sessions {
         })
     }
 
-    async fn delete(&self, id: &str) -> Result<(), ChatError> {
+    async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
         match self
             .store
-            .delete(id)
+            .delete(tenant, id)
             .await
             .map_err(|e| store_error(id, e))?
         {
@@ -147,9 +160,14 @@ impl SessionApi for Sessions {
         }
     }
 
-    async fn clear(&self, id: &str) -> Result<(), ChatError> {
+    async fn clear(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
         let _turn = self.lock(id).lock_owned().await;
-        match self.store.clear(id).await.map_err(|e| store_error(id, e))? {
+        match self
+            .store
+            .clear(tenant, id)
+            .await
+            .map_err(|e| store_error(id, e))?
+        {
             true => Ok(()),
             false => Err(not_found(id)),
         }
@@ -193,12 +211,13 @@ impl ChatBackend for SessionBackend {
         }
         // Held until the turn is stored (or dropped): one turn at a time per session here.
         let turn = self.sessions.lock(&id).lock_owned().await;
-        let session = self.sessions.get(&id).await?;
+        let session = self.sessions.get(&ctx.tenant, &id).await?;
         let expected = session.history.len();
         let new_messages = req.messages.clone();
         let full = with_history(req, &session)?;
         // Keyed by creation time too: a session deleted and made again is another conversation.
         ctx.session = Some(format!("{}@{}", id, session.created_at));
+        let tenant = ctx.tenant.clone();
         let ChatStream { meta, mut events } = self.inner.stream(full, ctx).await?;
         let store = self.sessions.store.clone();
         let reply_meta = meta.clone();
@@ -209,9 +228,9 @@ impl ChatBackend for SessionBackend {
                 match item {
                     // Usage is the last event: the turn succeeded, store it before saying so.
                     Ok(ChatEvent::Usage(usage)) => {
-                        let mut stored: Vec<_> = new_messages.iter().map(message_to_json).collect();
-                        stored.push(message_to_json(&reply_message(acc, &reply_meta)));
-                        match store.append(&id, expected, stored).await {
+                        let mut stored = new_messages;
+                        stored.push(reply_message(acc, &reply_meta));
+                        match store.append(&tenant, &id, expected, stored).await {
                             Ok(_) => yield Ok(ChatEvent::Usage(usage)),
                             Err(e) => yield Err(store_error(&id, e)),
                         }
@@ -250,18 +269,7 @@ impl ChatBackend for SessionBackend {
 /// The request with the stored system prompt (unless the turn brings its own) and history put
 /// before its messages, and the session's model when the request names none.
 fn with_history(mut req: ChatRequest, session: &Session) -> Result<ChatRequest, ChatError> {
-    let history = session
-        .history
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_message(i, v.clone()))
-        .collect::<Result<Vec<Message>, ChatError>>()
-        .map_err(|e| {
-            ChatError::internal(format!(
-                "stored history of `{}` is unreadable: {e}",
-                session.id
-            ))
-        })?;
+    let history = session.history.clone();
     let brings_system = req
         .messages
         .iter()

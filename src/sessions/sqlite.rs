@@ -10,28 +10,35 @@
 //! reads, so two writers never both read the same history length and then race for the lock
 //! (a deferred transaction would fail that race with `SQLITE_BUSY_SNAPSHOT`, which no busy
 //! timeout retries). Waiting for the lock is bounded by the busy timeout.
+//!
+//! Opening migrates in place, in one `BEGIN IMMEDIATE` transaction: a version 1 store (no
+//! `session_schema` table, no `tenant` column) gets the column, its sessions going to the
+//! anonymous tenant, and the version row 2. A fresh store is made the same way: version 1 tables
+//! first, then the same migration, so the upgrade path is the one every store takes.
 
 use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::store::{
-    AppendOutcome, NewSession, Page, PageRequest, Result, Session, SessionRow, SessionStore,
-    SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms, from_db,
-    generate_id, now_ms, page_of, secs, to_db,
+    AppendOutcome, NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
+    SessionStore, SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms,
+    from_db, generate_id, needs_owner_migration, now_ms, page_of, secs, to_db,
 };
+use crate::chat::Tenant;
+use crate::chat::types::Message;
 
 const DEFAULT_CONNECTIONS: u32 = 4;
 /// How long a writer waits for another's transaction before it fails with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-const SCHEMA: &str = "
+/// Version 1, as the first gateways with sessions created it.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT NOT NULL PRIMARY KEY,
     model TEXT,
@@ -49,6 +56,16 @@ CREATE TABLE IF NOT EXISTS session_messages (
     body TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
+";
+
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS session_schema (version INTEGER NOT NULL)";
+
+/// Version 1 → 2: sessions get an owner; the existing ones belong to the anonymous tenant.
+const MIGRATE_V2: &str = "
+ALTER TABLE sessions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'anonymous';
+CREATE INDEX IF NOT EXISTS sessions_by_tenant ON sessions (tenant, created_ms, id);
+DELETE FROM session_schema;
+INSERT INTO session_schema (version) VALUES (2);
 ";
 
 pub struct SqliteStore {
@@ -78,7 +95,19 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", file.display())))?;
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(SCHEMA_V1).execute(&mut *tx).await?;
+        sqlx::raw_sql(VERSION_TABLE).execute(&mut *tx).await?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM session_schema")
+            .fetch_one(&mut *tx)
+            .await?;
+        if needs_owner_migration(found)? {
+            sqlx::raw_sql(MIGRATE_V2).execute(&mut *tx).await?;
+            tracing::info!(
+                from = found.unwrap_or(1),
+                to = SCHEMA_VERSION,
+                "session store migrated"
+            );
+        }
         tx.commit().await?;
         Ok(SqliteStore {
             pool,
@@ -93,7 +122,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create(&self, new: NewSession) -> Result<Session> {
+    async fn create(&self, owner: &Tenant, new: NewSession) -> Result<Session> {
         let id = new.id.clone().unwrap_or_else(generate_id);
         let metadata = serde_json::to_string(&new.metadata)?;
         let now = now_ms();
@@ -105,8 +134,8 @@ impl SessionStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let inserted = sqlx::query(
-            "INSERT INTO sessions (id, model, system, metadata, created_ms, updated_ms, len)
-             VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO sessions (id, model, system, metadata, created_ms, updated_ms, len, tenant)
+             VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(&new.model)
@@ -114,6 +143,7 @@ impl SessionStore for SqliteStore {
         .bind(&metadata)
         .bind(now)
         .bind(now)
+        .bind(owner.id())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -124,16 +154,18 @@ impl SessionStore for SqliteStore {
         Ok(created(id, new, now))
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Session>> {
+    async fn get(&self, tenant: &Tenant, id: &str) -> Result<Option<Session>> {
         // A deferred transaction: its first read pins a WAL snapshot, so the session row and
         // its messages agree.
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
-             WHERE id = ? AND updated_ms >= ?",
+             WHERE id = ? AND updated_ms >= ? AND (? OR tenant = ?)",
         )
         .bind(id)
         .bind(self.cutoff(now_ms()))
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -149,17 +181,20 @@ impl SessionStore for SqliteStore {
         Ok(Some(SessionRow::decode(&row)?.into_session(&bodies)?))
     }
 
-    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>> {
+    async fn list(&self, tenant: &Tenant, page: PageRequest) -> Result<Page<SessionSummary>> {
         let limit = clamp_limit(page.limit);
         let cutoff = self.cutoff(now_ms());
         let (after_ms, after_id) = match page.after {
             None => (i64::MIN, String::new()),
             Some(after) => {
                 let created: Option<i64> = sqlx::query_scalar(
-                    "SELECT created_ms FROM sessions WHERE id = ? AND updated_ms >= ?",
+                    "SELECT created_ms FROM sessions
+                     WHERE id = ? AND updated_ms >= ? AND (? OR tenant = ?)",
                 )
                 .bind(&after)
                 .bind(cutoff)
+                .bind(tenant.is_admin())
+                .bind(tenant.id())
                 .fetch_optional(&self.pool)
                 .await?;
                 (
@@ -170,12 +205,14 @@ impl SessionStore for SqliteStore {
         };
         let rows = sqlx::query(
             "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
-             WHERE updated_ms >= ? AND (created_ms, id) > (?, ?)
+             WHERE updated_ms >= ? AND (created_ms, id) > (?, ?) AND (? OR tenant = ?)
              ORDER BY created_ms, id LIMIT ?",
         )
         .bind(cutoff)
         .bind(after_ms)
         .bind(after_id)
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
         .bind(to_db(limit + 1)?)
         .fetch_all(&self.pool)
         .await?;
@@ -186,26 +223,31 @@ impl SessionStore for SqliteStore {
         Ok(page_of(items, limit))
     }
 
-    async fn delete(&self, id: &str) -> Result<bool> {
-        let updated: Option<i64> =
-            sqlx::query_scalar("DELETE FROM sessions WHERE id = ? RETURNING updated_ms")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+    async fn delete(&self, tenant: &Tenant, id: &str) -> Result<bool> {
+        let updated: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM sessions WHERE id = ? AND (? OR tenant = ?) RETURNING updated_ms",
+        )
+        .bind(id)
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
+        .fetch_optional(&self.pool)
+        .await?;
         // An expired session is deleted all the same, but it was not there to delete.
         Ok(updated.is_some_and(|u| u >= self.cutoff(now_ms())))
     }
 
-    async fn clear(&self, id: &str) -> Result<bool> {
+    async fn clear(&self, tenant: &Tenant, id: &str) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let touched = sqlx::query(
             "UPDATE sessions SET len = 0, updated_ms = MAX(updated_ms, ?)
-             WHERE id = ? AND updated_ms >= ?",
+             WHERE id = ? AND updated_ms >= ? AND (? OR tenant = ?)",
         )
         .bind(now)
         .bind(id)
         .bind(self.cutoff(now))
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -222,9 +264,10 @@ impl SessionStore for SqliteStore {
 
     async fn append(
         &self,
+        tenant: &Tenant,
         id: &str,
         expected_len: usize,
-        messages: Vec<Value>,
+        messages: Vec<Message>,
     ) -> Result<AppendOutcome> {
         let bodies = bodies(&messages)?;
         // Past i64::MAX, `to_db` refuses it.
@@ -235,7 +278,7 @@ impl SessionStore for SqliteStore {
         // Compare-and-set on the length: the row only moves if no other turn landed.
         let updated: Option<i64> = sqlx::query_scalar(
             "UPDATE sessions SET len = ?, updated_ms = MAX(updated_ms, ?)
-             WHERE id = ? AND len = ? AND updated_ms >= ?
+             WHERE id = ? AND len = ? AND updated_ms >= ? AND (? OR tenant = ?)
              RETURNING updated_ms",
         )
         .bind(to_db(len)?)
@@ -243,15 +286,20 @@ impl SessionStore for SqliteStore {
         .bind(id)
         .bind(to_db(expected_len)?)
         .bind(cutoff)
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(updated) = updated else {
-            let actual: Option<i64> =
-                sqlx::query_scalar("SELECT len FROM sessions WHERE id = ? AND updated_ms >= ?")
-                    .bind(id)
-                    .bind(cutoff)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let actual: Option<i64> = sqlx::query_scalar(
+                "SELECT len FROM sessions WHERE id = ? AND updated_ms >= ? AND (? OR tenant = ?)",
+            )
+            .bind(id)
+            .bind(cutoff)
+            .bind(tenant.is_admin())
+            .bind(tenant.id())
+            .fetch_optional(&mut *tx)
+            .await?;
             return Err(match actual {
                 None => StoreError::NotFound(id.to_owned()),
                 Some(actual) => StoreError::Conflict {
@@ -295,5 +343,17 @@ impl SessionStore for SqliteStore {
         }
         tx.commit().await?;
         usize::try_from(deleted).map_err(|e| StoreError::Backend(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migration_gives_old_sessions_to_the_anonymous_tenant() {
+        let default = format!("DEFAULT '{}'", crate::chat::tenant::ANONYMOUS);
+        assert!(MIGRATE_V2.contains(&default));
+        assert!(MIGRATE_V2.contains(&format!("VALUES ({SCHEMA_VERSION})")));
     }
 }

@@ -3,12 +3,27 @@
 //! backends implement. Also the small pieces both backends share: the clock in milliseconds, the
 //! idle cutoff, id generation and the integer conversions between Rust sizes and SQL `BIGINT`s.
 //! Nothing here knows SQL.
+//!
+//! Every session has an owner, the `Tenant` that created it. Each method takes the caller's
+//! tenant and answers as if another tenant's session did not exist (`None`, `false`,
+//! `NotFound`), except for admins, who reach every session. Ids are one namespace for all
+//! tenants: `create` with an id another tenant holds is `AlreadyExists`, as for one's own, which
+//! tells that the id is taken and nothing else (generated ids are random and never collide).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use serde_json::Value;
+
+use crate::chat::Tenant;
+use crate::chat::types::Message;
+
+use super::record;
+
+/// The version of the schema this code writes. 1: the first, without owners; 2: `sessions.tenant`
+/// (sessions of a version 1 store belong to the anonymous tenant). Recorded in the
+/// `session_schema` table; a store opened by this code is migrated to it in place.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Longest page `list` returns, whatever the caller asks for.
 pub const MAX_PAGE: usize = 1000;
@@ -63,8 +78,8 @@ pub struct NewSession {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// A session with its full history: OpenAI chat message objects, oldest first, as the caller
-/// appended them (the store does not look inside).
+/// A session with its full history, oldest first, as the caller appended it (stored as
+/// `record::StoredMessage`s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     pub id: String,
@@ -75,7 +90,7 @@ pub struct Session {
     pub created_at: i64,
     /// Unix seconds of the last create, append or clear.
     pub updated_at: i64,
-    pub history: Vec<Value>,
+    pub history: Vec<Message>,
 }
 
 /// A session as `list` shows it: everything but the history, and the history's length.
@@ -119,30 +134,34 @@ pub struct AppendOutcome {
 /// durable and visible to every replica sharing the store.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Creates an empty session. A live session with the same id → `AlreadyExists`; an expired
-    /// one that was not purged yet is replaced.
-    async fn create(&self, new: NewSession) -> Result<Session>;
+    /// Creates an empty session owned by `owner`. A live session with the same id, whoever owns
+    /// it → `AlreadyExists`; an expired one that was not purged yet is replaced.
+    async fn create(&self, owner: &Tenant, new: NewSession) -> Result<Session>;
 
-    /// The session with its history, or `None` if absent or idle past the TTL.
-    async fn get(&self, id: &str) -> Result<Option<Session>>;
+    /// The session with its history, or `None` if absent, idle past the TTL, or not the
+    /// tenant's.
+    async fn get(&self, tenant: &Tenant, id: &str) -> Result<Option<Session>>;
 
-    /// Live sessions ordered by creation time then id. An `after` that names no live session →
-    /// `NotFound`.
-    async fn list(&self, page: PageRequest) -> Result<Page<SessionSummary>>;
+    /// The tenant's live sessions (an admin's: everyone's) ordered by creation time then id. An
+    /// `after` that names none of them → `NotFound`.
+    async fn list(&self, tenant: &Tenant, page: PageRequest) -> Result<Page<SessionSummary>>;
 
-    /// Deletes the session and its history; `false` if there was no live one.
-    async fn delete(&self, id: &str) -> Result<bool>;
+    /// Deletes the session and its history; `false` if the tenant had no live one by that id.
+    async fn delete(&self, tenant: &Tenant, id: &str) -> Result<bool>;
 
-    /// Empties the history and keeps the session; `false` if there was no live one.
-    async fn clear(&self, id: &str) -> Result<bool>;
+    /// Empties the history and keeps the session; `false` if the tenant had no live one by
+    /// that id.
+    async fn clear(&self, tenant: &Tenant, id: &str) -> Result<bool>;
 
     /// Appends a whole turn in one transaction if the history still has `expected_len`
-    /// messages (else `Conflict`, and nothing is written), and bumps `updated_at`.
+    /// messages (else `Conflict`, and nothing is written), and bumps `updated_at`. Another
+    /// tenant's session is `NotFound`.
     async fn append(
         &self,
+        tenant: &Tenant,
         id: &str,
         expected_len: usize,
-        messages: Vec<Value>,
+        messages: Vec<Message>,
     ) -> Result<AppendOutcome>;
 
     /// Deletes the sessions idle longer than `idle_ttl`, then the least recently updated ones
@@ -184,6 +203,20 @@ pub fn to_db(n: usize) -> Result<i64> {
 /// A stored `BIGINT` length or count back as a `usize`.
 pub fn from_db(n: i64) -> Result<usize> {
     usize::try_from(n).map_err(|_| StoreError::Backend(format!("stored count {n} is negative")))
+}
+
+/// What a store at schema `found` needs to reach `SCHEMA_VERSION`: `true` to migrate from 1,
+/// `false` when current; a version from a newer gateway is an error (its rows may mean more than
+/// this code knows).
+pub fn needs_owner_migration(found: Option<i64>) -> Result<bool> {
+    match found {
+        None | Some(1) => Ok(true),
+        Some(SCHEMA_VERSION) => Ok(false),
+        Some(v) => Err(StoreError::Backend(format!(
+            "the session store has schema version {v}; this gateway knows up to \
+             {SCHEMA_VERSION}: upgrade the gateway, or use another store"
+        ))),
+    }
 }
 
 /// The columns of a `sessions` row, as both backends select them.
@@ -243,8 +276,9 @@ impl SessionRow {
         }
         let history = bodies
             .iter()
-            .map(|b| serde_json::from_str(b))
-            .collect::<Result<Vec<Value>, _>>()?;
+            .enumerate()
+            .map(|(seq, b)| record::decode(b, seq))
+            .collect::<Result<Vec<Message>>>()?;
         Ok(Session {
             metadata: serde_json::from_str(&self.metadata)?,
             id: self.id,
@@ -276,12 +310,9 @@ pub fn created(id: String, new: NewSession, now_ms: i64) -> Session {
     }
 }
 
-/// Each message as the JSON text the `body` column stores.
-pub fn bodies(messages: &[Value]) -> Result<Vec<String>> {
-    Ok(messages
-        .iter()
-        .map(serde_json::to_string)
-        .collect::<Result<_, _>>()?)
+/// Each message as the text the `body` column stores.
+pub fn bodies(messages: &[Message]) -> Result<Vec<String>> {
+    messages.iter().map(record::encode).collect()
 }
 
 /// The `Page` of `rows` fetched with `LIMIT limit + 1`.

@@ -1,0 +1,286 @@
+//! How the store writes a conversation: each message of a history as a `StoredMessage`, a serde
+//! record owned here and shaped after the domain `Message`, not after any protocol. A body is
+//! JSON text tagged `"record": 1`; an untagged body is a message stored by an older gateway in
+//! OpenAI's chat JSON, and is still read (through the OpenAI reader), so stores written before
+//! this format need no rewrite.
+//!
+//! The conversions destructure every field: a new field of `Message` is a compile error here,
+//! not a silent drop from stored histories.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::message_json::parse_message;
+use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
+
+use super::store::{Result, StoreError};
+
+/// The version tag of the current record format.
+const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredMessage {
+    record: u32,
+    role: StoredRole,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    content: Vec<StoredPart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<StoredToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StoredRole {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StoredPart {
+    Text {
+        text: String,
+    },
+    Image {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<StoredDetail>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StoredDetail {
+    Auto,
+    Low,
+    High,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredToolCall {
+    id: String,
+    name: String,
+    /// JSON text of the arguments, as the model wrote it.
+    arguments: String,
+}
+
+impl From<&Message> for StoredMessage {
+    fn from(m: &Message) -> Self {
+        let Message {
+            role,
+            content,
+            name,
+            tool_calls,
+            tool_call_id,
+        } = m;
+        StoredMessage {
+            record: RECORD_VERSION,
+            role: match role {
+                Role::System => StoredRole::System,
+                Role::Developer => StoredRole::Developer,
+                Role::User => StoredRole::User,
+                Role::Assistant => StoredRole::Assistant,
+                Role::Tool => StoredRole::Tool,
+            },
+            content: content
+                .iter()
+                .map(|part| match part {
+                    ContentPart::Text(text) => StoredPart::Text { text: text.clone() },
+                    ContentPart::ImageUrl { url, detail } => StoredPart::Image {
+                        url: url.clone(),
+                        detail: match detail {
+                            ImageDetail::Unspecified => None,
+                            ImageDetail::Auto => Some(StoredDetail::Auto),
+                            ImageDetail::Low => Some(StoredDetail::Low),
+                            ImageDetail::High => Some(StoredDetail::High),
+                        },
+                    },
+                })
+                .collect(),
+            name: name.clone(),
+            tool_calls: tool_calls
+                .iter()
+                .map(|c| {
+                    let ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    } = c;
+                    StoredToolCall {
+                        id: id.clone(),
+                        name: name.clone(),
+                        arguments: arguments.clone(),
+                    }
+                })
+                .collect(),
+            tool_call_id: tool_call_id.clone(),
+        }
+    }
+}
+
+impl From<StoredMessage> for Message {
+    fn from(m: StoredMessage) -> Self {
+        let StoredMessage {
+            record: _,
+            role,
+            content,
+            name,
+            tool_calls,
+            tool_call_id,
+        } = m;
+        Message {
+            role: match role {
+                StoredRole::System => Role::System,
+                StoredRole::Developer => Role::Developer,
+                StoredRole::User => Role::User,
+                StoredRole::Assistant => Role::Assistant,
+                StoredRole::Tool => Role::Tool,
+            },
+            content: content
+                .into_iter()
+                .map(|part| match part {
+                    StoredPart::Text { text } => ContentPart::Text(text),
+                    StoredPart::Image { url, detail } => ContentPart::ImageUrl {
+                        url,
+                        detail: match detail {
+                            None => ImageDetail::Unspecified,
+                            Some(StoredDetail::Auto) => ImageDetail::Auto,
+                            Some(StoredDetail::Low) => ImageDetail::Low,
+                            Some(StoredDetail::High) => ImageDetail::High,
+                        },
+                    },
+                })
+                .collect(),
+            name,
+            tool_calls: tool_calls
+                .into_iter()
+                .map(|c| {
+                    let StoredToolCall {
+                        id,
+                        name,
+                        arguments,
+                    } = c;
+                    ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    }
+                })
+                .collect(),
+            tool_call_id,
+        }
+    }
+}
+
+/// The `body` column of one message.
+pub fn encode(message: &Message) -> Result<String> {
+    Ok(serde_json::to_string(&StoredMessage::from(message))?)
+}
+
+/// A stored body back as a message: the record, or an older gateway's OpenAI chat JSON.
+/// `seq` is the message's place in its history, for the error.
+pub fn decode(body: &str, seq: usize) -> Result<Message> {
+    let value: serde_json::Value = serde_json::from_str(body)?;
+    match value.get("record") {
+        Some(version) if version.as_u64() == Some(u64::from(RECORD_VERSION)) => {
+            Ok(serde_json::from_value::<StoredMessage>(value)?.into())
+        }
+        Some(version) => Err(StoreError::Backend(format!(
+            "stored message {seq} has record version {version}; this gateway reads \
+             {RECORD_VERSION}"
+        ))),
+        None => parse_message(seq, value).map_err(|e| {
+            StoreError::Backend(format!(
+                "stored message {seq} (OpenAI JSON) is unreadable: {e}"
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_kind() -> Vec<Message> {
+        vec![
+            Message::text(Role::System, "Be brief."),
+            Message::text(Role::Developer, "Use SI units."),
+            Message {
+                role: Role::User,
+                content: vec![
+                    ContentPart::Text("What is this?".into()),
+                    ContentPart::ImageUrl {
+                        url: "data:image/png;base64,AAAA".into(),
+                        detail: ImageDetail::High,
+                    },
+                    ContentPart::ImageUrl {
+                        url: "https://example.com/a.png".into(),
+                        detail: ImageDetail::Unspecified,
+                    },
+                ],
+                name: Some("ada".into()),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            },
+            Message {
+                role: Role::Assistant,
+                content: Vec::new(),
+                name: None,
+                tool_calls: vec![ToolCall {
+                    id: "call_1".into(),
+                    name: "weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+                tool_call_id: None,
+            },
+            Message {
+                role: Role::Tool,
+                content: vec![ContentPart::Text("18 °C".into())],
+                name: None,
+                tool_calls: Vec::new(),
+                tool_call_id: Some("call_1".into()),
+            },
+        ]
+    }
+
+    #[test]
+    fn records_round_trip_every_kind_of_message() {
+        for (i, m) in every_kind().into_iter().enumerate() {
+            let body = encode(&m).unwrap();
+            assert!(body.starts_with(r#"{"record":1,"#), "{body}");
+            assert_eq!(decode(&body, i).unwrap(), m, "{body}");
+        }
+    }
+
+    #[test]
+    fn bodies_an_older_gateway_stored_as_openai_json_still_read() {
+        for (i, m) in every_kind().into_iter().enumerate() {
+            let old = crate::chat::message_json::message_to_json(&m).to_string();
+            assert_eq!(decode(&old, i).unwrap(), m, "{old}");
+        }
+        let old = r#"{"role":"user","content":[{"type":"text","text":"Hi"}]}"#;
+        assert_eq!(decode(old, 0).unwrap(), Message::text(Role::User, "Hi"));
+    }
+
+    #[test]
+    fn unreadable_bodies_are_store_errors() {
+        for bad in [
+            "not json",
+            r#"{"record":2,"role":"user"}"#,
+            r#"{"record":1,"role":"robot"}"#,
+            r#"{"role":"robot","content":"x"}"#,
+            "[1,2]",
+        ] {
+            assert!(
+                matches!(decode(bad, 3), Err(StoreError::Backend(_))),
+                "{bad}"
+            );
+        }
+    }
+}
