@@ -22,7 +22,7 @@ use super::convert;
 use super::pb;
 use super::pb::chat_service_client::ChatServiceClient;
 use super::pb::model_service_client::ModelServiceClient;
-use super::upstream::{Deadline, Deadlines, UpstreamConfig};
+use super::upstream::{Deadline, Deadlines, UpstreamConfig, for_tenant};
 
 /// The connection to the worker; every call on it carries `--upstream-api-key`.
 pub type WorkerChannel = InterceptedService<Channel, UpstreamKey>;
@@ -71,7 +71,7 @@ impl RemoteBackend {
     }
 
     fn request<T>(message: T, ctx: &RequestContext, deadline: Deadline) -> Request<T> {
-        let mut request = super::sessions::for_tenant(deadline.request(message), &ctx.tenant);
+        let mut request = for_tenant(deadline.request(message), &ctx.tenant);
         if let Ok(value) = ctx.request_id.parse() {
             request.metadata_mut().insert("x-request-id", value);
         }

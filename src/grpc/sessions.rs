@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::access::{TENANT_ADMIN_METADATA, TENANT_METADATA};
 use crate::chat::{ChatError, Tenant};
 use crate::sessions::{NewSession, Page, PageRequest, Session, SessionApi, SessionSummary};
 
@@ -17,7 +16,7 @@ use super::pb::session_service_client::SessionServiceClient;
 use super::service::tenant;
 // The worker connection, carrying --upstream-api-key; its refusals are the façade's 502s.
 use super::remote::{WorkerChannel as Channel, from_status};
-use super::upstream::Deadline;
+use super::upstream::{Deadline, for_tenant};
 
 /// A session with its history: the summary's fields, and the history as `ChatMessage`s.
 fn session_to_pb(s: Session) -> Result<pb::Session, ChatError> {
@@ -218,21 +217,6 @@ impl pb::session_service_server::SessionService for SessionGrpc {
         self.api.clear(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::ClearSessionResponse {}))
     }
-}
-
-/// `request` as a call made for `tenant`: the worker acts for it when the façade's key is one of
-/// its admin keys (or it has no keys), see `access::Access::on_behalf_of`.
-pub fn for_tenant<T>(mut request: Request<T>, tenant: &Tenant) -> Request<T> {
-    // Tenant ids are checked ASCII, so both always parse.
-    if let Ok(id) = tenant.id().parse() {
-        request.metadata_mut().insert(TENANT_METADATA, id);
-    }
-    let admin = if tenant.is_admin() { "true" } else { "false" };
-    request.metadata_mut().insert(
-        TENANT_ADMIN_METADATA,
-        tonic::metadata::MetadataValue::from_static(admin),
-    );
-    request
 }
 
 /// The sessions of a remote worker, for a façade (`--upstream`), each call made for the façade's

@@ -14,7 +14,8 @@ use tokio::time::Instant;
 use tonic::transport::{Endpoint, Uri};
 use tonic::{Request, Status};
 
-use crate::access::ApiKey;
+use crate::access::{ApiKey, TENANT_ADMIN_METADATA, TENANT_METADATA};
+use crate::chat::Tenant;
 
 use super::tls::{ClientTlsFiles, chain};
 
@@ -186,6 +187,21 @@ fn timed_out(status: &Status) -> bool {
         source = e.source();
     }
     false
+}
+
+/// `request` as a call made for `tenant`: the worker acts for it when the façade's key is one of
+/// its admin keys (or it has no keys), see `access::Access::on_behalf_of`.
+pub fn for_tenant<T>(mut request: Request<T>, tenant: &Tenant) -> Request<T> {
+    // Tenant ids are checked ASCII, so both always parse.
+    if let Ok(id) = tenant.id().parse() {
+        request.metadata_mut().insert(TENANT_METADATA, id);
+    }
+    let admin = if tenant.is_admin() { "true" } else { "false" };
+    request.metadata_mut().insert(
+        TENANT_ADMIN_METADATA,
+        tonic::metadata::MetadataValue::from_static(admin),
+    );
+    request
 }
 
 #[cfg(test)]

@@ -12,7 +12,18 @@ use serde::{Deserialize, Serialize};
 use crate::chat::message_json::parse_message;
 use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
 
-use super::store::{Result, StoreError};
+/// A body that cannot be written or read; the store reports it as a backend failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordError(pub String);
+
+impl From<serde_json::Error> for RecordError {
+    fn from(e: serde_json::Error) -> Self {
+        RecordError(format!("stored JSON: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, RecordError>;
 
 /// The version tag of the current record format.
 const RECORD_VERSION: u32 = 1;
@@ -191,12 +202,12 @@ pub fn decode(body: &str, seq: usize) -> Result<Message> {
         Some(version) if version.as_u64() == Some(u64::from(RECORD_VERSION)) => {
             Ok(serde_json::from_value::<StoredMessage>(value)?.into())
         }
-        Some(version) => Err(StoreError::Backend(format!(
+        Some(version) => Err(RecordError(format!(
             "stored message {seq} has record version {version}; this gateway reads \
              {RECORD_VERSION}"
         ))),
         None => parse_message(seq, value).map_err(|e| {
-            StoreError::Backend(format!(
+            RecordError(format!(
                 "stored message {seq} (OpenAI JSON) is unreadable: {e}"
             ))
         }),
@@ -269,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_bodies_are_store_errors() {
+    fn unreadable_bodies_are_record_errors() {
         for bad in [
             "not json",
             r#"{"record":2,"role":"user"}"#,
@@ -277,10 +288,7 @@ mod tests {
             r#"{"role":"robot","content":"x"}"#,
             "[1,2]",
         ] {
-            assert!(
-                matches!(decode(bad, 3), Err(StoreError::Backend(_))),
-                "{bad}"
-            );
+            assert!(matches!(decode(bad, 3), Err(RecordError(_))), "{bad}");
         }
     }
 }

@@ -53,6 +53,12 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<record::RecordError> for StoreError {
+    fn from(e: record::RecordError) -> Self {
+        StoreError::Backend(e.0)
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Backend(format!("stored JSON: {e}"))
@@ -278,7 +284,7 @@ impl SessionRow {
             .iter()
             .enumerate()
             .map(|(seq, b)| record::decode(b, seq))
-            .collect::<Result<Vec<Message>>>()?;
+            .collect::<Result<Vec<Message>, _>>()?;
         Ok(Session {
             metadata: serde_json::from_str(&self.metadata)?,
             id: self.id,
@@ -312,7 +318,10 @@ pub fn created(id: String, new: NewSession, now_ms: i64) -> Session {
 
 /// Each message as the text the `body` column stores.
 pub fn bodies(messages: &[Message]) -> Result<Vec<String>> {
-    messages.iter().map(record::encode).collect()
+    Ok(messages
+        .iter()
+        .map(record::encode)
+        .collect::<Result<_, _>>()?)
 }
 
 /// The `Page` of `rows` fetched with `LIMIT limit + 1`.
