@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::access::ApiKey;
+use crate::access::{AccessConfig, ApiKey};
 use crate::chat::models::ModelMap;
 use crate::chat::validate::ValidationConfig;
 use crate::claude::EngineConfig;
@@ -363,6 +363,17 @@ impl Config {
         }
     }
 
+    /// Keys, roles, health visibility and the rate limit, for `access::Access::from_config`.
+    pub fn access_config(&self) -> AccessConfig {
+        AccessConfig {
+            api_keys: self.api_keys.clone(),
+            admin_api_keys: self.admin_api_keys.clone(),
+            api_keys_file: self.api_keys_file.clone(),
+            public_health: self.public_health,
+            rate_limit_rpm: self.rate_limit_rpm,
+        }
+    }
+
     pub fn engine_config(&self) -> Result<EngineConfig, String> {
         if self.request_timeout_secs == 0 {
             return Err("--request-timeout-secs must be at least 1".into());
@@ -508,6 +519,35 @@ mod tests {
         assert_eq!(c.http_addr().to_string(), "127.0.0.1:9000");
         let c = Config::try_parse_from(["claude-gateway", "--strict-params"]).unwrap();
         assert!(c.strict_params);
+    }
+
+    #[test]
+    fn the_access_flags_reach_the_access_rules_and_keys_stay_hidden() {
+        let c = Config::try_parse_from([
+            "claude-gateway",
+            "--api-keys",
+            "k1,k2",
+            "--admin-api-keys",
+            "k9",
+            "--api-keys-file",
+            "/etc/keys",
+            "--public-health",
+            "false",
+            "--rate-limit-rpm",
+            "5",
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("k1"), "keys in Debug");
+        let a = c.access_config();
+        assert_eq!(a.api_keys.len(), 2);
+        assert_eq!(a.admin_api_keys[0].expose(), "k9");
+        assert_eq!(a.api_keys_file, Some(PathBuf::from("/etc/keys")));
+        assert!(!a.public_health);
+        assert_eq!(a.rate_limit_rpm, 5);
+        let defaults = Config::try_parse_from(["claude-gateway"])
+            .unwrap()
+            .access_config();
+        assert!(defaults.api_keys.is_empty() && defaults.public_health);
     }
 
     #[test]
