@@ -1,7 +1,8 @@
 //! Who may use the gateway, and how often: optional gateway API keys (`Authorization: Bearer`
 //! over HTTP, `authorization` metadata over gRPC) and an optional per-key request rate limit.
-//! `Access` makes one decision for both protocols (`admit`); `http` and `grpc` are the thin
-//! layers that read a request and write the answer in each protocol's shape.
+//! `Access` makes one decision for both protocols (`admit`); the thin layers that read a request
+//! and write the answer in each protocol's shape live with their protocol (`http::access`,
+//! `grpc::access`), so this module imports neither.
 //!
 //! The rules, by route:
 //! - the API (`/v1/…`, the `claude_gateway.v1` services, and anything unknown) needs a key when
@@ -21,8 +22,6 @@
 //! metadata; a worker honours that only from an admin key, or when it has no keys at all (an
 //! open worker trusts its network), never from an ordinary key.
 
-pub mod grpc;
-pub mod http;
 mod keys;
 mod limiter;
 

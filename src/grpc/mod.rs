@@ -3,6 +3,7 @@
 //! `upstream`), TLS for both ends (`tls`), and the server with reflection and
 //! `grpc.health.v1`.
 
+pub mod access;
 pub mod convert;
 pub mod error;
 pub mod pb;
@@ -80,7 +81,7 @@ pub async fn serve(
     let mut router = server
         // Outermost: request ids and metrics for every call, refused ones included.
         .layer(crate::metrics::GrpcLayer)
-        .layer(crate::access::grpc::AccessLayer::new(access))
+        .layer(access::AccessLayer::new(access))
         .add_service(health_service)
         .add_service(pb::chat_service_server::ChatServiceServer::new(
             service::ChatGrpc::new(backend.clone(), abort),

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP façade (axum): wire types, conversions to and from the domain, the
 //! SSE transcoder, OpenAI-shaped errors, and the router with request ids and tracing.
 
+pub mod access;
 pub mod convert;
 pub mod docs;
 pub mod error;
@@ -48,7 +49,7 @@ pub fn router(
         // Inside the request-id and trace layers, so refusals carry an id and are traced.
         .layer(axum::middleware::from_fn_with_state(
             access,
-            crate::access::http::guard,
+            access::guard,
         ))
         // Outside the access guard, so refusals are counted too; under the route template.
         .layer(axum::middleware::from_fn(crate::metrics::track_http))

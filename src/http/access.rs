@@ -13,9 +13,9 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{Access, Protocol, Route, write_quota};
+use super::error::ApiError;
+use crate::access::{Access, Protocol, Route, write_quota};
 use crate::chat::{ChatError, Tenant};
-use crate::http::error::ApiError;
 
 /// `axum::middleware::from_fn_with_state(access, access::http::guard)`.
 pub async fn guard(

@@ -17,11 +17,11 @@ use axum::http::{Request, Response};
 use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 
-use super::{
+use super::error::to_status;
+use crate::access::{
     Access, Admitted, Protocol, Refusal, Route, TENANT_ADMIN_METADATA, TENANT_METADATA, write_quota,
 };
 use crate::chat::Tenant;
-use crate::grpc::error::to_status;
 
 /// `Server::builder().layer(AccessLayer::new(access))`.
 #[derive(Clone)]
