@@ -28,6 +28,7 @@ const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42
 /// The routes and their methods, as the router serves them.
 const ROUTES: &[(&str, &str)] = &[
     ("/v1/chat/completions", "post"),
+    ("/v1/responses", "post"),
     ("/v1/models", "get"),
     ("/v1/models/{id}", "get"),
     ("/v1/sessions", "post"),
