@@ -385,3 +385,63 @@ pub(crate) async fn a_crash_after_the_first_event_ends_with_response_failed() {
     })
     .await;
 }
+
+/// Behind `--upstream` the façade runs no CLI: the Responses request goes to the worker over
+/// the unchanged gRPC contract, and comes back the same.
+#[tokio::test]
+pub(crate) async fn responses_work_behind_upstream() {
+    bounded(async {
+        let worker = FakeCliGateway::start(&[]).await;
+        let facade = Gateway::builder()
+            .args(["--upstream", worker.gw.grpc.as_str()])
+            .args(["--claude-bin", "/nonexistent/claude"])
+            .start()
+            .await;
+        let url = facade.url("/v1/responses");
+        let body = json!({"model": "gpt-4o", "instructions": "Be brief.",
+            "input": "RESPUP [[words:2]]", "top_p": 0.9});
+        let (status, headers, r) = post_json(&url, &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_valid("Response", &r);
+        assert_eq!(r["output"][0]["content"][0]["text"], "w1 w2");
+        assert_eq!(headers["x-ignored-params"], "top_p");
+        let run = run_with(&worker, "RESPUP").expect("the worker ran the CLI");
+        assert_eq!(run["stdin"][0]["request"]["systemPrompt"][0], "Be brief.");
+
+        let mut body = body;
+        body["stream"] = json!(true);
+        let (status, _, events, _) = post_stream(&url, &body).await;
+        assert_eq!(status, 200);
+        assert_well_formed(&events);
+        assert_eq!(deltas(&events), "w1 w2");
+
+        let body = json!({"model": "gpt-4o", "input": "[[api_error:429]]", "stream": true});
+        let (status, _, answer) = post_json(&url, &body).await;
+        assert_error((status, &answer), 429, None, Some("rate_limit_exceeded"));
+    })
+    .await;
+}
+
+/// A client that goes away mid-stream takes the CLI process with it: the event stream owns it.
+#[tokio::test]
+pub(crate) async fn hanging_up_mid_stream_kills_the_cli() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let addr = fake.gw.http.strip_prefix("http://").expect("http URL");
+        let mut sock = TcpStream::connect(addr).await.expect("connect");
+        let body = json!({"model": "gpt-4o", "input": "RESPHANG a b c [[hang_after:2]]",
+            "stream": true})
+        .to_string();
+        let head = format!(
+            "POST /v1/responses HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).await.expect("head sent");
+        sock.write_all(body.as_bytes()).await.expect("body sent");
+        read_until(&mut sock, "response.output_text.delta").await;
+        let run = wait_for_run(&fake, "RESPHANG").await;
+        hang_up_and_expect_kill(&fake, sock, &run).await;
+    })
+    .await;
+}
