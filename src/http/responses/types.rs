@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::doc;
+
 /// The body of `POST /v1/responses`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(
@@ -27,7 +29,7 @@ pub struct CreateResponseRequest {
     /// A string (one user message) or a list of items: `message`, `function_call`,
     /// `function_call_output`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<doc::ResponseInput>)]
     pub input: Option<Value>,
     /// Goes before the input as the system prompt.
     #[serde(default)]
@@ -41,11 +43,11 @@ pub struct CreateResponseRequest {
     pub stream_options: Option<Value>,
     /// `function` tools; hosted tools and `custom` tools are refused with a 400.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<doc::FunctionTool>>)]
     pub tools: Option<Value>,
     /// `none`, `auto`, `required` or `{"type":"function","name":…}`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<doc::ResponseToolChoice>)]
     pub tool_choice: Option<Value>,
     /// Whether Claude may call several functions in one turn (default true).
     #[serde(default)]
@@ -56,11 +58,11 @@ pub struct CreateResponseRequest {
     pub max_output_tokens: Option<u32>,
     /// `{"format": {"type": "text" | "json_object" | "json_schema", …}}`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<doc::TextParam>)]
     pub text: Option<Value>,
     /// `{"effort": "low" | "medium" | "high"}`; `summary` is ignored and reported.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<doc::ReasoningParam>)]
     pub reasoning: Option<Value>,
     /// Echoed in the response; not sent to Claude.
     #[serde(default)]
@@ -135,7 +137,7 @@ pub struct ResponseObject {
     pub parallel_tool_calls: bool,
     /// Always `null`: responses do not chain yet.
     pub previous_response_id: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<doc::ReasoningParam>)]
     pub reasoning: Option<Value>,
     /// Always `false`: responses are not stored yet.
     pub store: bool,
@@ -143,11 +145,11 @@ pub struct ResponseObject {
     pub temperature: Option<f64>,
     /// Always `null`: sampling parameters are not honoured.
     pub top_p: Option<f64>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = doc::TextParam)]
     pub text: Value,
-    #[schema(value_type = Object)]
+    #[schema(value_type = doc::ResponseToolChoice)]
     pub tool_choice: Value,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<doc::FunctionTool>)]
     pub tools: Vec<Value>,
     /// Always `disabled`.
     #[schema(value_type = String)]
