@@ -116,9 +116,11 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         ));
     }
 
+    // An empty list (`include: []`, as agents send it) asks for nothing, so nothing is ignored.
     let mut other: Vec<String> = extra
         .iter()
-        .filter(|(k, v)| KNOWN_UNUSED_FIELDS.contains(&k.as_str()) && !v.is_null())
+        .filter(|(k, _)| KNOWN_UNUSED_FIELDS.contains(&k.as_str()))
+        .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
         .map(|(k, _)| k.clone())
         .collect();
     if store == Some(true) {

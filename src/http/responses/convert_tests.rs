@@ -14,7 +14,8 @@ fn convert(body: &str) -> Result<Converted, ChatError> {
 fn a_string_input_with_instructions() {
     let c = convert(
         r#"{"model":"gpt-4o","instructions":"Be brief.","input":"Hi","max_output_tokens":9,
-            "metadata":{"k":"v"},"temperature":0.2,"truncation":"auto","store":true,
+            "metadata":{"k":"v"},"temperature":0.2,"truncation":"auto","store":true,"include":[],
+            "service_tier":null,
             "reasoning":{"effort":"high","summary":"auto"}}"#,
     )
     .unwrap();
