@@ -161,7 +161,7 @@ pub(crate) async fn a_stream_is_the_documented_event_sequence() {
         let fake = FakeCliGateway::start(&[]).await;
         let body = json!({"model": "gpt-4o", "input": [
             {"role": "user", "content": [{"type": "input_text", "text": "RESP2 [[words:4]]"}]}],
-            "stream": true});
+            "stream": true, "temperature": 0.3});
         let (status, headers, events, raw) = post_stream(&responses(&fake), &body).await;
         assert_eq!(status, 200, "{raw}");
         assert!(
@@ -170,6 +170,7 @@ pub(crate) async fn a_stream_is_the_documented_event_sequence() {
                 .unwrap()
                 .starts_with("text/event-stream")
         );
+        assert_eq!(headers["x-ignored-params"], "temperature");
         assert!(
             !raw.contains("[DONE]"),
             "the Responses stream has no [DONE]"
