@@ -28,6 +28,7 @@ const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42
 /// The routes and their methods, as the router serves them.
 const ROUTES: &[(&str, &str)] = &[
     ("/v1/chat/completions", "post"),
+    ("/v1/responses", "post"),
     ("/v1/models", "get"),
     ("/v1/models/{id}", "get"),
     ("/v1/sessions", "post"),
@@ -1173,6 +1174,82 @@ async fn the_document_passes_openapi_spec_validator() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    })
+    .await;
+}
+
+/// `POST /v1/responses`: its request schema lists what the gateway reads, and real answers,
+/// whole and streamed, match the response and event schemas the document gives.
+#[tokio::test]
+async fn the_responses_route_is_documented_as_it_answers() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let doc = openapi(&fake).await;
+        let op = &doc["paths"]["/v1/responses"]["post"];
+        let body = &op["requestBody"]["content"]["application/json"]["schema"];
+        let request = resolve(&doc, body);
+        assert_eq!(request["required"], json!(["model"]));
+        let properties = request["properties"].as_object().unwrap();
+        for field in [
+            "model",
+            "input",
+            "instructions",
+            "stream",
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "max_output_tokens",
+            "text",
+            "reasoning",
+            "metadata",
+            "temperature",
+            "top_p",
+            "user",
+            "store",
+            "background",
+            "previous_response_id",
+        ] {
+            assert!(
+                properties.contains_key(field),
+                "no `{field}` in {request:#}"
+            );
+        }
+        assert_eq!(
+            response_schema(&doc, op, "200", "application/json"),
+            "ResponseObject"
+        );
+        assert_eq!(
+            response_schema(&doc, op, "200", "text/event-stream"),
+            "StreamEvent"
+        );
+        assert!(op["responses"]["200"]["headers"]["x-ignored-params"].is_object());
+
+        let url = fake.gw.url("/v1/responses");
+        let request = json!({"model": "gpt-4o", "instructions": "Be brief.",
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "[[words:2]]"}]}],
+            "metadata": {"k": "v"}, "max_output_tokens": 50, "temperature": 0.1});
+        assert_matches(&doc, "CreateResponseRequest", &request);
+        let (status, _, answer) = post_json(&url, &request).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_matches(&doc, "ResponseObject", &answer);
+        let mut broken = answer.clone();
+        broken.as_object_mut().unwrap().remove("output");
+        assert!(!violations(&doc, "ResponseObject", &broken).is_empty());
+
+        let mut streamed = request;
+        streamed["stream"] = json!(true);
+        let (status, _, events) = post_sse(&url, &streamed).await;
+        assert_eq!(status, 200);
+        assert!(events.len() > 5);
+        for event in &events {
+            let event: Value = serde_json::from_str(&event.data).unwrap();
+            assert_matches(&doc, "StreamEvent", &event);
+        }
+
+        let (status, _, error) = post_json(&url, &json!({"model": "gpt-9", "input": "x"})).await;
+        assert_eq!(status, 404);
+        documented_status(&doc, "/v1/responses", "post", status);
+        assert_matches(&doc, "ErrorResponse", &error);
     })
     .await;
 }

@@ -84,6 +84,7 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
         budget is spent. Without keys and a rate limit everything is open."),
     paths(
         handlers::chat_completions,
+        super::responses::handler::create,
         handlers::list_models,
         handlers::get_model,
         sessions::create,
@@ -107,6 +108,8 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
     components(schemas(ErrorResponse)),
     tags(
         (name = "chat", description = "Chat completions, whole or streamed"),
+        (name = "responses", description = "OpenAI's Responses API, whole or streamed event by \
+            event; stateless (responses are not stored yet)"),
         (name = "sessions", description = "Server-side conversations: a chat request naming a \
             session (`session_id`, or the `x-session-id` header) runs on its stored history, and \
             a successful turn is appended to it. A session belongs to the tenant of the API key \

@@ -34,7 +34,7 @@ pub struct AppState {
     pub draining: tokio_util::sync::CancellationToken,
 }
 
-fn shutting_down() -> ChatError {
+pub(crate) fn shutting_down() -> ChatError {
     ChatError::Unavailable {
         message: "The gateway is shutting down; this answer was cut short.".into(),
     }
@@ -42,7 +42,7 @@ fn shutting_down() -> ChatError {
 
 pub const IGNORED_PARAMS_HEADER: &str = "x-ignored-params";
 
-fn request_context(headers: &HeaderMap, tenant: Tenant) -> RequestContext {
+pub(crate) fn request_context(headers: &HeaderMap, tenant: Tenant) -> RequestContext {
     RequestContext {
         tenant,
         request_id: headers
@@ -147,7 +147,7 @@ pub async fn chat_completions(
     Ok(response)
 }
 
-fn set_ignored(response: &mut Response, ignored: &[String]) {
+pub(crate) fn set_ignored(response: &mut Response, ignored: &[String]) {
     if ignored.is_empty() {
         return;
     }
@@ -313,6 +313,7 @@ pub async fn index() -> Json<serde_json::Value> {
         "description": "OpenAI-compatible API for Claude, driving the claude CLI",
         "endpoints": [
             "POST /v1/chat/completions",
+            "POST /v1/responses",
             "GET /v1/models",
             "GET /v1/models/{id}",
             "POST /v1/sessions",

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod error;
 pub mod handlers;
 pub mod openai;
+pub mod responses;
 pub mod sessions;
 pub mod sse;
 
@@ -34,6 +35,7 @@ pub fn router(
         .route("/v1/models", get(handlers::list_models))
         .route("/v1/models/{id}", get(handlers::get_model))
         .route("/v1/chat/completions", post(handlers::chat_completions))
+        .route("/v1/responses", post(responses::handler::create))
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route(
             "/v1/sessions/{id}",

@@ -297,5 +297,6 @@ mod failures;
 mod model_map;
 mod models;
 mod refusals;
+mod responses;
 mod robustness;
 mod streaming;

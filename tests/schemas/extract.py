@@ -22,6 +22,10 @@ ROOTS = [
     "ErrorResponse",
     "ListModelsResponse",
     "Model",
+    # The Responses API: the response object and every stream event (each event type is
+    # also a root of its own, so a test can name the one it expects).
+    "Response",
+    "ResponseStreamEvent",
 ]
 REF_PREFIX = "#/components/schemas/"
 # Keywords dropped from every schema object: annotations, OpenAPI-only keywords, vendor extensions.
@@ -36,8 +40,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 
-def convert(schema, refs):
-    """Returns a converted copy of `schema`, adding every referenced name to `refs`."""
+def convert(schema, refs, name):
+    """Returns a converted copy of `schema` (the schema called `name` or a part of it), adding
+    every referenced name to `refs`. `$recursiveRef: "#"` (filters that nest themselves) becomes
+    a `$ref` to `name`, and its `$recursiveAnchor` is dropped."""
     if not isinstance(schema, dict):
         return schema  # boolean schema
     out = {}
@@ -50,14 +56,18 @@ def convert(schema, refs):
             name = value[len(REF_PREFIX):]
             refs.add(name)
             out[key] = "#/$defs/" + name
-        elif key in ("$recursiveRef", "$recursiveAnchor", "$dynamicRef"):
+        elif key == "$recursiveAnchor":
+            continue
+        elif key == "$recursiveRef" and value == "#":
+            out["$ref"] = "#/$defs/" + name
+        elif key in ("$recursiveRef", "$dynamicRef"):
             sys.exit(f"unsupported keyword {key} in an extracted schema")
         elif key in LIST or (key == "items" and isinstance(value, list)):
-            out[key] = [convert(v, refs) for v in value]
+            out[key] = [convert(v, refs, name) for v in value]
         elif key in ONE:
-            out[key] = convert(value, refs)
+            out[key] = convert(value, refs, name)
         elif key in MAP:
-            out[key] = {k: convert(v, refs) for k, v in value.items()}
+            out[key] = {k: convert(v, refs, name) for k, v in value.items()}
         else:
             out[key] = value  # data: type, enum, const, default, required, format, ...
     if schema.get("nullable") is True:
@@ -79,7 +89,7 @@ def main():
         if name not in schemas:
             sys.exit(f"schema {name!r} not found in {src}")
         refs = set()
-        defs[name] = convert(schemas[name], refs)
+        defs[name] = convert(schemas[name], refs, name)
         todo.extend(sorted(refs - defs.keys()))
     out = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": defs}
     dst = os.path.join(HERE, "openai.json")

@@ -1,0 +1,370 @@
+//! Responses request → domain `ChatRequest`. Every field of `CreateResponseRequest` is consumed
+//! here (no `..`); input items are parsed one by one in `input.rs`, tools and formats here, so
+//! errors name the exact path. The conversion also keeps what the response object echoes back (`Echo`). Rules
+//! that protect the engine (sizes, counts, the last turn being the user's) are not checked here
+//! but in `chat::validate`, the same for every door.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::chat::ChatError;
+use crate::chat::message_json::{field, string_field};
+use crate::chat::types::{
+    ChatRequest, JsonSchemaFormat, Message, ResponseFormat, Role, SamplingParams, Tool, ToolChoice,
+};
+
+use super::input::{push_item, required_string};
+use super::types::{CreateResponseRequest, KNOWN_UNUSED_FIELDS, STATEFUL_FIELDS};
+
+/// What the response object repeats of the request, as OpenAI's does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Echo {
+    pub model: String,
+    pub instructions: Option<String>,
+    pub max_output_tokens: Option<u32>,
+    pub parallel_tool_calls: bool,
+    pub tools: Vec<Value>,
+    pub tool_choice: Value,
+    pub text: Value,
+    pub reasoning: Option<Value>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The converted request, whether to stream, and the echo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Converted {
+    pub request: ChatRequest,
+    pub stream: bool,
+    pub echo: Echo,
+}
+
+/// Hosted tools OpenAI runs on its own servers; Claude cannot run them here.
+const HOSTED_TOOLS: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+    "web_search_2025_08_26",
+    "file_search",
+    "computer",
+    "computer_use_preview",
+    "code_interpreter",
+    "image_generation",
+    "mcp",
+    "local_shell",
+    "shell",
+    "apply_patch",
+    "tool_search",
+];
+
+pub(super) fn unsupported(message: impl Into<String>, param: impl Into<String>) -> ChatError {
+    ChatError::invalid_with_code(message, param, "unsupported_parameter")
+}
+
+pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError> {
+    let CreateResponseRequest {
+        model,
+        input,
+        instructions,
+        stream,
+        stream_options: _,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        max_output_tokens,
+        text,
+        reasoning,
+        metadata,
+        temperature,
+        top_p,
+        top_logprobs,
+        user,
+        store,
+        background,
+        previous_response_id,
+        extra,
+    } = req;
+
+    if previous_response_id
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(unsupported(
+            "`previous_response_id` is not supported by this gateway yet: responses are not \
+             stored. Send the whole conversation in `input` (earlier outputs as `message`, \
+             `function_call` and `function_call_output` items).",
+            "previous_response_id",
+        ));
+    }
+    if background == Some(true) {
+        return Err(unsupported(
+            "`background: true` is not supported by this gateway yet; run the request in the \
+             foreground (optionally with `stream: true`).",
+            "background",
+        ));
+    }
+    if let Some(name) = STATEFUL_FIELDS
+        .iter()
+        .find(|f| extra.get(**f).is_some_and(|v| !v.is_null()))
+    {
+        return Err(unsupported(
+            format!(
+                "`{name}` is not supported by this gateway yet: it keeps no stored \
+                 conversations or prompts. Send the whole conversation in `input`."
+            ),
+            *name,
+        ));
+    }
+
+    // An empty list (`include: []`, as agents send it) asks for nothing, so nothing is ignored.
+    let mut other: Vec<String> = extra
+        .iter()
+        .filter(|(k, _)| KNOWN_UNUSED_FIELDS.contains(&k.as_str()))
+        .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if store == Some(true) {
+        other.push("store".into());
+    }
+
+    let mut messages = Vec::new();
+    if let Some(text) = instructions.as_ref().filter(|t| !t.is_empty()) {
+        messages.push(Message::text(Role::System, text.clone()));
+    }
+    match input {
+        None => {}
+        Some(Value::String(s)) => messages.push(Message::text(Role::User, s)),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                push_item(&mut messages, i, item, &mut other)?;
+            }
+        }
+        Some(_) => {
+            return Err(ChatError::invalid(
+                "`input` must be a string or an array of input items.",
+                "input",
+            ));
+        }
+    }
+
+    let (parsed_tools, tools_echo) = match tools {
+        Some(Value::Array(items)) => parse_tools(&items)?,
+        None => (Vec::new(), Vec::new()),
+        Some(_) => return Err(ChatError::invalid("`tools` must be an array.", "tools")),
+    };
+    let (tool_choice, tool_choice_echo) = match tool_choice {
+        None => (None, json!("auto")),
+        Some(v) => (Some(parse_tool_choice(&v)?), v),
+    };
+    let (response_format, text_echo) = parse_text(text.as_ref(), &mut other)?;
+    let (reasoning_effort, reasoning_echo) = parse_reasoning(reasoning.as_ref(), &mut other)?;
+    let metadata = metadata.unwrap_or_default();
+
+    let request = ChatRequest {
+        model: model.clone(),
+        messages,
+        tools: parsed_tools,
+        tool_choice,
+        parallel_tool_calls,
+        response_format,
+        stop: Vec::new(),
+        n: None,
+        max_tokens: max_output_tokens,
+        session_id: None,
+        metadata: metadata.clone(),
+        sampling: SamplingParams {
+            temperature,
+            top_p,
+            user,
+            top_logprobs,
+            other,
+            ..SamplingParams::default()
+        },
+        reasoning_effort,
+    };
+    Ok(Converted {
+        request,
+        stream: stream.unwrap_or(false),
+        echo: Echo {
+            model,
+            instructions,
+            max_output_tokens,
+            parallel_tool_calls: parallel_tool_calls.unwrap_or(true),
+            tools: tools_echo,
+            tool_choice: tool_choice_echo,
+            text: text_echo,
+            reasoning: reasoning_echo,
+            metadata,
+        },
+    })
+}
+
+/// `function` tools to domain tools, and each as the response echoes it (`FunctionTool`).
+fn parse_tools(items: &[Value]) -> Result<(Vec<Tool>, Vec<Value>), ChatError> {
+    let mut tools = Vec::new();
+    let mut echo = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("tools[{i}]");
+        match string_field(item, "type", &p)?.as_deref() {
+            Some("function") => {}
+            Some("custom") => {
+                return Err(unsupported(
+                    format!(
+                        "`{p}` is a `custom` tool; this gateway does not support them yet. Offer a `function` tool instead."
+                    ),
+                    format!("{p}.type"),
+                ));
+            }
+            Some(hosted) if HOSTED_TOOLS.contains(&hosted) => {
+                return Err(unsupported(
+                    format!(
+                        "`{p}` is the hosted tool `{hosted}`, which OpenAI runs on its own \
+                         servers; this gateway cannot run it. Offer `function` tools instead."
+                    ),
+                    format!("{p}.type"),
+                ));
+            }
+            other => {
+                return Err(ChatError::invalid(
+                    format!(
+                        "`{p}.type` must be `function`; got {}.",
+                        other.map_or("nothing".to_string(), |o| format!("`{o}`"))
+                    ),
+                    format!("{p}.type"),
+                ));
+            }
+        }
+        let name = required_string(item, "name", &p)?;
+        let parameters = field(item, "parameters").cloned();
+        if parameters.as_ref().is_some_and(|v| !v.is_object()) {
+            return Err(ChatError::invalid(
+                format!("`{p}.parameters` must be a JSON Schema object."),
+                format!("{p}.parameters"),
+            ));
+        }
+        let description = string_field(item, "description", &p)?;
+        let strict = field(item, "strict").and_then(Value::as_bool);
+        echo.push(json!({
+            "type": "function",
+            "name": name,
+            "description": description,
+            "parameters": parameters,
+            "strict": strict,
+        }));
+        tools.push(Tool {
+            name,
+            description,
+            parameters,
+            strict,
+        });
+    }
+    Ok((tools, echo))
+}
+
+fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ChatError> {
+    match value {
+        Value::String(s) => match s.as_str() {
+            "none" => Ok(ToolChoice::None),
+            "auto" => Ok(ToolChoice::Auto),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(ChatError::invalid(
+                format!("`tool_choice` must be none, auto, required or a function; got `{other}`."),
+                "tool_choice",
+            )),
+        },
+        obj => match string_field(obj, "type", "tool_choice")?.as_deref() {
+            Some("function") => Ok(ToolChoice::Function(required_string(
+                obj,
+                "name",
+                "tool_choice",
+            )?)),
+            other => Err(unsupported(
+                format!(
+                    "`tool_choice` must be none, auto, required or \
+                     {{\"type\":\"function\",\"name\":…}}; got type {}.",
+                    other.map_or("nothing".to_string(), |o| format!("`{o}`"))
+                ),
+                "tool_choice.type",
+            )),
+        },
+    }
+}
+
+/// `text.format` to the domain format, and the `text` the response echoes.
+fn parse_text(
+    text: Option<&Value>,
+    other: &mut Vec<String>,
+) -> Result<(ResponseFormat, Value), ChatError> {
+    let Some(text) = text else {
+        return Ok((ResponseFormat::Text, json!({"format": {"type": "text"}})));
+    };
+    if field(text, "verbosity").is_some() {
+        other.push("text.verbosity".into());
+    }
+    let Some(format) = field(text, "format") else {
+        return Ok((ResponseFormat::Text, json!({"format": {"type": "text"}})));
+    };
+    let p = "text.format";
+    let parsed = match string_field(format, "type", p)?.as_deref() {
+        Some("text") => ResponseFormat::Text,
+        Some("json_object") => ResponseFormat::JsonObject,
+        Some("json_schema") => {
+            let schema = field(format, "schema").cloned().unwrap_or(json!({}));
+            if !schema.is_object() {
+                return Err(ChatError::invalid(
+                    "`text.format.schema` must be a JSON Schema object.",
+                    "text.format.schema",
+                ));
+            }
+            ResponseFormat::JsonSchema(JsonSchemaFormat {
+                name: string_field(format, "name", p)?.unwrap_or_else(|| "response".into()),
+                description: string_field(format, "description", p)?,
+                schema,
+                strict: field(format, "strict").and_then(Value::as_bool),
+            })
+        }
+        other => {
+            return Err(ChatError::invalid(
+                format!(
+                    "`text.format.type` must be text, json_object or json_schema; got {}.",
+                    other.map_or("nothing".to_string(), |o| format!("`{o}`"))
+                ),
+                "text.format.type",
+            ));
+        }
+    };
+    let echo = match &parsed {
+        ResponseFormat::Text => json!({"format": {"type": "text"}}),
+        ResponseFormat::JsonObject => json!({"format": {"type": "json_object"}}),
+        ResponseFormat::JsonSchema(f) => {
+            let mut format = json!({"type": "json_schema", "name": f.name,
+                                    "schema": f.schema, "strict": f.strict});
+            // The schema's `description` is a string, never `null`.
+            if let Some(d) = &f.description {
+                format["description"] = json!(d);
+            }
+            json!({ "format": format })
+        }
+    };
+    Ok((parsed, echo))
+}
+
+/// `reasoning.effort` to the domain effort, and the `reasoning` the response echoes.
+fn parse_reasoning(
+    reasoning: Option<&Value>,
+    other: &mut Vec<String>,
+) -> Result<(Option<String>, Option<Value>), ChatError> {
+    let Some(reasoning) = reasoning else {
+        return Ok((None, None));
+    };
+    if field(reasoning, "summary").is_some() || field(reasoning, "generate_summary").is_some() {
+        other.push("reasoning.summary".into());
+    }
+    let effort = string_field(reasoning, "effort", "reasoning")?;
+    let echo = json!({"effort": effort, "summary": null});
+    Ok((effort, Some(echo)))
+}
+
+#[cfg(test)]
+#[path = "convert_tests.rs"]
+mod tests;

@@ -1,0 +1,175 @@
+//! The Responses request conversion: items, tools, formats, and the refusals with their params.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::chat::types::{ContentPart, ImageDetail};
+use crate::http::error::parse_json;
+
+fn convert(body: &str) -> Result<Converted, ChatError> {
+    create_request(parse_json(body.as_bytes())?)
+}
+
+#[test]
+fn a_string_input_with_instructions() {
+    let c = convert(
+        r#"{"model":"gpt-4o","instructions":"Be brief.","input":"Hi","max_output_tokens":9,
+            "metadata":{"k":"v"},"temperature":0.2,"truncation":"auto","store":true,"include":[],
+            "service_tier":null,
+            "reasoning":{"effort":"high","summary":"auto"}}"#,
+    )
+    .unwrap();
+    assert!(!c.stream);
+    let r = &c.request;
+    assert_eq!(
+        r.messages,
+        vec![
+            Message::text(Role::System, "Be brief."),
+            Message::text(Role::User, "Hi")
+        ]
+    );
+    assert_eq!(r.max_tokens, Some(9));
+    assert_eq!(r.reasoning_effort.as_deref(), Some("high"));
+    assert_eq!(r.sampling.temperature, Some(0.2));
+    assert_eq!(
+        r.sampling.other,
+        vec!["truncation", "store", "reasoning.summary"]
+    );
+    assert_eq!(c.echo.metadata["k"], "v");
+    assert_eq!(c.echo.tool_choice, json!("auto"));
+    assert_eq!(c.echo.text, json!({"format": {"type": "text"}}));
+}
+
+#[test]
+fn items_become_messages_tool_calls_and_tool_results() {
+    let c = convert(
+        r#"{"model":"gpt-4o","stream":true,"input":[
+            {"role":"developer","content":"Use tools."},
+            {"type":"message","role":"user","content":[{"type":"input_text","text":"Weather?"},
+                {"type":"input_image","image_url":"data:image/png;base64,AAAA","detail":"low"}]},
+            {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Checking."}]},
+            {"type":"function_call","call_id":"call_1","name":"get_weather","arguments":"{\"city\":\"Paris\"}"},
+            {"type":"function_call","call_id":"call_2","name":"get_weather","arguments":"{}"},
+            {"type":"function_call_output","call_id":"call_1","output":"sunny"},
+            {"type":"function_call_output","call_id":"call_2","output":[{"type":"input_text","text":"rain"}]},
+            {"type":"reasoning","id":"rs_1","summary":[]}],
+          "tools":[{"type":"function","name":"get_weather","parameters":{"type":"object"},"strict":true}],
+          "tool_choice":{"type":"function","name":"get_weather"},"parallel_tool_calls":false}"#,
+    )
+    .unwrap();
+    assert!(c.stream);
+    let m = &c.request.messages;
+    assert_eq!(m.len(), 5, "{m:#?}");
+    assert_eq!(m[0].role, Role::Developer);
+    assert_eq!(
+        m[1].content[1],
+        ContentPart::ImageUrl {
+            url: "data:image/png;base64,AAAA".into(),
+            detail: ImageDetail::Low
+        }
+    );
+    assert_eq!(m[2].role, Role::Assistant);
+    assert_eq!(m[2].joined_text(), "Checking.");
+    assert_eq!(m[2].tool_calls.len(), 2);
+    assert_eq!(m[2].tool_calls[0].id, "call_1");
+    assert_eq!(m[2].tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+    assert_eq!(m[3].role, Role::Tool);
+    assert_eq!(m[3].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(m[4].joined_text(), "rain");
+    assert_eq!(c.request.sampling.other, vec!["input.reasoning"]);
+    assert_eq!(c.request.tools[0].name, "get_weather");
+    assert_eq!(c.request.tools[0].strict, Some(true));
+    assert_eq!(
+        c.request.tool_choice,
+        Some(ToolChoice::Function("get_weather".into()))
+    );
+    assert_eq!(c.request.parallel_tool_calls, Some(false));
+    assert!(!c.echo.parallel_tool_calls);
+    assert_eq!(c.echo.tools[0]["strict"], true);
+}
+
+#[test]
+fn text_format_json_schema() {
+    let c = convert(
+        r#"{"model":"gpt-4o","input":"x","text":{"format":{"type":"json_schema","name":"p",
+            "schema":{"type":"object","properties":{"a":{"type":"string"}}},"strict":true}}}"#,
+    )
+    .unwrap();
+    let ResponseFormat::JsonSchema(f) = &c.request.response_format else {
+        panic!("{:?}", c.request.response_format)
+    };
+    assert_eq!(f.name, "p");
+    assert_eq!(f.strict, Some(true));
+    assert_eq!(c.echo.text["format"]["type"], "json_schema");
+    assert_eq!(c.echo.text["format"]["schema"]["type"], "object");
+}
+
+#[test]
+fn refusals_name_the_field_and_the_reason() {
+    let cases = [
+        (r#"{"input":"x"}"#, "model", None),
+        (
+            r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#,
+            "previous_response_id",
+            Some("unsupported_parameter"),
+        ),
+        (
+            r#"{"model":"m","input":"x","background":true}"#,
+            "background",
+            Some("unsupported_parameter"),
+        ),
+        (
+            r#"{"model":"m","input":"x","conversation":"conv_1"}"#,
+            "conversation",
+            Some("unsupported_parameter"),
+        ),
+        (
+            r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+            "tools[0].type",
+            Some("unsupported_parameter"),
+        ),
+        (
+            r#"{"model":"m","input":"x","tools":[{"type":"function","name":"f"},{"type":"custom","name":"c"}]}"#,
+            "tools[1].type",
+            Some("unsupported_parameter"),
+        ),
+        (r#"{"model":"m","input":5}"#, "input", None),
+        (
+            r#"{"model":"m","input":[{"type":"message","role":"wizard","content":"x"}]}"#,
+            "input[0].role",
+            None,
+        ),
+        (
+            r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}"#,
+            "input[0].content[0].type",
+            Some("unsupported_content_type"),
+        ),
+        (
+            r#"{"model":"m","input":[{"type":"function_call_output","output":"x"}]}"#,
+            "input[0].call_id",
+            None,
+        ),
+        (
+            r#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#,
+            "input[0].type",
+            Some("unsupported_parameter"),
+        ),
+        (
+            r#"{"model":"m","input":"x","text":{"format":{"type":"yaml"}}}"#,
+            "text.format.type",
+            None,
+        ),
+        (
+            r#"{"model":"m","input":"x","tool_choice":{"type":"web_search_preview"}}"#,
+            "tool_choice.type",
+            Some("unsupported_parameter"),
+        ),
+    ];
+    for (body, param, code) in cases {
+        let err = convert(body).unwrap_err();
+        assert_eq!(err.param(), Some(param), "{body}: {err}");
+        assert_eq!(err.code(), code, "{body}: {err}");
+    }
+    let err = convert(r#"{"model":"m","input":"x","tools":[{"type":"file_search"}]}"#).unwrap_err();
+    assert!(err.to_string().contains("file_search"), "{err}");
+}

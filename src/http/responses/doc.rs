@@ -1,0 +1,132 @@
+//! Documentation-only types: the shapes of the request fields `types.rs` keeps as raw JSON (so
+//! `convert.rs` can name the exact path of an error), for the gateway's OpenAPI document. They
+//! derive `ToSchema` only and are never built.
+
+#![allow(dead_code)]
+
+use utoipa::ToSchema;
+
+use crate::http::docs::schemas::{FunctionType, ReasoningEffort, ToolChoiceMode};
+
+/// A string (one user message) or a list of input items.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum ResponseInput {
+    Text(String),
+    Items(Vec<InputItem>),
+}
+
+/// One input item: a `message` (`type` may be left out), a `function_call` (an earlier call of
+/// the assistant) or a `function_call_output` (its result).
+#[derive(ToSchema)]
+pub struct InputItem {
+    #[schema(inline)]
+    pub r#type: Option<InputItemType>,
+    /// `message`: `user`, `assistant`, `system` or `developer`.
+    pub role: Option<String>,
+    /// `message`: a string, or `input_text` / `input_image` / `output_text` parts.
+    pub content: Option<MessageContent>,
+    /// `function_call` and `function_call_output`: the call's id.
+    pub call_id: Option<String>,
+    /// `function_call`: the function.
+    pub name: Option<String>,
+    /// `function_call`: JSON text of the arguments.
+    pub arguments: Option<String>,
+    /// `function_call_output`: what the function returned.
+    pub output: Option<MessageContent>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputItemType {
+    Message,
+    FunctionCall,
+    FunctionCallOutput,
+}
+
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<InputContentPart>),
+}
+
+/// `input_text` / `output_text` with `text`, or `input_image` with `image_url` (a data URL or an
+/// http(s) URL) and `detail`.
+#[derive(ToSchema)]
+pub struct InputContentPart {
+    #[schema(inline)]
+    pub r#type: InputContentPartType,
+    pub text: Option<String>,
+    pub image_url: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputContentPartType {
+    InputText,
+    OutputText,
+    InputImage,
+}
+
+/// A function Claude may call (the only tool type served).
+#[derive(ToSchema)]
+pub struct FunctionTool {
+    #[schema(inline)]
+    pub r#type: FunctionType,
+    pub name: String,
+    pub description: Option<String>,
+    /// The arguments, as a JSON Schema object.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Value>,
+    pub strict: Option<bool>,
+}
+
+/// `none`, `auto`, `required`, or the one function Claude must call.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum ResponseToolChoice {
+    Mode(#[schema(inline)] ToolChoiceMode),
+    Function(NamedFunction),
+}
+
+#[derive(ToSchema)]
+pub struct NamedFunction {
+    #[schema(inline)]
+    pub r#type: FunctionType,
+    pub name: String,
+}
+
+#[derive(ToSchema)]
+pub struct TextParam {
+    pub format: Option<TextFormat>,
+}
+
+/// `text`, `json_object`, or `json_schema` with `name`, `schema` and `strict`.
+#[derive(ToSchema)]
+pub struct TextFormat {
+    #[schema(inline)]
+    pub r#type: TextFormatType,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<serde_json::Value>,
+    pub strict: Option<bool>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TextFormatType {
+    Text,
+    JsonObject,
+    JsonSchema,
+}
+
+/// `effort` is the CLI's `--effort`; `summary` is ignored and reported.
+#[derive(ToSchema)]
+pub struct ReasoningParam {
+    #[schema(inline)]
+    pub effort: Option<ReasoningEffort>,
+    pub summary: Option<String>,
+}

@@ -1,0 +1,226 @@
+//! Input items of a Responses request → domain messages: `message` items (with `input_text`,
+//! `output_text`, `input_image` parts), `function_call` items (joined to the assistant message
+//! before them, as chat completions' `tool_calls`) and `function_call_output` items (tool
+//! messages). Each error names its path (`input[2].content[0].image_url`).
+
+use serde_json::Value;
+
+use crate::chat::ChatError;
+use crate::chat::message_json::{field, string_field};
+use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
+
+use super::convert::unsupported;
+
+/// Appends the domain message(s) of input item `i`.
+pub fn push_item(
+    messages: &mut Vec<Message>,
+    i: usize,
+    item: &Value,
+    other: &mut Vec<String>,
+) -> Result<(), ChatError> {
+    let path = format!("input[{i}]");
+    if !item.is_object() {
+        return Err(ChatError::invalid(
+            format!("`{path}` must be an object (an input item)."),
+            path,
+        ));
+    }
+    // An item with a `role` and no `type` is a message (OpenAI's "easy" input message).
+    let kind = match string_field(item, "type", &path)? {
+        Some(kind) => kind,
+        None if field(item, "role").is_some() => "message".to_string(),
+        None => {
+            return Err(ChatError::invalid(
+                format!("`{path}.type` is required."),
+                format!("{path}.type"),
+            ));
+        }
+    };
+    match kind.as_str() {
+        "message" => messages.push(message(item, &path)?),
+        "function_call" => {
+            let call = ToolCall {
+                id: required_string(item, "call_id", &path)?,
+                name: required_string(item, "name", &path)?,
+                arguments: string_field(item, "arguments", &path)?
+                    .unwrap_or_else(|| "{}".to_string()),
+            };
+            // Calls right after an assistant message (or after other calls) belong to it.
+            match messages.last_mut() {
+                Some(last) if last.role == Role::Assistant => last.tool_calls.push(call),
+                _ => messages.push(Message {
+                    role: Role::Assistant,
+                    content: Vec::new(),
+                    name: None,
+                    tool_calls: vec![call],
+                    tool_call_id: None,
+                }),
+            }
+        }
+        "function_call_output" => {
+            let call_id = required_string(item, "call_id", &path)?;
+            let content = match field(item, "output") {
+                Some(Value::String(s)) => vec![ContentPart::Text(s.clone())],
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .enumerate()
+                    .map(|(j, p)| content_part(p, &format!("{path}.output[{j}]")))
+                    .collect::<Result<_, _>>()?,
+                _ => {
+                    return Err(ChatError::invalid(
+                        format!("`{path}.output` must be a string or an array of content parts."),
+                        format!("{path}.output"),
+                    ));
+                }
+            };
+            messages.push(Message {
+                role: Role::Tool,
+                content,
+                name: None,
+                tool_calls: Vec::new(),
+                tool_call_id: Some(call_id),
+            });
+        }
+        // Reasoning items come from OpenAI models; Claude's thinking cannot be rebuilt from
+        // them, and leaving them out changes no visible turn.
+        "reasoning" => {
+            if !other.iter().any(|o| o == "input.reasoning") {
+                other.push("input.reasoning".into());
+            }
+        }
+        "item_reference" => {
+            return Err(unsupported(
+                format!(
+                    "`{path}` is an item_reference; responses are not stored by this gateway \
+                     yet, so send the item itself."
+                ),
+                format!("{path}.type"),
+            ));
+        }
+        other => {
+            return Err(unsupported(
+                format!(
+                    "Input items of type `{other}` are not supported by this gateway; send \
+                     message, function_call and function_call_output items."
+                ),
+                format!("{path}.type"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn required_string(item: &Value, key: &str, path: &str) -> Result<String, ChatError> {
+    string_field(item, key, path)?.ok_or_else(|| {
+        ChatError::invalid(
+            format!("`{path}.{key}` is required."),
+            format!("{path}.{key}"),
+        )
+    })
+}
+
+fn message(item: &Value, path: &str) -> Result<Message, ChatError> {
+    let role = match string_field(item, "role", path)?.as_deref() {
+        Some("user") => Role::User,
+        Some("assistant") => Role::Assistant,
+        Some("system") => Role::System,
+        Some("developer") => Role::Developer,
+        Some(other) => {
+            return Err(ChatError::invalid(
+                format!(
+                    "`{path}.role` must be one of user, assistant, system, developer; got \
+                     `{other}`."
+                ),
+                format!("{path}.role"),
+            ));
+        }
+        None => {
+            return Err(ChatError::invalid(
+                format!("`{path}.role` is required."),
+                format!("{path}.role"),
+            ));
+        }
+    };
+    let content = match field(item, "content") {
+        Some(Value::String(s)) => vec![ContentPart::Text(s.clone())],
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| content_part(p, &format!("{path}.content[{j}]")))
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(ChatError::invalid(
+                format!("`{path}.content` must be a string or an array of content parts."),
+                format!("{path}.content"),
+            ));
+        }
+    };
+    Ok(Message {
+        role,
+        content,
+        name: None,
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+    })
+}
+
+fn content_part(part: &Value, path: &str) -> Result<ContentPart, ChatError> {
+    let kind = string_field(part, "type", path)?;
+    match kind.as_deref() {
+        Some("input_text" | "output_text") => match field(part, "text") {
+            Some(Value::String(t)) => Ok(ContentPart::Text(t.clone())),
+            _ => Err(ChatError::invalid(
+                format!("`{path}.text` must be a string."),
+                format!("{path}.text"),
+            )),
+        },
+        Some("refusal") => Ok(ContentPart::Text(
+            string_field(part, "refusal", path)?.unwrap_or_default(),
+        )),
+        Some("input_image") => {
+            if field(part, "file_id").is_some() && field(part, "image_url").is_none() {
+                return Err(ChatError::invalid_with_code(
+                    format!(
+                        "`{path}.file_id`: this gateway has no Files API; send the image as \
+                         `image_url` (a data URL or an http(s) URL)."
+                    ),
+                    format!("{path}.file_id"),
+                    "unsupported_content_type",
+                ));
+            }
+            let url = required_string(part, "image_url", path)?;
+            let detail = match string_field(part, "detail", path)?.as_deref() {
+                None => ImageDetail::Unspecified,
+                Some("auto") => ImageDetail::Auto,
+                Some("low") => ImageDetail::Low,
+                // `original` (full resolution) is the closest to `high`.
+                Some("high" | "original") => ImageDetail::High,
+                Some(other) => {
+                    return Err(ChatError::invalid(
+                        format!(
+                            "`{path}.detail` must be auto, low, high or original; got `{other}`."
+                        ),
+                        format!("{path}.detail"),
+                    ));
+                }
+            };
+            Ok(ContentPart::ImageUrl { url, detail })
+        }
+        Some(other @ ("input_file" | "input_audio")) => Err(ChatError::invalid_with_code(
+            format!(
+                "Content parts of type `{other}` are not supported by Claude through this \
+                 gateway; send input_text or input_image."
+            ),
+            format!("{path}.type"),
+            "unsupported_content_type",
+        )),
+        Some(other) => Err(ChatError::invalid(
+            format!("`{path}.type` must be input_text, input_image or output_text; got `{other}`."),
+            format!("{path}.type"),
+        )),
+        None => Err(ChatError::invalid(
+            format!("`{path}.type` is required."),
+            format!("{path}.type"),
+        )),
+    }
+}

@@ -1,0 +1,448 @@
+//! `POST /v1/responses` on the fake CLI: the whole response and the event stream (every event
+//! and response checked against OpenAI's schemas, the orderings clients rely on, SSE `event:`
+//! names equal to `type`), `max_output_tokens` as an incomplete response, structured output,
+//! what reaches the CLI, ignored and refused parameters, and failures before and after the
+//! first event.
+
+use super::*;
+
+fn responses(fake: &FakeCliGateway) -> String {
+    fake.gw.url("/v1/responses")
+}
+
+/// One server-sent event: its `event:` name and its JSON.
+struct Sse {
+    name: String,
+    data: Value,
+}
+
+/// POSTs a streaming request; returns the status, headers and events (the body read to its end).
+async fn post_stream(url: &str, body: &Value) -> (u16, HeaderMap, Vec<Sse>, String) {
+    let response = client().post(url).json(body).send().await.expect("sent");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let mut events = Vec::new();
+    for frame in text.split("\n\n").filter(|f| !f.trim().is_empty()) {
+        let mut name = String::new();
+        let mut data = String::new();
+        for line in frame.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_string();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        if data.is_empty() {
+            continue; // a keep-alive comment
+        }
+        let data = serde_json::from_str(&data).unwrap_or_else(|_| panic!("not JSON: {data}"));
+        events.push(Sse { name, data });
+    }
+    (status, headers, events, text)
+}
+
+fn schema_of(kind: &str) -> &'static str {
+    match kind {
+        "response.created" => "ResponseCreatedEvent",
+        "response.in_progress" => "ResponseInProgressEvent",
+        "response.output_item.added" => "ResponseOutputItemAddedEvent",
+        "response.content_part.added" => "ResponseContentPartAddedEvent",
+        "response.output_text.delta" => "ResponseTextDeltaEvent",
+        "response.output_text.done" => "ResponseTextDoneEvent",
+        "response.content_part.done" => "ResponseContentPartDoneEvent",
+        "response.function_call_arguments.delta" => "ResponseFunctionCallArgumentsDeltaEvent",
+        "response.function_call_arguments.done" => "ResponseFunctionCallArgumentsDoneEvent",
+        "response.output_item.done" => "ResponseOutputItemDoneEvent",
+        "response.completed" => "ResponseCompletedEvent",
+        "response.incomplete" => "ResponseIncompleteEvent",
+        "response.failed" => "ResponseFailedEvent",
+        other => panic!("unexpected event type {other}"),
+    }
+}
+
+/// What every stream must satisfy: each event valid, named as its type, numbered 0, 1, 2, …,
+/// created then in_progress first, one terminal event last. Returns the types.
+fn assert_well_formed(events: &[Sse]) -> Vec<String> {
+    assert!(events.len() >= 3, "too few events");
+    let mut kinds = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let kind = e.data["type"].as_str().expect("a type").to_string();
+        assert_eq!(e.name, kind, "SSE event name");
+        assert_eq!(e.data["sequence_number"], i as u64, "{}", e.data);
+        assert_valid("ResponseStreamEvent", &e.data);
+        assert_valid(schema_of(&kind), &e.data);
+        if let Some(r) = e.data.get("response") {
+            assert_valid("Response", r);
+            assert_eq!(r["id"], events[0].data["response"]["id"]);
+        }
+        kinds.push(kind);
+    }
+    assert_eq!(kinds[0], "response.created");
+    assert_eq!(kinds[1], "response.in_progress");
+    let terminal = [
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    ];
+    assert!(
+        terminal.contains(&kinds[kinds.len() - 1].as_str()),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| terminal.contains(&k.as_str()))
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+    kinds
+}
+
+fn deltas(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter(|e| e.data["type"] == "response.output_text.delta")
+        .map(|e| e.data["delta"].as_str().expect("delta").to_string())
+        .collect()
+}
+
+#[tokio::test]
+pub(crate) async fn a_whole_response_is_a_valid_response_object() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let body = json!({"model": "gpt-4o", "instructions": "RESPINSTR be brief",
+            "input": "RESP1 [[words:3]]", "metadata": {"order": "42"},
+            "temperature": 0.5, "truncation": "auto", "store": true});
+        let (status, headers, r) = post_json(&responses(&fake), &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_valid("Response", &r);
+        assert!(r["id"].as_str().unwrap().starts_with("resp_"), "{r}");
+        assert_eq!(r["object"], "response");
+        assert_eq!(r["status"], "completed");
+        assert!(r["completed_at"].as_i64().is_some());
+        assert_eq!(r["model"], "gpt-4o");
+        assert_eq!(r["instructions"], "RESPINSTR be brief");
+        assert_eq!(r["metadata"], json!({"order": "42"}));
+        assert_eq!(r["store"], false, "nothing is stored");
+        let output = r["output"].as_array().unwrap();
+        assert_eq!(output.len(), 1, "{r}");
+        assert_eq!(output[0]["type"], "message");
+        assert!(output[0]["id"].as_str().unwrap().starts_with("msg_"));
+        assert_eq!(output[0]["role"], "assistant");
+        assert_eq!(output[0]["status"], "completed");
+        assert_eq!(output[0]["content"][0]["type"], "output_text");
+        assert_eq!(output[0]["content"][0]["text"], "w1 w2 w3");
+        let usage = &r["usage"];
+        assert!(usage["input_tokens"].as_u64().unwrap() > 0, "{usage}");
+        assert_eq!(usage["output_tokens"], 3, "{usage}");
+        assert_eq!(
+            usage["total_tokens"].as_u64(),
+            Some(usage["input_tokens"].as_u64().unwrap() + 3)
+        );
+        assert_eq!(
+            headers["x-ignored-params"].to_str().unwrap(),
+            "temperature, truncation, store"
+        );
+        // The instructions and the input reached the CLI.
+        let run = run_with(&fake, "RESP1").expect("the run");
+        assert!(
+            run["stdin"].to_string().contains("RESPINSTR be brief"),
+            "{run}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn a_stream_is_the_documented_event_sequence() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let body = json!({"model": "gpt-4o", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "RESP2 [[words:4]]"}]}],
+            "stream": true, "temperature": 0.3});
+        let (status, headers, events, raw) = post_stream(&responses(&fake), &body).await;
+        assert_eq!(status, 200, "{raw}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        assert_eq!(headers["x-ignored-params"], "temperature");
+        assert!(
+            !raw.contains("[DONE]"),
+            "the Responses stream has no [DONE]"
+        );
+        let kinds = assert_well_formed(&events);
+        let n = kinds.len();
+        assert_eq!(
+            kinds[2..5],
+            [
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta"
+            ]
+        );
+        assert_eq!(
+            kinds[n - 4..],
+            [
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        assert_eq!(deltas(&events), "w1 w2 w3 w4");
+        let item_id = events[2].data["item"]["id"].as_str().unwrap();
+        for e in &events[3..n - 2] {
+            assert_eq!(e.data["item_id"], item_id, "{}", e.data);
+            assert_eq!(e.data["output_index"], 0);
+            assert_eq!(e.data["content_index"], 0);
+        }
+        assert_eq!(events[n - 4].data["text"], "w1 w2 w3 w4");
+        let done = &events[n - 1].data["response"];
+        assert_eq!(done["status"], "completed");
+        assert_eq!(done["output"][0]["content"][0]["text"], "w1 w2 w3 w4");
+        assert_eq!(done["usage"]["output_tokens"], 4);
+        assert_eq!(events[0].data["response"]["status"], "in_progress");
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn max_output_tokens_cut_is_incomplete_whole_and_streamed() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let body = json!({"model": "gpt-4o", "input": "[[words:3]] [[max_tokens_stop]]",
+            "max_output_tokens": 3});
+        let (status, _, r) = post_json(&responses(&fake), &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_valid("Response", &r);
+        assert_eq!(r["status"], "incomplete");
+        assert_eq!(
+            r["incomplete_details"],
+            json!({"reason": "max_output_tokens"})
+        );
+        assert_eq!(r["max_output_tokens"], 3);
+        assert_eq!(r["output"][0]["status"], "incomplete");
+
+        let mut body = body;
+        body["stream"] = json!(true);
+        let (status, _, events, _) = post_stream(&responses(&fake), &body).await;
+        assert_eq!(status, 200);
+        let kinds = assert_well_formed(&events);
+        assert_eq!(kinds.last().unwrap(), "response.incomplete");
+        let last = &events.last().unwrap().data["response"];
+        assert_eq!(last["incomplete_details"]["reason"], "max_output_tokens");
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn json_schema_text_format_answers_with_the_structured_output() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"], "additionalProperties": false});
+        let body = json!({"model": "gpt-4o",
+            "input": "RESP3 [[structured:{\"city\":\"Paris\"}]]",
+            "text": {"format": {"type": "json_schema", "name": "place", "schema": schema,
+                                "strict": true}}});
+        let (status, _, r) = post_json(&responses(&fake), &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_valid("Response", &r);
+        let text = r["output"][0]["content"][0]["text"].as_str().unwrap();
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(parsed, json!({"city": "Paris"}));
+        assert_eq!(r["text"]["format"]["name"], "place");
+        let run = run_with(&fake, "RESP3").expect("the run");
+        assert!(
+            run.to_string().contains("\\\"city\\\""),
+            "the schema reached the CLI: {run}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn refusals_before_the_first_event_are_http_errors() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = responses(&fake);
+        let cases = [
+            (
+                json!({"model": "gpt-4o", "input": "x", "previous_response_id": "resp_1"}),
+                400,
+                Some("previous_response_id"),
+                Some("unsupported_parameter"),
+            ),
+            (
+                json!({"model": "gpt-4o", "input": "x", "background": true}),
+                400,
+                Some("background"),
+                Some("unsupported_parameter"),
+            ),
+            (
+                json!({"model": "gpt-4o", "input": "x", "tools": [{"type": "web_search"}]}),
+                400,
+                Some("tools[0].type"),
+                Some("unsupported_parameter"),
+            ),
+            (
+                json!({"model": "gpt-4o", "input": "x", "stream": true,
+                       "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}),
+                400,
+                Some("tools[0].type"),
+                Some("unsupported_parameter"),
+            ),
+            (
+                json!({"model": "no-such-model", "input": "x", "stream": true}),
+                404,
+                Some("model"),
+                Some("model_not_found"),
+            ),
+            (
+                json!({"model": "gpt-4o", "input": "x", "max_output_tokens": 0}),
+                400,
+                Some("max_output_tokens"),
+                None,
+            ),
+            (
+                json!({"model": "gpt-4o", "input": [
+                    {"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}),
+                400,
+                Some("input"),
+                None,
+            ),
+            (json!({"input": "x"}), 400, Some("model"), None),
+        ];
+        for (body, status, param, code) in cases {
+            let (got, _, answer) = post_json(&url, &body).await;
+            assert_error((got, &answer), status, param, code);
+        }
+        let (got, _, answer) = post_json(
+            &url,
+            &json!({"model": "gpt-4o", "input": "x", "tools": [
+                {"type": "file_search", "vector_store_ids": ["vs_1"]}]}),
+        )
+        .await;
+        assert_eq!(got, 400);
+        assert!(message_of(&answer).contains("file_search"), "{answer}");
+
+        // Anthropic's 429 before any output: a real 429, streaming or not.
+        for stream in [false, true] {
+            let body = json!({"model": "gpt-4o", "input": "[[api_error:429]]", "stream": stream});
+            let (got, _, answer) = post_json(&url, &body).await;
+            assert_error((got, &answer), 429, None, Some("rate_limit_exceeded"));
+        }
+        assert!(
+            fake.runs()
+                .iter()
+                .all(|r| !r.to_string().contains("web_search"))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn strict_params_refuses_what_would_be_ignored() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&["--strict-params"]).await;
+        let body = json!({"model": "gpt-4o", "input": "x", "truncation": "auto"});
+        let (status, _, answer) = post_json(&responses(&fake), &body).await;
+        assert_error(
+            (status, &answer),
+            400,
+            Some("truncation"),
+            Some("unsupported_parameter"),
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn a_crash_after_the_first_event_ends_with_response_failed() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let body = json!({"model": "gpt-4o", "input": "RESPCRASH a b [[crash_mid_stream]]",
+            "stream": true});
+        let (status, _, events, raw) = post_stream(&responses(&fake), &body).await;
+        assert_eq!(status, 200, "{raw}");
+        let kinds = assert_well_formed(&events);
+        assert_eq!(kinds.last().unwrap(), "response.failed", "{kinds:?}");
+        assert_eq!(deltas(&events), "Echo: RESPCRASH ");
+        let failed = &events.last().unwrap().data["response"];
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["error"]["code"], "server_error");
+        assert_eq!(failed["output"][0]["status"], "incomplete");
+        assert_cleaned_up(&fake, &run_with(&fake, "RESPCRASH").unwrap()).await;
+
+        // Not streaming, the same crash is a 502, as for chat completions.
+        let body = json!({"model": "gpt-4o", "input": "RESPCRASH2 [[crash_mid_stream]]"});
+        let (status, _, answer) = post_json(&responses(&fake), &body).await;
+        assert_error((status, &answer), 502, None, Some("cli_failed"));
+    })
+    .await;
+}
+
+/// Behind `--upstream` the façade runs no CLI: the Responses request goes to the worker over
+/// the unchanged gRPC contract, and comes back the same.
+#[tokio::test]
+pub(crate) async fn responses_work_behind_upstream() {
+    bounded(async {
+        let worker = FakeCliGateway::start(&[]).await;
+        let facade = Gateway::builder()
+            .args(["--upstream", worker.gw.grpc.as_str()])
+            .args(["--claude-bin", "/nonexistent/claude"])
+            .start()
+            .await;
+        let url = facade.url("/v1/responses");
+        let body = json!({"model": "gpt-4o", "instructions": "Be brief.",
+            "input": "RESPUP [[words:2]]", "top_p": 0.9});
+        let (status, headers, r) = post_json(&url, &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_valid("Response", &r);
+        assert_eq!(r["output"][0]["content"][0]["text"], "w1 w2");
+        assert_eq!(headers["x-ignored-params"], "top_p");
+        let run = run_with(&worker, "RESPUP").expect("the worker ran the CLI");
+        assert_eq!(run["stdin"][0]["request"]["systemPrompt"][0], "Be brief.");
+
+        let mut body = body;
+        body["stream"] = json!(true);
+        let (status, _, events, _) = post_stream(&url, &body).await;
+        assert_eq!(status, 200);
+        assert_well_formed(&events);
+        assert_eq!(deltas(&events), "w1 w2");
+
+        let body = json!({"model": "gpt-4o", "input": "[[api_error:429]]", "stream": true});
+        let (status, _, answer) = post_json(&url, &body).await;
+        assert_error((status, &answer), 429, None, Some("rate_limit_exceeded"));
+    })
+    .await;
+}
+
+/// A client that goes away mid-stream takes the CLI process with it: the event stream owns it.
+#[tokio::test]
+pub(crate) async fn hanging_up_mid_stream_kills_the_cli() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let addr = fake.gw.http.strip_prefix("http://").expect("http URL");
+        let mut sock = TcpStream::connect(addr).await.expect("connect");
+        let body = json!({"model": "gpt-4o", "input": "RESPHANG a b c [[hang_after:2]]",
+            "stream": true})
+        .to_string();
+        let head = format!(
+            "POST /v1/responses HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).await.expect("head sent");
+        sock.write_all(body.as_bytes()).await.expect("body sent");
+        read_until(&mut sock, "response.output_text.delta").await;
+        let run = wait_for_run(&fake, "RESPHANG").await;
+        hang_up_and_expect_kill(&fake, sock, &run).await;
+    })
+    .await;
+}

@@ -1,0 +1,219 @@
+"""The Responses API (`client.responses`) of the official `openai` Python SDK against
+claude-gateway: create, the streaming helper (whose event accumulator is strict about order),
+a function tool round trip, structured output, `max_output_tokens`, images and refusals. Every
+raw response body is checked against OpenAI's own `Response` schema (tests/schemas/openai.json).
+
+The gateway runs the real `claude` CLI against the fake Anthropic API of
+`tests/common/fake_anthropic.rs`, steered by directives in the user text (`[[words:N]]`,
+`[[tool:NAME:{args}]]`, `[[json:{...}]]`); a last user message holding tool results is answered
+`Tool said: <result text>`. `tests/responses_sdk.rs` starts both, runs this file, then checks in
+the fake API's log that the round trip reached Claude natively. Each test marks its user text
+with a unique `#resp-...` marker; the round trip's call id goes to FEATURES_RECORD.
+"""
+
+import base64
+import json
+import os
+import struct
+import zlib
+
+import jsonschema
+import openai
+import pytest
+from openai import OpenAI
+from pydantic import BaseModel
+
+MODEL = "gpt-4o"
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "..", "schemas", "openai.json"), encoding="utf-8") as f:
+    SCHEMAS = json.load(f)
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+CALL_WEATHER = '[[tool:get_weather:{"city":"Paris"}]]'
+
+
+def record(**fields) -> None:
+    path = os.environ.get("FEATURES_RECORD")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(fields) + "\n")
+
+
+def assert_schema(name: str, value) -> None:
+    schema = {"$schema": SCHEMAS["$schema"], "$defs": SCHEMAS["$defs"], "$ref": f"#/$defs/{name}"}
+    jsonschema.Draft202012Validator(schema).validate(value)
+
+
+def create_raw(client: OpenAI, **kwargs):
+    """`responses.create`, checking the raw JSON against the schema; returns the parsed object."""
+    raw = client.responses.with_raw_response.create(**kwargs)
+    assert raw.headers.get("x-request-id"), raw.headers
+    assert_schema("Response", raw.http_response.json())
+    return raw.parse()
+
+
+def test_create_with_instructions(client: OpenAI) -> None:
+    response = create_raw(
+        client, model=MODEL, instructions="You are terse.", input="#resp-create Hello"
+    )
+    assert response.object == "response"
+    assert response.id.startswith("resp_")
+    assert response.status == "completed"
+    assert response.model == MODEL
+    assert response.output_text == "You said: #resp-create Hello"
+    message = response.output[0]
+    assert message.type == "message" and message.role == "assistant"
+    assert message.id.startswith("msg_")
+    assert response.usage.input_tokens > 0
+    assert response.usage.output_tokens > 0
+    assert response.usage.total_tokens == (
+        response.usage.input_tokens + response.usage.output_tokens
+    )
+
+
+def test_stream_helper_accumulates(client: OpenAI) -> None:
+    with client.responses.stream(model=MODEL, input="#resp-stream Count [[words:5]]") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"], kinds
+    assert kinds[-1] == "response.completed", kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert "".join(deltas) == "w1 w2 w3 w4 w5"
+    assert len(deltas) == 5, deltas
+    assert final.output_text == "w1 w2 w3 w4 w5"
+    assert final.status == "completed"
+
+
+def test_function_tool_round_trip(client: OpenAI) -> None:
+    question = {"role": "user", "content": f"#resp-tool Weather in Paris? {CALL_WEATHER}"}
+    first = create_raw(client, model=MODEL, input=[question], tools=[WEATHER])
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1, first
+    call = calls[0]
+    assert call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    assert call.id.startswith("fc_") and call.call_id, call
+
+    # Stateless: the client sends back the whole conversation with the function's output.
+    history = [question] + [item.model_dump(exclude_none=True) for item in first.output]
+    history.append(
+        {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 22 C"}
+    )
+    second = create_raw(client, model=MODEL, input=history, tools=[WEATHER])
+    assert second.output_text == "Tool said: Sunny, 22 C", second
+    assert not [item for item in second.output if item.type == "function_call"]
+    record(responses_call_id=call.call_id)
+
+
+def test_streamed_function_call(client: OpenAI) -> None:
+    with client.responses.stream(
+        model=MODEL,
+        input=f"#resp-tool-stream Weather? {CALL_WEATHER}",
+        tools=[WEATHER],
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert "response.function_call_arguments.delta" in kinds, kinds
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert len(done) == 1 and json.loads(done[0].arguments) == {"city": "Paris"}, done
+    calls = [item for item in final.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather", final
+
+
+class Place(BaseModel):
+    city: str
+    country: str
+
+
+def test_structured_output_with_parse(client: OpenAI) -> None:
+    response = client.responses.parse(
+        model=MODEL,
+        input='#resp-json Where? [[json:{"city":"Paris","country":"France"}]]',
+        text_format=Place,
+    )
+    assert response.output_parsed == Place(city="Paris", country="France"), response
+
+
+def test_json_schema_text_format(client: OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    response = create_raw(
+        client,
+        model=MODEL,
+        input='#resp-json-raw A number [[json:{"n":7}]]',
+        text={"format": {"type": "json_schema", "name": "num", "schema": schema, "strict": True}},
+    )
+    assert json.loads(response.output_text) == {"n": 7}
+
+
+def test_max_output_tokens_is_incomplete(client: OpenAI) -> None:
+    response = create_raw(
+        client, model=MODEL, input="#resp-max Count [[words:10]]", max_output_tokens=3
+    )
+    assert response.status == "incomplete", response
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.output_text.split() == ["w1", "w2", "w3"], response
+    assert response.usage.output_tokens == 3
+
+
+def tiny_png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_input_image_data_url(client: OpenAI) -> None:
+    url = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+    response = create_raw(
+        client,
+        model=MODEL,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "#resp-image What is this?"},
+                    {"type": "input_image", "image_url": url, "detail": "low"},
+                ],
+            }
+        ],
+    )
+    assert response.output_text.startswith("You said: #resp-image"), response
+
+
+def test_refusals_are_openai_errors(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model=MODEL, input="x", previous_response_id="resp_123")
+    assert err.value.code == "unsupported_parameter"
+    assert err.value.param == "previous_response_id"
+    assert "not supported" in err.value.message
+
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model=MODEL, input="x", tools=[{"type": "web_search"}])
+    assert "web_search" in err.value.message
+    assert err.value.param == "tools[0].type"
+
+    with pytest.raises(openai.NotFoundError) as err:
+        client.responses.create(model="no-such-model", input="x", stream=True)
+    assert err.value.code == "model_not_found"

@@ -1,0 +1,149 @@
+//! The Responses API through the official `openai` Python SDK (`tests/python/test_responses.py`:
+//! `responses.create`, `responses.stream`, `responses.parse`, a function tool round trip,
+//! `max_output_tokens`, images, refusals) against the gateway binary on the real `claude` CLI
+//! with the fake Anthropic API. Afterwards the requests the fake API received prove the round
+//! trip was native: the function offered as `mcp__gw__get_weather`, the call and its output
+//! replayed as `tool_use` / `tool_result` blocks with the SDK's call id, the instructions in the
+//! system prompt, the image as an image block and the JSON schema on the `StructuredOutput` tool.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fake_anthropic::FakeAnthropic;
+use common::*;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+const FILE: &str = "tests/python/test_responses.py";
+
+/// The content blocks of type `kind` in the `role` messages of a request.
+fn blocks<'a>(req: &'a Value, role: &str, kind: &str) -> Vec<&'a Value> {
+    req["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == role)
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == kind)
+        .collect()
+}
+
+fn with_marker<'a>(requests: &'a [Value], marker: &str) -> Vec<&'a Value> {
+    requests
+        .iter()
+        .filter(|r| r["messages"].to_string().contains(marker))
+        .collect()
+}
+
+async fn python_responses_inner() {
+    let Some(cli) = real_cli() else { return };
+    let Some(python) = tool("venv/bin/python") else {
+        return;
+    };
+    let api = FakeAnthropic::start().await;
+    let gw = real_cli_gateway(&cli, &api, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.jsonl");
+    let started = Instant::now();
+    let out = run(Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", FILE])
+        .current_dir(repo_path(""))
+        .env("OPENAI_BASE_URL", format!("{}/v1", gw.http))
+        .env("OPENAI_API_KEY", "unused")
+        .env("FEATURES_RECORD", &record)
+        .env_remove("OPENAI_ORG_ID")
+        .env_remove("OPENAI_PROJECT_ID")
+        .env_remove("OPENAI_WEBHOOK_SECRET")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1"))
+    .await;
+    let stdout = text(&out.stdout);
+    eprintln!("pytest {FILE} took {:.1?}:\n{stdout}", started.elapsed());
+    assert!(
+        out.status.success(),
+        "{}\n--- gateway stderr ---\n{}",
+        describe(&format!("pytest {FILE}"), &out),
+        gw.stderr()
+    );
+    let source = std::fs::read_to_string(repo_path(FILE)).unwrap();
+    let tests = source
+        .lines()
+        .filter(|l| l.starts_with("def test_"))
+        .count();
+    assert!(
+        stdout.contains(&format!("{tests} passed")) && !stdout.contains("skipped"),
+        "all {tests} tests of {FILE} must run and pass: {stdout}"
+    );
+
+    let requests = api.requests();
+    // The instructions are the system prompt.
+    let create = with_marker(&requests, "#resp-create");
+    assert!(
+        create
+            .iter()
+            .any(|r| r["system"].to_string().contains("You are terse.")),
+        "{create:#?}"
+    );
+
+    // The round trip, natively: the SDK's call id on the tool_use and on the tool_result.
+    let call_id = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["responses_call_id"].as_str().map(str::to_string)
+        })
+        .expect("the round trip recorded its call id");
+    let second: Vec<&Value> = with_marker(&requests, "#resp-tool ")
+        .into_iter()
+        .filter(|r| !blocks(r, "user", "tool_result").is_empty())
+        .collect();
+    assert_eq!(second.len(), 1, "{requests:#?}");
+    let req = second[0];
+    let uses = blocks(req, "assistant", "tool_use");
+    let results = blocks(req, "user", "tool_result");
+    assert_eq!((uses.len(), results.len()), (1, 1), "{req:#}");
+    assert_eq!(uses[0]["id"], call_id.as_str(), "{req:#}");
+    assert_eq!(uses[0]["name"], "mcp__gw__get_weather", "{req:#}");
+    assert_eq!(uses[0]["input"], json!({"city": "Paris"}), "{req:#}");
+    assert_eq!(results[0]["tool_use_id"], call_id.as_str(), "{req:#}");
+    assert!(
+        results[0]["content"].to_string().contains("Sunny, 22 C"),
+        "{req:#}"
+    );
+    let offered = req["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "mcp__gw__get_weather")
+        .unwrap_or_else(|| panic!("get_weather not offered: {req:#}"));
+    assert_eq!(offered["input_schema"]["required"], json!(["city"]));
+
+    // The image is an image block; the JSON schema is the StructuredOutput tool's.
+    let image = with_marker(&requests, "#resp-image");
+    assert!(
+        image.iter().any(|r| !blocks(r, "user", "image").is_empty()),
+        "{image:#?}"
+    );
+    let json_req = with_marker(&requests, "#resp-json-raw");
+    assert!(
+        json_req.iter().any(|r| {
+            r["tools"].as_array().into_iter().flatten().any(|t| {
+                t["name"] == "StructuredOutput" && t["input_schema"].to_string().contains("\"n\"")
+            })
+        }),
+        "{json_req:#?}"
+    );
+}
+
+#[tokio::test]
+async fn python_openai_sdk_responses() {
+    tokio::time::timeout(Duration::from_secs(420), python_responses_inner())
+        .await
+        .expect("python_openai_sdk_responses timed out");
+}
