@@ -4,7 +4,8 @@
 //! the reply in one atomic write. A failed or cancelled turn writes nothing.
 //!
 //! Concurrent turns on one session are serialized on this replica (the second waits for the
-//! first); across replicas the append is a compare-and-set on the history length, and a turn
+//! first, as queued work: bounded by `--max-queue` and `--queue-timeout-secs` like a wait for a
+//! process, so it answers 429 or 503 the same way); across replicas the append is a compare-and-set on the history length, and a turn
 //! that lost the race answers 409 `session_conflict` with nothing stored.
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use crate::chat::message_json::{message_to_json, parse_message};
 use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, ContentPart, Message, Role};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
+use crate::claude::limit::WaitQueue;
 
 use super::store::{
     NewSession, Page, PageRequest, Session, SessionStore, SessionSummary, StoreError,
@@ -37,6 +39,8 @@ pub trait SessionApi: Send + Sync {
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    /// Where a turn waiting for the previous one is counted; `None` waits unbounded.
+    queue: Option<Arc<WaitQueue>>,
 }
 
 fn not_found(id: &str) -> ChatError {
@@ -65,10 +69,37 @@ fn store_error(id: &str, err: StoreError) -> ChatError {
 
 impl Sessions {
     pub fn new(store: Arc<dyn SessionStore>) -> Arc<Self> {
+        Self::build(store, None)
+    }
+
+    /// Sessions whose turn waits count as queued work in `queue` (the engine's).
+    pub fn with_queue(store: Arc<dyn SessionStore>, queue: Arc<WaitQueue>) -> Arc<Self> {
+        Self::build(store, Some(queue))
+    }
+
+    fn build(store: Arc<dyn SessionStore>, queue: Option<Arc<WaitQueue>>) -> Arc<Self> {
         Arc::new(Sessions {
             store,
             locks: Mutex::new(HashMap::new()),
+            queue,
         })
+    }
+
+    /// The session's turn: at once when no other turn holds it, else after waiting in the
+    /// queue (429 when it is full, 503 past its timeout).
+    async fn turn(&self, id: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, ChatError> {
+        let lock = self.lock(id);
+        if let Ok(turn) = lock.clone().try_lock_owned() {
+            return Ok(turn);
+        }
+        match &self.queue {
+            Some(queue) => {
+                queue
+                    .wait("the session's previous turn to end", lock.lock_owned())
+                    .await
+            }
+            None => Ok(lock.lock_owned().await),
+        }
     }
 
     fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -148,7 +179,7 @@ impl SessionApi for Sessions {
     }
 
     async fn clear(&self, id: &str) -> Result<(), ChatError> {
-        let _turn = self.lock(id).lock_owned().await;
+        let _turn = self.turn(id).await?;
         match self.store.clear(id).await.map_err(|e| store_error(id, e))? {
             true => Ok(()),
             false => Err(not_found(id)),
@@ -192,7 +223,7 @@ impl ChatBackend for SessionBackend {
             ));
         }
         // Held until the turn is stored (or dropped): one turn at a time per session here.
-        let turn = self.sessions.lock(&id).lock_owned().await;
+        let turn = self.sessions.turn(&id).await?;
         let session = self.sessions.get(&id).await?;
         let expected = session.history.len();
         let new_messages = req.messages.clone();
