@@ -108,6 +108,8 @@ pub struct Limiter {
     max: usize,
     permits: Arc<Semaphore>,
     queue: Arc<WaitQueue>,
+    /// The queued requests that wait for a slot (not for a session's turn).
+    for_slots: Arc<AtomicUsize>,
     idle: Mutex<Vec<Weak<dyn Idle>>>,
 }
 
@@ -118,6 +120,7 @@ impl Limiter {
             max,
             permits: Arc::new(Semaphore::new(max)),
             queue: Arc::new(WaitQueue::new(cfg.max_queue, cfg.queue_timeout)),
+            for_slots: Arc::new(AtomicUsize::new(0)),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -145,17 +148,19 @@ impl Limiter {
     }
 
     /// A slot for a process nobody asked for yet (a pool refill): only when one is free and no
-    /// request waits, so idle processes never take a place a request is waiting for.
+    /// request waits for one, so idle processes never take a place a request is waiting for.
     pub fn try_idle_slot(&self) -> Option<Slot> {
-        if !self.queue.is_empty() {
+        if self.wanted() {
             return None;
         }
         self.permits.clone().try_acquire_owned().ok().map(Slot)
     }
 
-    /// Whether a process that turned idle should give its slot back instead of being kept.
+    /// Whether a request waits for a slot, so a process that turned idle should give its slot
+    /// back instead of being kept. A turn waiting for its session does not count: it is the one
+    /// most likely to continue in the process being kept.
     pub fn wanted(&self) -> bool {
-        !self.queue.is_empty()
+        self.for_slots.load(Ordering::SeqCst) > 0
     }
 
     /// Whether `n` choices can ever run at once.
@@ -193,6 +198,8 @@ impl Limiter {
         // Not enough even after evicting: give back the partial set and wait for all `n` at
         // once, so two requests of several choices cannot each hold half of what they need.
         drop(slots);
+        self.for_slots.fetch_add(1, Ordering::SeqCst);
+        let _for_slots = Waiting(self.for_slots.clone());
         let permits = self.permits.clone();
         let permit = self
             .queue

@@ -223,6 +223,8 @@ async fn other_waits_count_in_the_same_queue() {
     while l.queued() == 0 {
         tokio::task::yield_now().await;
     }
+    // ...without asking idle processes to give way (it needs its session, not a slot)...
+    assert!(!l.wanted());
     // ...so a request for a process is refused at once, and the wait ends at the timeout.
     let err = l.acquire(1).await.unwrap_err();
     assert!(matches!(err, ChatError::RateLimited { .. }), "{err:?}");
