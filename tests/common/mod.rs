@@ -5,6 +5,7 @@
 
 pub mod fake_anthropic;
 pub mod openai_schema;
+pub mod procs;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
