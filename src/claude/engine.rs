@@ -221,32 +221,30 @@ impl Engine {
     ) -> Result<Run, ChatError> {
         let fingerprint = live::fingerprint(req, self.cfg.bare);
         let held = registry.take(key, fingerprint, live::conversation(&req.history));
-        let start = match held {
+        let mut run = match held {
             Some((process, slot)) => {
                 tracing::debug!(pid = process.pid(), "continuing the session's live process");
                 match Run::continue_turn(process, req, self.cfg.idle_timeout).await {
                     Ok(mut run) => {
                         run.hold(slot);
-                        Ok(run)
+                        run
                     }
                     // The kept process broke (died, stopped reading): replay into a new one,
                     // in its slot. Any other failure (the API refusing) is the turn's answer.
                     Err(ChatError::CliFailed { message }) => {
                         tracing::debug!(%message, "the live process failed; replaying the history");
-                        Err(self.restart(spec, env, slot))
+                        let start = self.restart(spec, env, slot);
+                        self.start_choice(spec, env, req, start).await?
                     }
                     Err(other) => return Err(other),
                 }
             }
-            None => Err(self
-                .admit(1, spec, env)
-                .await?
-                .pop()
-                .ok_or_else(|| ChatError::internal("no place for the session's turn"))?),
-        };
-        let mut run = match start {
-            Ok(run) => run,
-            Err(start) => self.start_choice(spec, env, req, start).await?,
+            None => {
+                let start = self.admit(1, spec, env).await?.pop();
+                let start =
+                    start.ok_or_else(|| ChatError::internal("no place for the session's turn"))?;
+                self.start_choice(spec, env, req, start).await?
+            }
         };
         let registry = registry.clone();
         let key = key.clone();
