@@ -262,17 +262,19 @@ pub struct Config {
     #[arg(long, env = "POOL_MAX_IDLE_SECS", default_value_t = 600)]
     pub pool_max_idle_secs: u64,
 
-    /// Most `claude` processes serving requests at once [default: one per 256 MB of available
-    /// memory; each process holds ~200 MB].
+    /// Most `claude` processes alive at once: serving requests, warm in the pool and kept for
+    /// sessions alike (idle ones are evicted, least recently used first, when a request needs
+    /// the room) [default: one per 256 MB of available memory; each process holds ~200 MB].
     #[arg(long, env = "MAX_PROCESSES")]
     pub max_processes: Option<usize>,
 
-    /// Requests that may wait for a free process; beyond that, 429 with Retry-After
-    /// [default: twice --max-processes].
+    /// Requests that may wait for a free process or for their session's previous turn; beyond
+    /// that, 429 with Retry-After [default: twice --max-processes].
     #[arg(long, env = "MAX_QUEUE")]
     pub max_queue: Option<usize>,
 
-    /// How long a request may wait for a free process before a 503, in seconds.
+    /// How long a request may wait for a free process (or its session's turn) before a 503, in
+    /// seconds.
     #[arg(long, env = "QUEUE_TIMEOUT_SECS", default_value_t = 30)]
     pub queue_timeout_secs: u64,
 

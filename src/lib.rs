@@ -93,6 +93,7 @@ pub async fn services(config: &Config) -> Result<Services, String> {
     let engine = Arc::new(claude::Engine::new(config.engine_config()?));
     let weak = Arc::downgrade(&engine);
     metrics::set_load_source(move || weak.upgrade().map(|engine| engine.load()));
+    let queue = engine.queue();
     let engine: Arc<dyn ChatBackend> = engine;
     let ttl = Duration::from_secs(config.session_ttl_secs.max(1));
     let store_cfg = sessions::StoreConfig {
@@ -103,7 +104,7 @@ pub async fn services(config: &Config) -> Result<Services, String> {
     let store = sessions::open_store(&location, store_cfg)
         .await
         .map_err(|e| format!("cannot open the session store at {location}: {e}"))?;
-    let sessions = sessions::Sessions::new(store);
+    let sessions = sessions::Sessions::with_queue(store, queue);
     sessions.start_purger(ttl, Some(config.session_max_count));
     Ok(Services {
         backend: Arc::new(sessions::SessionBackend::new(engine, sessions.clone())),

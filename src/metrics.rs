@@ -2,8 +2,8 @@
 //! the HTTP middleware and the gRPC layer (`requests.rs`) count requests by route or method,
 //! model and status, time them to their last byte and keep the in-flight gauge; the engine
 //! records what only it sees (time to the first token, a process's start-up, tokens in and out,
-//! the CLI's `total_cost_usd`); the process limiter's numbers (live processes, queued requests)
-//! are read when the metrics are scraped.
+//! the CLI's `total_cost_usd`); the process budget's numbers (processes by state, queued
+//! requests) are read when the metrics are scraped.
 //!
 //! `prometheus` rather than `metrics` + an exporter: typed metrics in an explicit registry, an
 //! f64 counter for the cost, a text encoder with no HTTP server or global recorder to install.
@@ -40,7 +40,17 @@ const FIRST_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0,
 ];
 
-type LoadSource = Box<dyn Fn() -> Option<(usize, usize)> + Send + Sync>;
+type LoadSource = Box<dyn Fn() -> Option<Load> + Send + Sync>;
+
+/// The process budget's processes by state, and the requests waiting (for a process or for a
+/// session's turn).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub serving: usize,
+    pub warm: usize,
+    pub session: usize,
+    pub queued: usize,
+}
 
 struct Metrics {
     registry: Registry,
@@ -51,6 +61,7 @@ struct Metrics {
     in_flight: IntGaugeVec,
     queued: IntGauge,
     live_processes: IntGauge,
+    processes: IntGaugeVec,
     ttft: HistogramVec,
     spawn: Histogram,
     tokens: IntCounterVec,
@@ -142,15 +153,26 @@ impl Metrics {
                 &r,
                 IntGauge::with_opts(opts(
                     "queued_requests",
-                    "Requests waiting for a free claude process.",
+                    "Requests waiting for a free claude process or for their session's turn.",
                 )),
             ),
             live_processes: register(
                 &r,
                 IntGauge::with_opts(opts(
                     "live_processes",
-                    "claude processes serving requests now.",
+                    "claude processes alive now, in every state (the process budget's count).",
                 )),
+            ),
+            processes: register(
+                &r,
+                IntGaugeVec::new(
+                    opts(
+                        "processes",
+                        "claude processes alive now, by state: serving a request, warm in the \
+                         pool, or kept for a session's next turn.",
+                    ),
+                    &["state"],
+                ),
             ),
             ttft: register(
                 &r,
@@ -226,9 +248,9 @@ fn label_in(seen: &mut HashSet<String>, id: &str) -> String {
     "other".into()
 }
 
-/// Where the live-process and queue gauges are read from when scraped: `(live, queued)`, or
-/// `None` once the source is gone. The engine's limiter is the one source of truth.
-pub fn set_load_source(source: impl Fn() -> Option<(usize, usize)> + Send + Sync + 'static) {
+/// Where the process and queue gauges are read from when scraped, or `None` once the source is
+/// gone. The engine's process budget is the one source of truth.
+pub fn set_load_source(source: impl Fn() -> Option<Load> + Send + Sync + 'static) {
     if let Ok(mut load) = METRICS.load.lock() {
         *load = Some(Box::new(source));
     }
@@ -242,9 +264,17 @@ pub fn render() -> String {
         .lock()
         .ok()
         .and_then(|l| l.as_ref().and_then(|f| f()));
-    if let Some((live, queued)) = sample {
-        m.live_processes.set(live as i64);
-        m.queued.set(queued as i64);
+    if let Some(load) = sample {
+        m.live_processes
+            .set((load.serving + load.warm + load.session) as i64);
+        for (state, n) in [
+            ("serving", load.serving),
+            ("warm", load.warm),
+            ("session", load.session),
+        ] {
+            m.processes.with_label_values(&[state]).set(n as i64);
+        }
+        m.queued.set(load.queued as i64);
     }
     let mut out = String::new();
     if let Err(e) = TextEncoder::new().encode_utf8(&m.registry.gather(), &mut out) {

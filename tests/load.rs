@@ -11,10 +11,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::procs::*;
 use common::*;
 use serde_json::{Value, json};
 
@@ -45,95 +44,6 @@ fn limits(work: &std::path::Path) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
-}
-
-// ------------------------------------------------------------------------------------------
-// /proc
-// ------------------------------------------------------------------------------------------
-
-/// `/proc/<pid>/stat` fields after the command name: state, ppid, pgrp, session, tty, tpgid,
-/// flags, …
-fn proc_stat(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .collect()
-}
-
-/// Not a zombie (a process gone but not yet reaped).
-fn alive(pid: u32) -> bool {
-    proc_stat(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
-}
-
-/// Already on its way out: in the kernel's exit path (PF_EXITING) or with a SIGKILL pending.
-fn dying(pid: u32) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    const SIGKILL_BIT: u64 = 1 << (9 - 1);
-    let exiting = proc_stat(pid)
-        .and_then(|f| f.get(6)?.parse::<u64>().ok())
-        .is_some_and(|flags| flags & PF_EXITING != 0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let killed = status
-        .lines()
-        .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
-        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
-        .any(|mask| mask & SIGKILL_BIT != 0);
-    exiting || killed
-}
-
-/// Live children of `parent` (the fake CLI runs, with the pool off).
-fn live_children(parent: u32) -> Vec<u32> {
-    all_pids()
-        .into_iter()
-        .filter(|pid| {
-            alive(*pid) && proc_stat(*pid).is_some_and(|f| f[1].parse().ok() == Some(parent))
-        })
-        .collect()
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Samples the gateway's live CLI children every few ms until stopped: the peak of all of
-/// them, and the peak of those not already killed (see `dying`).
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(usize, usize, usize)>,
-}
-
-impl Sampler {
-    fn start(gateway: u32) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let (mut peak_all, mut peak_running, mut samples) = (0, 0, 0);
-            while !flag.load(Ordering::Relaxed) {
-                let children = live_children(gateway);
-                let running = children.iter().filter(|p| !dying(**p)).count();
-                peak_all = peak_all.max(children.len());
-                peak_running = peak_running.max(running);
-                samples += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            (peak_all, peak_running, samples)
-        });
-        Sampler { stop, task }
-    }
-
-    /// (peak of all live children, peak of those not dying, samples taken)
-    async fn finish(self) -> (usize, usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap()
-    }
 }
 
 // ------------------------------------------------------------------------------------------

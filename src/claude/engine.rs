@@ -2,7 +2,9 @@
 //! per requested choice. It validates the request, builds each process's flags and environment
 //! from `EngineConfig`, starts the runs side by side, and merges their events by choice index.
 //! The returned stream owns the processes: dropping it (client gone, timeout, shutdown) kills them.
-//! Remote images are downloaded only once the request holds its permit; the models it lists
+//! Each process holds a slot of one process budget (`limit.rs`) whatever its state — serving,
+//! warm in the pool, kept for a session's next turn — so the cap bounds them all. Remote images
+//! are downloaded only once the request has its place in that budget; the models it lists
 //! include the CLI's concrete ids, learned once at startup (`catalog`).
 
 use std::ffi::OsString;
@@ -21,11 +23,12 @@ use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, Usage};
 use crate::chat::validate::{Block, Turn, TurnRole, ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
 use crate::fetch::{FetchConfig, fetch_remote_images};
+use crate::metrics::Load;
 
 use super::argv::SpawnSpec;
 use super::catalog;
-use super::limit::{LimitConfig, Limiter};
-use super::live::{self, LiveSessions};
+use super::limit::{LimitConfig, Limiter, Slot, WaitQueue};
+use super::live::{self, Kept, LiveSessions};
 use super::pool::{Launcher, Pool, PoolConfig};
 use super::probe::CliProbe;
 use super::process::ClaudeProcess;
@@ -96,7 +99,7 @@ pub struct Engine {
     probe: CliProbe,
     launcher: Launcher,
     pool: Option<Pool>,
-    limiter: Limiter,
+    budget: Arc<Limiter>,
     live: Option<Arc<LiveSessions>>,
     /// The CLI's concrete `claude-*` ids; `None` while they are being learned.
     cli_models: watch::Receiver<Option<Vec<String>>>,
@@ -104,6 +107,27 @@ pub struct Engine {
 
 /// How long a model listing waits for the startup discovery of the CLI's ids.
 const CLI_MODELS_WAIT: Duration = Duration::from_secs(5);
+
+/// Where one choice starts: in a warm process (bringing its slot), or in a process to spawn in
+/// a slot of the budget.
+enum Start {
+    Warm(Box<ClaudeProcess>, Slot),
+    Cold(Slot),
+}
+
+/// Where a session's turn starts: the session's live process (with its slot), or a place in
+/// the budget like any choice.
+enum SessionStart {
+    Held(Box<ClaudeProcess>, Slot),
+    New(Start),
+}
+
+/// A session's turn with its place, and what it will be kept under (`place_in_session`).
+struct SessionTurn {
+    place: SessionStart,
+    fingerprint: u64,
+    turns: Vec<Turn>,
+}
 
 impl Engine {
     /// The engine, with its warm pool started when configured (needs a tokio runtime).
@@ -114,6 +138,7 @@ impl Engine {
             env: base_env(&cfg),
             work_root: cfg.work_root.clone(),
         };
+        let budget = Arc::new(Limiter::new(cfg.limits));
         let pool = cfg.pool.as_ref().filter(|p| p.per_model > 0).map(|p| {
             let specs = p
                 .models
@@ -131,13 +156,15 @@ impl Engine {
                     max_idle: p.max_idle,
                 },
                 launcher.clone(),
+                budget.clone(),
             )
         });
         let live = (cfg.session_processes > 0).then(|| {
-            let live = Arc::new(LiveSessions::new(
+            let live = LiveSessions::new(
                 cfg.session_processes,
                 cfg.session_process_idle,
-            ));
+                budget.clone(),
+            );
             let weak = Arc::downgrade(&live);
             tokio::spawn(async move {
                 while let Some(live) = weak.upgrade() {
@@ -152,7 +179,7 @@ impl Engine {
         Engine {
             cli_models,
             live,
-            limiter: Limiter::new(cfg.limits),
+            budget,
             cfg,
             probe,
             launcher,
@@ -160,81 +187,192 @@ impl Engine {
         }
     }
 
-    /// Processes serving requests, and requests waiting for one.
-    pub fn load(&self) -> (usize, usize) {
-        (self.limiter.in_use(), self.limiter.queued())
+    /// The budget's processes by state, and the requests waiting (for a process or a turn).
+    pub fn load(&self) -> Load {
+        let warm = self.pool.as_ref().map_or(0, Pool::idle_count);
+        let session = self.live.as_ref().map_or(0, |l| l.len());
+        Load {
+            serving: self.budget.in_use().saturating_sub(warm + session),
+            warm,
+            session,
+            queued: self.budget.queued(),
+        }
     }
 
-    /// A turn of a session: continued in the session's live process when it holds exactly this
-    /// conversation, else started like any run (replaying the history); either way the process
-    /// is kept for the next turn if this one ends cleanly.
-    async fn start_in_session(
+    /// The queue requests wait in, for the session-lock waits to count in it too.
+    pub fn queue(&self) -> Arc<WaitQueue> {
+        self.budget.queue()
+    }
+
+    /// Where `n` choices start: warm processes first (their slots become serving slots), then
+    /// slots from the budget for the rest (which may evict idle processes, or wait).
+    async fn admit(
+        &self,
+        n: u32,
+        spec: &SpawnSpec,
+        env: &[(OsString, OsString)],
+    ) -> Result<Vec<Start>, ChatError> {
+        self.budget.fits(n)?;
+        let mut starts = Vec::new();
+        while starts.len() < n as usize
+            && let Some((process, slot)) = self.warm(spec, env)
+        {
+            starts.push(Start::Warm(Box::new(process), slot));
+        }
+        let cold = self.budget.acquire(n - starts.len() as u32).await?;
+        starts.extend(cold.into_iter().map(Start::Cold));
+        Ok(starts)
+    }
+
+    /// Downloads the request's remote images, within the request's deadline. Called once the
+    /// request is valid and has its place in the budget: the one step that reaches other servers.
+    async fn fetch_images(
+        &self,
+        req: &mut ValidChatRequest,
+        deadline: Instant,
+    ) -> Result<(), ChatError> {
+        timeout_at(deadline, fetch_remote_images(req, &self.cfg.fetch))
+            .await
+            .map_err(|_| ChatError::timeout(self.cfg.request_timeout))?
+    }
+
+    /// The next start of a choice that holds `slot` and no process: a warm process if one fits
+    /// (its slot replaces this one), else a spawn in this slot.
+    fn restart(&self, spec: &SpawnSpec, env: &[(OsString, OsString)], slot: Slot) -> Start {
+        match self.warm(spec, env) {
+            Some((process, warm_slot)) => {
+                drop(slot);
+                Start::Warm(Box::new(process), warm_slot)
+            }
+            None => Start::Cold(slot),
+        }
+    }
+
+    /// Where a session's turn runs: the session's live process when it holds exactly this
+    /// conversation, else a place in the budget like any choice. Also what the turn is kept
+    /// under afterwards: the configuration's fingerprint and the turns as the client sent them
+    /// (before any remote image is fetched), so the next turn finds the process by the same hash.
+    async fn place_in_session(
         &self,
         (key, registry): &(String, Arc<LiveSessions>),
         spec: &SpawnSpec,
         env: &[(OsString, OsString)],
         req: &ValidChatRequest,
-    ) -> Result<Run, ChatError> {
+    ) -> Result<SessionTurn, ChatError> {
         let fingerprint = live::fingerprint(req, self.cfg.bare);
-        let held = registry.take(key, fingerprint, live::conversation(&req.history));
-        let continued = match held {
-            Some(process) => {
+        let place = match registry.take(key, fingerprint, live::conversation(&req.history)) {
+            Some((process, slot)) => SessionStart::Held(Box::new(process), slot),
+            None => {
+                let start = self.admit(1, spec, env).await?.pop();
+                SessionStart::New(
+                    start.ok_or_else(|| ChatError::internal("no place for the session's turn"))?,
+                )
+            }
+        };
+        let mut turns = req.history.clone();
+        turns.push(req.prompt.clone());
+        Ok(SessionTurn {
+            place,
+            fingerprint,
+            turns,
+        })
+    }
+
+    /// A turn of a session at its place: continued in the live process, else started like any
+    /// run (replaying the history); either way the process is kept for the next turn if this
+    /// one ends cleanly.
+    async fn start_in_session(
+        &self,
+        (key, registry): &(String, Arc<LiveSessions>),
+        turn: SessionTurn,
+        spec: &SpawnSpec,
+        env: &[(OsString, OsString)],
+        req: &ValidChatRequest,
+    ) -> Result<Run, ChatError> {
+        let SessionTurn {
+            place,
+            fingerprint,
+            mut turns,
+        } = turn;
+        let mut run = match place {
+            SessionStart::Held(process, slot) => {
                 tracing::debug!(pid = process.pid(), "continuing the session's live process");
-                match Run::continue_turn(process, req, self.cfg.idle_timeout).await {
-                    Ok(run) => Some(run),
-                    // The kept process broke (died, stopped reading): replay into a new one.
-                    // Any other failure (the API refusing) is the turn's answer, not retried.
+                match Run::continue_turn(*process, req, self.cfg.idle_timeout).await {
+                    Ok(mut run) => {
+                        run.hold(slot);
+                        run
+                    }
+                    // The kept process broke (died, stopped reading): replay into a new one,
+                    // in its slot. Any other failure (the API refusing) is the turn's answer.
                     Err(ChatError::CliFailed { message }) => {
                         tracing::debug!(%message, "the live process failed; replaying the history");
-                        None
+                        let start = self.restart(spec, env, slot);
+                        self.start_choice(spec, env, req, start).await?
                     }
                     Err(other) => return Err(other),
                 }
             }
-            None => None,
-        };
-        let mut run = match continued {
-            Some(run) => run,
-            None => self.start_choice(spec, env, req).await?,
+            SessionStart::New(start) => self.start_choice(spec, env, req, start).await?,
         };
         let registry = registry.clone();
         let key = key.clone();
-        let mut turns = req.history.clone();
-        turns.push(req.prompt.clone());
-        run.keep_with(Box::new(move |process, reply| {
+        run.keep_with(Box::new(move |process, slot, reply| {
             if !reply.is_empty() {
                 turns.push(Turn {
                     role: TurnRole::Assistant,
                     blocks: vec![Block::Text(reply)],
                 });
             }
-            registry.put(key, process, fingerprint, live::conversation(&turns));
+            let conversation = live::conversation(&turns);
+            registry.put(
+                key,
+                Kept {
+                    process,
+                    slot,
+                    fingerprint,
+                    conversation,
+                },
+            );
         }));
         Ok(run)
     }
 
     /// Starts one choice, retrying (bounded, with backoff) failures that happened before any
     /// output: a process that could not start or exited early, an overloaded API.
+    /// The choice keeps its slot across attempts: a failed process is gone, its place is not.
     async fn start_choice(
         &self,
         spec: &SpawnSpec,
         env: &[(OsString, OsString)],
         req: &ValidChatRequest,
+        first: Start,
     ) -> Result<Run, ChatError> {
         let mut attempt = 0;
+        let mut next = first;
         loop {
-            let result = match self.process_for(spec, env) {
-                Ok(process) => Run::start(process, req, self.cfg.idle_timeout).await,
-                Err(err) => Err(err),
+            let (result, slot) = match next {
+                Start::Warm(process, slot) => {
+                    tracing::debug!(pid = process.pid(), "took a warm claude process");
+                    (Run::start(*process, req, self.cfg.idle_timeout).await, slot)
+                }
+                Start::Cold(slot) => match self.spawn(spec, env) {
+                    Ok(process) => (Run::start(process, req, self.cfg.idle_timeout).await, slot),
+                    Err(err) => (Err(err), slot),
+                },
             };
             match result {
+                Ok(mut run) => {
+                    run.hold(slot);
+                    return Ok(run);
+                }
                 Err(err) if attempt < self.cfg.start_retries && retryable(&err) => {
                     attempt += 1;
                     let pause = Duration::from_millis(250 << attempt.min(4));
                     tracing::warn!(attempt, error = %err, "retrying a run that failed before any output");
                     tokio::time::sleep(pause).await;
+                    next = self.restart(spec, env, slot);
                 }
-                other => return other,
+                Err(err) => return Err(err),
             }
         }
     }
@@ -243,19 +381,25 @@ impl Engine {
         &self.cfg
     }
 
-    /// A process for one choice of `req`: warm when the pool has one that fits, else spawned.
-    fn process_for(
+    /// A warm process that fits, with its slot.
+    fn warm(
+        &self,
+        spec: &SpawnSpec,
+        request_env: &[(OsString, OsString)],
+    ) -> Option<(ClaudeProcess, Slot)> {
+        // Per-request environment (max_tokens) cannot be given to a process already running.
+        if !request_env.is_empty() {
+            return None;
+        }
+        self.pool.as_ref()?.take(spec)
+    }
+
+    /// A new process (its slot is the caller's).
+    fn spawn(
         &self,
         spec: &SpawnSpec,
         request_env: &[(OsString, OsString)],
     ) -> Result<ClaudeProcess, ChatError> {
-        // Per-request environment (max_tokens) cannot be given to a process already running.
-        if request_env.is_empty()
-            && let Some(process) = self.pool.as_ref().and_then(|p| p.take(spec))
-        {
-            tracing::debug!(pid = process.pid(), "took a warm claude process");
-            return Ok(process);
-        }
         let process = ClaudeProcess::spawn(&self.launcher.launch(spec, request_env))?;
         tracing::debug!(pid = process.pid(), "spawned claude");
         Ok(process)
@@ -313,13 +457,6 @@ impl ChatBackend for Engine {
             effort: valid.effort,
         };
         let env = request_env(&valid);
-        let permit = timeout_at(deadline, self.limiter.acquire(valid.n))
-            .await
-            .map_err(|_| ChatError::timeout(timeout))??;
-        // Remote images only for a valid request that holds its permit (see `fetch`).
-        timeout_at(deadline, fetch_remote_images(&mut valid, &self.cfg.fetch))
-            .await
-            .map_err(|_| ChatError::timeout(timeout))??;
         let live = ctx
             .session
             .clone()
@@ -327,7 +464,15 @@ impl ChatBackend for Engine {
             .filter(|_| live::eligible(&valid));
         let runs = match &live {
             Some(session) => {
-                let started = self.start_in_session(session, &spec, &env, &valid);
+                let turn = timeout_at(
+                    deadline,
+                    self.place_in_session(session, &spec, &env, &valid),
+                )
+                .await
+                .map_err(|_| ChatError::timeout(timeout))??;
+                // Remote images only for a valid request that has its place (see `fetch`).
+                self.fetch_images(&mut valid, deadline).await?;
+                let started = self.start_in_session(session, turn, &spec, &env, &valid);
                 vec![
                     timeout_at(deadline, started.instrument(span.clone()))
                         .await
@@ -335,8 +480,12 @@ impl ChatBackend for Engine {
                 ]
             }
             None => {
-                let starts = (0..valid.n).map(|_| {
-                    self.start_choice(&spec, &env, &valid)
+                let starts = timeout_at(deadline, self.admit(valid.n, &spec, &env))
+                    .await
+                    .map_err(|_| ChatError::timeout(timeout))??;
+                self.fetch_images(&mut valid, deadline).await?;
+                let starts = starts.into_iter().map(|start| {
+                    self.start_choice(&spec, &env, &valid, start)
                         .instrument(span.clone())
                 });
                 timeout_at(deadline, futures::future::try_join_all(starts))
@@ -354,12 +503,8 @@ impl ChatBackend for Engine {
         } else {
             merge_choices(streams)
         };
+        // Each run holds its process's slot: the budget is released as the stream goes.
         let events = crate::metrics::observe_run(events, &meta.model, received);
-        // The permit lives as long as the stream that owns the processes.
-        let events = Box::pin(events.map(move |event| {
-            let _held = &permit;
-            event
-        }));
         Ok(ChatStream { meta, events })
     }
 

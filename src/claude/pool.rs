@@ -5,6 +5,10 @@
 //! pool per spawn spec (model, auth mode, effort). Taken processes are replaced in the
 //! background; idle ones are recycled after `max_idle`; dead ones are dropped. Dropping the pool
 //! kills every idle process.
+//!
+//! Warm processes count in the process budget: a refill starts one only when a slot is free and
+//! no request waits, a taken process brings its slot to the request, and a request that finds
+//! the budget full may evict the oldest warm process (`Idle`).
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
@@ -17,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::argv::{SpawnSpec, build_args};
+use super::limit::{Idle, Limiter, Slot};
 use super::process::{ClaudeProcess, Launch};
 
 #[derive(Debug, Clone)]
@@ -55,11 +60,14 @@ const REFILL_DELAY: Duration = Duration::from_millis(300);
 struct Warm {
     process: ClaudeProcess,
     born: Instant,
+    /// After the process: released once it is killed.
+    slot: Slot,
 }
 
 struct Shared {
     cfg: PoolConfig,
     launcher: Launcher,
+    budget: Arc<Limiter>,
     idle: Mutex<HashMap<SpawnSpec, VecDeque<Warm>>>,
     wake: Notify,
 }
@@ -70,28 +78,33 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts the pool and its refill task (on the current tokio runtime).
-    pub fn start(cfg: PoolConfig, launcher: Launcher) -> Pool {
+    /// Starts the pool and its refill task (on the current tokio runtime); its processes count
+    /// in `budget`.
+    pub fn start(cfg: PoolConfig, launcher: Launcher, budget: Arc<Limiter>) -> Pool {
         let shared = Arc::new(Shared {
             cfg,
             launcher,
+            budget: budget.clone(),
             idle: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         });
+        let holder: Arc<dyn Idle> = shared.clone();
+        budget.watch_idle(Arc::downgrade(&holder));
         let stop = CancellationToken::new();
         tokio::spawn(refill(shared.clone(), stop.clone()));
         Pool { shared, stop }
     }
 
-    /// A warm process for `spec`, if one is ready; its replacement is started in the background.
-    pub fn take(&self, spec: &SpawnSpec) -> Option<ClaudeProcess> {
+    /// A warm process for `spec` with its slot, if one is ready; its replacement is started in
+    /// the background.
+    pub fn take(&self, spec: &SpawnSpec) -> Option<(ClaudeProcess, Slot)> {
         let taken = {
             let mut idle = self.shared.idle.lock().ok()?;
             let queue = idle.get_mut(spec)?;
             let mut found = None;
             while let Some(mut warm) = queue.pop_back() {
                 if warm.process.is_alive() && warm.born.elapsed() < self.shared.cfg.max_idle {
-                    found = Some(warm.process);
+                    found = Some((warm.process, warm.slot));
                     break;
                 }
             }
@@ -121,6 +134,25 @@ impl Drop for Pool {
     }
 }
 
+impl Idle for Shared {
+    fn oldest(&self) -> Option<Instant> {
+        let idle = self.idle.lock().ok()?;
+        idle.values().filter_map(|q| q.back()).map(|w| w.born).min()
+    }
+
+    fn evict_oldest(&self) -> Option<Slot> {
+        let mut idle = self.idle.lock().ok()?;
+        let queue = idle
+            .values_mut()
+            .filter(|q| !q.is_empty())
+            .min_by_key(|q| q.back().map(|w| w.born))?;
+        let Warm { process, slot, .. } = queue.pop_back()?;
+        tracing::debug!(pid = process.pid(), "evicted a warm process for a request");
+        drop(process);
+        Some(slot)
+    }
+}
+
 /// Keeps every spec `per_spec` deep: one spawn at a time (spawning is CPU-heavy for the CLI),
 /// woken by `take` or every second to recycle old or dead processes.
 async fn refill(shared: Arc<Shared>, stop: CancellationToken) {
@@ -140,6 +172,10 @@ async fn refill(shared: Arc<Shared>, stop: CancellationToken) {
             if missing == 0 || stop.is_cancelled() {
                 continue;
             }
+            // A full budget (or a waiting request) skips the refill until the next round.
+            let Some(slot) = shared.budget.try_idle_slot() else {
+                continue;
+            };
             match ClaudeProcess::spawn(&shared.launcher.launch(spec, &[])) {
                 Ok(process) => {
                     tracing::debug!(model = %spec.model, pid = process.pid(), "warm process ready");
@@ -147,6 +183,7 @@ async fn refill(shared: Arc<Shared>, stop: CancellationToken) {
                         idle.entry(spec.clone()).or_default().push_front(Warm {
                             process,
                             born: Instant::now(),
+                            slot,
                         });
                     }
                     spawned = true;

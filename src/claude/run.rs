@@ -1,7 +1,8 @@
 //! One run: a `claude` process answering one choice of one completion. `Run::start` spawns it,
 //! writes the conversation (waiting where the CLI must acknowledge a line first) and reads until
 //! the answer has begun; `Run::into_events` turns the rest into chat events. The run owns the
-//! process, so dropping the event stream kills it.
+//! process and its slot of the process budget, so dropping the event stream kills the one and
+//! then releases the other.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -15,16 +16,19 @@ use crate::chat::types::ChatEvent;
 use crate::chat::validate::ValidChatRequest;
 
 use super::input::{run_input, turn_line};
+use super::limit::Slot;
 use super::lines::CliLine;
 use super::process::ClaudeProcess;
 use super::turn::{TurnConfig, TurnOutput, TurnState};
 
-/// What to do with the process when its turn ended cleanly: it is handed over with the text of
-/// the reply (for the live sessions), instead of being killed.
-pub type KeepHook = Box<dyn FnOnce(ClaudeProcess, String) + Send>;
+/// What to do with the process when its turn ended cleanly: it is handed over with its slot and
+/// the text of the reply (for the live sessions), instead of being killed.
+pub type KeepHook = Box<dyn FnOnce(ClaudeProcess, Slot, String) + Send>;
 
 pub struct Run {
     process: ClaudeProcess,
+    /// After the process: released once it is killed.
+    slot: Option<Slot>,
     keep: Option<KeepHook>,
     state: TurnState,
     pending: VecDeque<TurnOutput>,
@@ -45,6 +49,7 @@ impl Run {
         let input = run_input(req);
         let mut run = Run {
             process,
+            slot: None,
             keep: None,
             state: TurnState::new(TurnConfig {
                 history_user_lines: input.history_user_lines,
@@ -92,6 +97,7 @@ impl Run {
     ) -> Result<Run, ChatError> {
         let mut run = Run {
             process,
+            slot: None,
             keep: None,
             state: TurnState::new(TurnConfig {
                 stop: req.stop.clone(),
@@ -106,6 +112,12 @@ impl Run {
             run.read_into_pending().await?;
         }
         Ok(run)
+    }
+
+    /// The run's place in the process budget, held for as long as the run (or the process, if
+    /// kept) lives.
+    pub fn hold(&mut self, slot: Slot) {
+        self.slot = Some(slot);
     }
 
     /// Keep the process with `hook` if the turn ends cleanly (on its `result`).
@@ -202,11 +214,16 @@ impl Run {
             };
             yield Ok(ChatEvent::Finish { index, reason });
             // Handed over before the usage (the last event), so the next turn finds it.
-            let Run { process, keep, state, .. } = self;
-            if let Some(keep) = keep
-                && state.ended_on_result()
-            {
-                keep(process, state.emitted_text().to_string());
+            let Run { process, slot, keep, state, .. } = self;
+            match (keep, slot) {
+                (Some(keep), Some(slot)) if state.ended_on_result() => {
+                    keep(process, slot, state.emitted_text().to_string());
+                }
+                // The process goes first, then its place in the budget.
+                (_, slot) => {
+                    drop(process);
+                    drop(slot);
+                }
             }
             yield Ok(ChatEvent::Usage(usage));
         };

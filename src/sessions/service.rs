@@ -4,8 +4,10 @@
 //! the reply in one atomic write. A failed or cancelled turn writes nothing.
 //!
 //! Concurrent turns on one session are serialized on this replica (the second waits for the
-//! first); across replicas the append is a compare-and-set on the history length, and a turn
-//! that lost the race answers 409 `session_conflict` with nothing stored.
+//! first, as queued work: bounded by `--max-queue` and `--queue-timeout-secs` like a wait for a
+//! process, so it answers 429 or 503 the same way); across replicas the append is a
+//! compare-and-set on the history length, and a turn that lost the race answers 409
+//! `session_conflict` with nothing stored.
 //!
 //! Every call acts for a `Tenant`: another tenant's session answers exactly as a missing one
 //! (`SessionNotFound`), for management and for a chat turn's `session_id` (the tenant of
@@ -21,6 +23,7 @@ use crate::chat::backend::Accumulator;
 use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, ContentPart, Message, Role};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext, Tenant};
+use crate::claude::limit::WaitQueue;
 
 use super::store::{
     NewSession, Page, PageRequest, Session, SessionStore, SessionSummary, StoreError,
@@ -46,6 +49,8 @@ pub trait SessionApi: Send + Sync {
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    /// Where a turn waiting for the previous one is counted, and bounded.
+    queue: Arc<WaitQueue>,
 }
 
 fn not_found(id: &str) -> ChatError {
@@ -73,11 +78,25 @@ fn store_error(id: &str, err: StoreError) -> ChatError {
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn SessionStore>) -> Arc<Self> {
+    /// Sessions whose turn waits count as queued work in `queue` (the engine's).
+    pub fn with_queue(store: Arc<dyn SessionStore>, queue: Arc<WaitQueue>) -> Arc<Self> {
         Arc::new(Sessions {
             store,
             locks: Mutex::new(HashMap::new()),
+            queue,
         })
+    }
+
+    /// The session's turn: at once when no other turn holds it, else after waiting in the
+    /// queue (429 when it is full, 503 past its timeout).
+    async fn turn(&self, id: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, ChatError> {
+        let lock = self.lock(id);
+        if let Ok(turn) = lock.clone().try_lock_owned() {
+            return Ok(turn);
+        }
+        self.queue
+            .wait("the session's previous turn to end", lock.lock_owned())
+            .await
     }
 
     fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -161,7 +180,9 @@ impl SessionApi for Sessions {
     }
 
     async fn clear(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
-        let _turn = self.lock(id).lock_owned().await;
+        // Another tenant's session is a 404 at once, not after waiting for its turn.
+        self.get(tenant, id).await?;
+        let _turn = self.turn(id).await?;
         match self
             .store
             .clear(tenant, id)
@@ -210,7 +231,10 @@ impl ChatBackend for SessionBackend {
             ));
         }
         // Held until the turn is stored (or dropped): one turn at a time per session here.
-        let turn = self.sessions.lock(&id).lock_owned().await;
+        // Another tenant's (or a missing) session is a 404 at once, not after waiting for its
+        // turn; the history is read again once the turn is ours.
+        self.sessions.get(&ctx.tenant, &id).await?;
+        let turn = self.sessions.turn(&id).await?;
         let session = self.sessions.get(&ctx.tenant, &id).await?;
         let expected = session.history.len();
         let new_messages = req.messages.clone();

@@ -5,6 +5,7 @@
 
 pub mod fake_anthropic;
 pub mod openai_schema;
+pub mod procs;
 pub mod skip;
 
 use std::path::{Path, PathBuf};
