@@ -6,15 +6,19 @@
 //! `vendored` zip (embedded at build time, in debug builds too); ReDoc, which `utoipa-redoc` would
 //! load from a CDN, is a checked-in bundle (`assets/`, see its README) served by `redoc_js`.
 //!
-//! Every route the router serves is an operation of the document. Routes whose handlers carry no
-//! `#[utoipa::path]` (`/metrics`, the pages and assets of the two UI crates) are described by the
-//! documentation-only functions of `served_elsewhere`. What every route shares is added by
-//! modifiers: the access rules (`AccessRules`: the optional bearer key, its 401 and the rate
+//! Every route the router serves is an operation of the document: the API's routes are declared
+//! once, in `http::routes`, through utoipa-axum's `OpenApiRouter`, which both serves them and
+//! puts their `#[utoipa::path]` operations into the document. The pages and assets of the two UI
+//! crates are described by the documentation-only functions of `served_elsewhere`. What every
+//! route shares is added by modifiers (`finish`): the access rules (`AccessRules`: the optional bearer key, its 401 and the rate
 //! limit's 429 and `x-ratelimit-*` headers, placed by the same `access::Route` classification the
 //! guard uses) and the request ids (`RequestIds`).
 
 mod modify;
+mod response_sets;
 pub mod schemas;
+
+pub use response_sets::*;
 
 use modify::{AccessRules, OptionalBodies, RequestIds};
 
@@ -22,12 +26,11 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use utoipa::{IntoResponses, OpenApi};
+use utoipa::{Modify, OpenApi};
 use utoipa_redoc::{Redoc, Servable};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::openai::ErrorResponse;
-use super::{handlers, sessions};
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -83,20 +86,6 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
         `x-ratelimit-*` headers, and 429 `rate_limit_exceeded` with `Retry-After` once the \
         budget is spent. Without keys and a rate limit everything is open."),
     paths(
-        handlers::chat_completions,
-        super::responses::handler::create,
-        handlers::list_models,
-        handlers::get_model,
-        sessions::create,
-        sessions::list,
-        sessions::get,
-        sessions::delete,
-        sessions::clear,
-        handlers::health,
-        handlers::health_live,
-        handlers::health_ready,
-        served_elsewhere::metrics,
-        handlers::index,
         served_elsewhere::openapi_json,
         served_elsewhere::swagger_ui,
         served_elsewhere::swagger_ui_page,
@@ -119,18 +108,22 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
         (name = "service", description = "Health, metrics and discovery"),
         (name = "documentation", description = "This document and the pages that render it"),
     ),
-    modifiers(&OptionalBodies, &AccessRules, &RequestIds),
 )]
 pub struct ApiDoc;
 
-/// The document, built once per router.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The whole document, from the operations the router declares (`http::routes`, which starts
+/// from `ApiDoc`: the documentation's own routes) plus what every route shares, added once all
+/// are there: the optional bodies, the access rules and the request ids.
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let modifiers: [&dyn Modify; 3] = [&OptionalBodies, &AccessRules, &RequestIds];
+    for modifier in modifiers {
+        modifier.modify(&mut doc);
+    }
+    doc
 }
 
-/// `/openapi.json`, `/docs` (Swagger UI) and `/redoc` (ReDoc) with their assets.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    let doc = openapi();
+/// `/openapi.json` (serving `doc`), `/docs` (Swagger UI) and `/redoc` (ReDoc) with their assets.
+pub fn routes<S: Clone + Send + Sync + 'static>(doc: utoipa::openapi::OpenApi) -> Router<S> {
     let swagger = SwaggerUi::new(SWAGGER_PATH)
         .url(OPENAPI_PATH, doc)
         // "none": no validator badge, which would load an image from validator.swagger.io.
@@ -183,32 +176,11 @@ async fn redoc_notices() -> impl IntoResponse {
     )
 }
 
-/// Operations of routes whose handlers carry no `#[utoipa::path]`: `/metrics`
-/// (`crate::metrics::serve`) and the pages and assets of `utoipa-swagger-ui` and `utoipa-redoc`.
+/// Operations of routes whose handlers carry no `#[utoipa::path]`: the pages and assets of
+/// `utoipa-swagger-ui` and `utoipa-redoc`.
 /// The functions only carry the `#[utoipa::path]` blocks; nothing calls them.
 mod served_elsewhere {
     #![allow(dead_code)]
-
-    use crate::http::docs::schemas::Metrics;
-
-    #[utoipa::path(
-        get,
-        path = "/metrics",
-        tag = "service",
-        summary = "Prometheus metrics",
-        description = "Every family is prefixed `claude_gateway_`: requests, their durations and \
-            statuses by route and model (HTTP) or method and code (gRPC), in-flight requests, \
-            live processes and queued requests, time to first token, process start-up, tokens \
-            and cost.",
-        responses((
-            status = 200,
-            description = "The metrics, in the Prometheus text format 0.0.4 (with `; \
-                charset=utf-8`).",
-            content_type = "text/plain; version=0.0.4",
-            body = Metrics,
-        )),
-    )]
-    fn metrics() {}
 
     #[utoipa::path(
         get,
@@ -284,116 +256,6 @@ mod served_elsewhere {
         )),
     )]
     fn redoc() {}
-}
-
-/// Refusals of a chat request.
-#[derive(IntoResponses)]
-pub enum RequestErrors {
-    /// Malformed JSON (`invalid_json`), a missing or mistyped field (named in `param`), a value
-    /// out of range, a feature Claude lacks (`unsupported_parameter`,
-    /// `unsupported_content_type`), or `n` above 1 in a session.
-    #[response(status = 400, example = json!({"error": {
-        "message": "`messages[0].role` is required.", "type": "invalid_request_error",
-        "param": "messages[0].role", "code": null}}))]
-    BadRequest(ErrorResponse),
-    /// The model id is neither in the model table nor a Claude id (`model_not_found`), or the
-    /// `session_id` names no live session of the caller's tenant (`session_not_found`).
-    #[response(status = 404, example = json!({"error": {
-        "message": "The model `gpt-9` does not exist.", "type": "invalid_request_error",
-        "param": "model", "code": "model_not_found"}}))]
-    ModelNotFound(ErrorResponse),
-    /// Another replica appended a turn to the session while this one ran (`session_conflict`);
-    /// nothing was stored, send it again.
-    #[response(status = 409, example = json!({"error": {
-        "message": "Another turn changed session `ada-1` first (its history had 4 messages, \
-            this turn was computed on 2); nothing was stored. Send it again.",
-        "type": "invalid_request_error", "param": "session_id", "code": "session_conflict"}}))]
-    SessionConflict(ErrorResponse),
-    /// The body is larger than `--max-body-bytes` (`payload_too_large`).
-    #[response(status = 413)]
-    PayloadTooLarge(ErrorResponse),
-    /// Claude rate-limited the gateway, or every process is busy and the queue is full
-    /// (`rate_limit_exceeded`, with `Retry-After` when the wait is known).
-    #[response(
-        status = 429,
-        headers(("Retry-After" = u64, description = "Seconds to wait, when known.")),
-    )]
-    RateLimited(ErrorResponse),
-}
-
-/// Failures behind the gateway, each with its `code`.
-#[derive(IntoResponses)]
-pub enum ServerErrors {
-    /// An unexpected local failure (`internal_error`).
-    #[response(status = 500)]
-    Internal(ErrorResponse),
-    /// The gateway's Claude credentials were rejected (`upstream_auth_failed`), another Anthropic
-    /// API failure (`upstream_error`), or the CLI crashed or exited early (`cli_failed`).
-    #[response(status = 502)]
-    BadGateway(ErrorResponse),
-    /// Claude is overloaded (`overloaded`), the CLI is not installed (`cli_not_found`), or the
-    /// remote worker is unreachable (`unavailable`).
-    #[response(status = 503)]
-    Unavailable(ErrorResponse),
-    /// `--request-timeout-secs` reached (`timeout`).
-    #[response(status = 504)]
-    Timeout(ErrorResponse),
-}
-
-/// Refusals of `POST /v1/sessions`.
-#[derive(IntoResponses)]
-pub enum CreateSessionErrors {
-    /// Malformed JSON (`invalid_json`), a mistyped field (named in `param`), an `id` that is not
-    /// up to 128 letters, digits, `_`, `-` or `.`, or the `id` of a live session, whichever
-    /// tenant owns it (`session_exists`: ids are one namespace).
-    #[response(status = 400, example = json!({"error": {
-        "message": "A session `ada-1` already exists.", "type": "invalid_request_error",
-        "param": "id", "code": "session_exists"}}))]
-    BadRequest(ErrorResponse),
-}
-
-/// Refusals of `GET /v1/sessions`.
-#[derive(IntoResponses)]
-pub enum ListSessionsErrors {
-    /// `after` names no live session of the caller's tenant (`param: after`).
-    #[response(status = 400, example = json!({"error": {
-        "message": "The cursor `after=ada-9` names no session.", "type": "invalid_request_error",
-        "param": "after", "code": null}}))]
-    BadRequest(ErrorResponse),
-}
-
-/// A session route's `{id}` that names no live session.
-#[derive(IntoResponses)]
-pub enum SessionNotFound {
-    /// The session never existed, was deleted, expired after `--session-ttl-secs` idle, or
-    /// belongs to another tenant than the API key's (`session_not_found`; the same answer).
-    #[response(status = 404, example = json!({"error": {
-        "message": "No session `ada-1` (it never existed, was deleted, or expired).",
-        "type": "invalid_request_error", "param": "session_id", "code": "session_not_found"}}))]
-    NotFound(ErrorResponse),
-}
-
-/// Failures of the session store, or of the worker that keeps it.
-#[derive(IntoResponses)]
-pub enum SessionServerErrors {
-    /// The session store failed (`internal_error`).
-    #[response(status = 500)]
-    Internal(ErrorResponse),
-    /// In front of a worker (`--upstream`): the worker refused this gateway's key
-    /// (`upstream_auth_failed`).
-    #[response(status = 502)]
-    BadGateway(ErrorResponse),
-    /// In front of a worker (`--upstream`): the worker is unreachable (`unavailable`).
-    #[response(status = 503)]
-    Unavailable(ErrorResponse),
-}
-
-/// `GET /v1/models/{id}` of an id the gateway does not take.
-#[derive(IntoResponses)]
-pub enum ModelNotFound {
-    /// Unknown model id (`model_not_found`).
-    #[response(status = 404)]
-    NotFound(ErrorResponse),
 }
 
 #[cfg(test)]

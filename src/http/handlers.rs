@@ -356,3 +356,23 @@ pub fn no_route(status: StatusCode) -> Response {
     *response.status_mut() = status;
     response
 }
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    summary = "Prometheus metrics",
+    description = "Every family is prefixed `claude_gateway_`: requests, their durations and \
+        statuses by route and model (HTTP) or method and code (gRPC), in-flight requests, \
+        processes by state and queued requests, time to first token, process start-up, tokens \
+        and cost.",
+    responses((
+        status = 200,
+        description = "The metrics, in the Prometheus text format 0.0.4 (with `; \
+            charset=utf-8`).",
+        content_type = "text/plain; version=0.0.4",
+        body = super::docs::schemas::Metrics,
+    )),
+)]
+pub async fn metrics() -> Response {
+    crate::metrics::serve().await
+}

@@ -8,13 +8,13 @@ pub mod error;
 pub mod handlers;
 pub mod openai;
 pub mod responses;
+pub mod routes;
 pub mod sessions;
 pub mod sse;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
-use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -26,23 +26,8 @@ pub fn router(
     max_body_bytes: usize,
     access: std::sync::Arc<crate::access::Access>,
 ) -> Router {
-    Router::new()
-        .route("/", get(handlers::index))
-        .route("/health", get(handlers::health))
-        .route("/health/live", get(handlers::health_live))
-        .route("/health/ready", get(handlers::health_ready))
-        .route("/metrics", get(crate::metrics::serve))
-        .route("/v1/models", get(handlers::list_models))
-        .route("/v1/models/{id}", get(handlers::get_model))
-        .route("/v1/chat/completions", post(handlers::chat_completions))
-        .route("/v1/responses", post(responses::handler::create))
-        .route("/v1/sessions", post(sessions::create).get(sessions::list))
-        .route(
-            "/v1/sessions/{id}",
-            get(sessions::get).delete(sessions::delete),
-        )
-        .route("/v1/sessions/{id}/clear", post(sessions::clear))
-        .merge(docs::routes())
+    let (api, doc) = routes::api().split_for_parts();
+    api.merge(docs::routes(docs::finish(doc)))
         .fallback(|| async { handlers::no_route(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             handlers::no_route(StatusCode::METHOD_NOT_ALLOWED)

@@ -7,7 +7,7 @@ use super::modify::API_KEY_SCHEME;
 use super::*;
 
 fn doc() -> Value {
-    serde_json::to_value(openapi()).expect("the document serializes")
+    serde_json::to_value(crate::http::routes::openapi()).expect("the document serializes")
 }
 
 #[test]
