@@ -120,7 +120,18 @@ impl Effort {
 }
 
 const MAX_STOP: usize = 4;
+/// Characters in one stop sequence. OpenAI documents no bound; a stop sequence is a short
+/// marker, and the matcher holds back up to its length of output before streaming it, so a long
+/// one would delay every chunk.
+pub const MAX_STOP_CHARS: usize = 256;
 const MAX_N: u32 = 10;
+/// Tools in one request: OpenAI's documented maximum of functions.
+pub const MAX_TOOLS: usize = 128;
+/// Characters in a function name: OpenAI's `^[a-zA-Z0-9_-]{1,64}$`.
+pub const MAX_TOOL_NAME_CHARS: usize = 64;
+/// Characters in a function description. Generous (coding agents send several KB), but bounded:
+/// each description is sent to Claude on every `tools/list`.
+pub const MAX_TOOL_DESCRIPTION_CHARS: usize = 16 * 1024;
 
 pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatRequest, ChatError> {
     let ChatRequest {
@@ -175,12 +186,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
             "stop",
         ));
     }
-    if stop.iter().any(String::is_empty) {
-        return Err(ChatError::invalid(
-            "`stop` sequences must not be empty.",
-            "stop",
-        ));
-    }
+    check_stop(&stop)?;
     let effort = match reasoning_effort.as_deref() {
         None => None,
         Some("minimal" | "low") => Some(Effort::Low),
@@ -189,7 +195,8 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         Some(other) => {
             return Err(ChatError::invalid(
                 format!(
-                    "`reasoning_effort` must be one of minimal, low, medium, high; got `{other}`."
+                    "`reasoning_effort` must be one of minimal, low, medium, high; got `{}`.",
+                    shown(other)
                 ),
                 "reasoning_effort",
             ));
@@ -273,29 +280,131 @@ fn prompt_tokens(messages: &[super::types::Message], tools: &[Tool]) -> usize {
     total
 }
 
+/// At most `MAX_STOP_CHARS` characters each, none empty.
+fn check_stop(stop: &[String]) -> Result<(), ChatError> {
+    for (i, s) in stop.iter().enumerate() {
+        let chars = s.chars().count();
+        if chars == 0 {
+            return Err(ChatError::invalid(
+                format!("`stop[{i}]` is empty; stop sequences must not be empty."),
+                format!("stop[{i}]"),
+            ));
+        }
+        if chars > MAX_STOP_CHARS {
+            return Err(ChatError::invalid(
+                format!(
+                    "`stop[{i}]` is {chars} characters long; a stop sequence has at most \
+                     {MAX_STOP_CHARS} (got `{}…`).",
+                    shown(s)
+                ),
+                format!("stop[{i}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The start of a client's text, for an error message: enough to recognise it, never the whole
+/// of a huge field.
+pub(crate) fn shown(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+/// A function name as OpenAI accepts it: 1 to 64 ASCII letters, digits, `_` or `-`. The CLI
+/// presents it to Claude as `mcp__gw__<name>`, which Anthropic's tool-name rule also accepts.
+pub(crate) fn check_tool_name(name: &str, param: String) -> Result<(), ChatError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_TOOL_NAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        return Ok(());
+    }
+    let chars = name.chars().count();
+    let got = if chars > MAX_TOOL_NAME_CHARS {
+        format!("{chars} characters starting `{}`", shown(name))
+    } else {
+        format!("`{name}`")
+    };
+    Err(ChatError::invalid(
+        format!(
+            "`{param}` must be 1 to {MAX_TOOL_NAME_CHARS} letters, digits, `_` or `-`; got {got}."
+        ),
+        param,
+    ))
+}
+
+/// One offered function: its name, description and parameter schema (a JSON object, since it
+/// becomes the MCP tool's `inputSchema`).
+fn check_tool(i: usize, tool: &Tool) -> Result<(), ChatError> {
+    check_tool_name(&tool.name, format!("tools[{i}].function.name"))?;
+    if let Some(description) = &tool.description {
+        let chars = description.chars().count();
+        if chars > MAX_TOOL_DESCRIPTION_CHARS {
+            return Err(ChatError::invalid(
+                format!(
+                    "`tools[{i}].function.description` is {chars} characters long; this gateway \
+                     accepts at most {MAX_TOOL_DESCRIPTION_CHARS}."
+                ),
+                format!("tools[{i}].function.description"),
+            ));
+        }
+    }
+    match &tool.parameters {
+        None => Ok(()),
+        // Claude takes a tool's input as an object, and so does MCP's `inputSchema`.
+        Some(Value::Object(schema)) => match schema.get("type") {
+            None => Ok(()),
+            Some(Value::String(t)) if t == "object" => Ok(()),
+            Some(other) => Err(ChatError::invalid(
+                format!(
+                    "`tools[{i}].function.parameters` must describe an object (`\"type\": \
+                     \"object\"`); got `\"type\": {}`.",
+                    shown(&other.to_string())
+                ),
+                format!("tools[{i}].function.parameters"),
+            )),
+        },
+        Some(other) => Err(ChatError::invalid(
+            format!(
+                "`tools[{i}].function.parameters` must be a JSON Schema object; got {}.",
+                json_kind(other)
+            ),
+            format!("tools[{i}].function.parameters"),
+        )),
+    }
+}
+
+/// What a JSON value is, for an error message.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn tools_and_mode(
     tools: Vec<Tool>,
     choice: Option<ToolChoice>,
     parallel: Option<bool>,
 ) -> Result<(Vec<Tool>, ToolMode), ChatError> {
+    if tools.len() > MAX_TOOLS {
+        return Err(ChatError::invalid(
+            format!(
+                "`tools` has {} functions; at most {MAX_TOOLS} are accepted.",
+                tools.len()
+            ),
+            "tools",
+        ));
+    }
     let mut seen = HashSet::new();
     for (i, tool) in tools.iter().enumerate() {
-        let valid = !tool.name.is_empty()
-            && tool.name.len() <= 64
-            && tool
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
-            return Err(ChatError::invalid(
-                format!(
-                    "`tools[{i}].function.name` must be 1 to 64 letters, digits, `_` or `-`; got \
-                     `{}`.",
-                    tool.name
-                ),
-                format!("tools[{i}].function.name"),
-            ));
-        }
+        check_tool(i, tool)?;
         if !seen.insert(tool.name.as_str()) {
             return Err(ChatError::invalid(
                 format!("Two tools are named `{}`.", tool.name),
@@ -319,7 +428,10 @@ fn tools_and_mode(
             let chosen: Vec<Tool> = tools.into_iter().filter(|t| t.name == name).collect();
             if chosen.is_empty() {
                 return Err(ChatError::invalid(
-                    format!("`tool_choice` names `{name}`, which is not in `tools`."),
+                    format!(
+                        "`tool_choice` names `{}`, which is not in `tools`.",
+                        shown(&name)
+                    ),
                     "tool_choice",
                 ));
             }
@@ -334,6 +446,16 @@ fn output_mode(format: ResponseFormat) -> Result<OutputMode, ChatError> {
         ResponseFormat::Text => OutputMode::Text,
         ResponseFormat::JsonObject => OutputMode::JsonObject,
         ResponseFormat::JsonSchema(spec) => {
+            if !spec.schema.is_object() {
+                return Err(ChatError::invalid(
+                    format!(
+                        "`response_format.json_schema.schema` must be a JSON Schema object; got \
+                         {}.",
+                        json_kind(&spec.schema)
+                    ),
+                    "response_format.json_schema.schema",
+                ));
+            }
             if let Err(e) = jsonschema::validator_for(&spec.schema) {
                 return Err(ChatError::invalid(
                     format!("`response_format.json_schema.schema` is not a valid JSON Schema: {e}"),
@@ -573,6 +695,72 @@ mod tests {
         let err = validate(long, &cfg).unwrap_err();
         assert_eq!(err.code(), Some("context_length_exceeded"));
         assert!(err.to_string().contains("at most 5"), "{err}");
+    }
+
+    #[test]
+    fn tool_and_stop_limits_name_the_field_the_limit_and_what_was_sent() {
+        let cfg = ValidationConfig::default();
+        let base = req(vec![Message::text(Role::User, "Hi")]);
+        let err_of = |r: ChatRequest| validate(r, &cfg).unwrap_err();
+
+        let mut r = base.clone();
+        r.stop = vec!["ok".into(), "s".repeat(MAX_STOP_CHARS + 1)];
+        let err = err_of(r.clone());
+        assert_eq!(err.param(), Some("stop[1]"));
+        assert!(err.to_string().contains("257 characters"), "{err}");
+        assert!(
+            err.to_string().contains(&MAX_STOP_CHARS.to_string()),
+            "{err}"
+        );
+        r.stop = vec!["é".repeat(MAX_STOP_CHARS)];
+        assert!(
+            validate(r.clone(), &cfg).is_ok(),
+            "the limit counts characters"
+        );
+        r.stop = vec![String::new()];
+        assert_eq!(err_of(r).param(), Some("stop[0]"));
+
+        let mut r = base.clone();
+        r.tools = (0..=MAX_TOOLS).map(|i| tool(&format!("f{i}"))).collect();
+        assert_eq!(err_of(r).param(), Some("tools"));
+
+        let mut r = base.clone();
+        r.tools = vec![tool(&"n".repeat(10_000))];
+        let err = err_of(r);
+        assert_eq!(err.param(), Some("tools[0].function.name"));
+        assert!(err.to_string().contains("10000 characters"), "{err}");
+        assert!(err.to_string().len() < 300, "{err}");
+
+        let mut r = base.clone();
+        let mut described = tool("f");
+        described.description = Some("d".repeat(MAX_TOOL_DESCRIPTION_CHARS + 1));
+        r.tools = vec![described];
+        assert_eq!(err_of(r).param(), Some("tools[0].function.description"));
+
+        for bad in [
+            serde_json::json!([1, 2]),
+            serde_json::json!("s"),
+            serde_json::json!(null),
+            serde_json::json!({"type": "array"}),
+        ] {
+            let mut r = base.clone();
+            let mut t = tool("f");
+            t.parameters = Some(bad.clone());
+            r.tools = vec![t];
+            let err = err_of(r);
+            assert_eq!(err.param(), Some("tools[0].function.parameters"), "{bad}");
+            assert!(err.to_string().contains("got "), "{err}");
+        }
+        let mut r = base;
+        r.response_format = ResponseFormat::JsonSchema(JsonSchemaFormat {
+            name: "x".into(),
+            description: None,
+            schema: serde_json::json!([1, 2]),
+            strict: None,
+        });
+        let err = err_of(r);
+        assert_eq!(err.param(), Some("response_format.json_schema.schema"));
+        assert!(err.to_string().contains("an array"), "{err}");
     }
 
     #[test]

@@ -59,7 +59,12 @@ pub fn router(
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                // The route template, not the raw path: a path is client text.
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map_or("unmatched", |p| p.as_str());
+                tracing::info_span!("http", method = %req.method(), route = %route, request_id = %id)
             }),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
