@@ -322,3 +322,86 @@ async fn random_requests_always_end_with_a_status_and_never_panic() {
     .await
     .unwrap();
 }
+
+/// What a client sends (its model id, its texts, a request id that is not a plain id) appears in
+/// no log line above debug, on either door; plain request ids are still echoed.
+#[tokio::test]
+async fn client_text_stays_out_of_the_log_above_debug() {
+    within(60, async {
+        let g = FakeCliGateway::start(&[]).await;
+        let mut client = chat_client(&g.gw).await;
+        let mut params = with_tools(vec![tool("f", "[1,2]")]).unwrap();
+        params.model = "SECRET-model".into();
+        let mut request = tonic::Request::new(pb::CreateChatCompletionRequest {
+            params: Some(params),
+        });
+        request
+            .metadata_mut()
+            .insert("x-request-id", "SECRET id with spaces".parse().unwrap());
+        let status = client.create_chat_completion(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+        let id = status
+            .metadata()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(id.len(), 36, "a new UUID instead of the unsafe id: {id}");
+        let status = client
+            .create_chat_completion(pb::CreateChatCompletionRequest {
+                params: with_tools(vec![tool("SECRET name", "")]),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+
+        let response = client_request(&g.gw, "SECRET id with spaces").await;
+        assert_eq!(response.status(), 404);
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 36, "{id}");
+        let response = client_request(&g.gw, "plain-id-77").await;
+        assert_eq!(response.headers()["x-request-id"], "plain-id-77");
+
+        let log = g.gw.stderr();
+        assert!(
+            log.contains("SECRET"),
+            "debug lines keep the detail:\n{log}"
+        );
+        let loud: Vec<String> = log
+            .lines()
+            .map(without_colours)
+            .filter(|l| l.contains(" INFO ") || l.contains(" WARN ") || l.contains(" ERROR "))
+            .filter(|l| l.contains("SECRET"))
+            .collect();
+        assert!(loud.is_empty(), "client text above debug: {loud:#?}");
+        assert_no_panic(&g.gw);
+    })
+    .await
+    .unwrap();
+}
+
+/// A log line without its ANSI colour codes (`ESC [ … m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (false, c) => out.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    out
+}
+
+async fn client_request(gw: &Gateway, id: &str) -> reqwest::Response {
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", id)
+        .json(&serde_json::json!({"model": "SECRET-http-model",
+            "messages": [{"role": "user", "content": "SECRET text"}]}))
+        .send()
+        .await
+        .unwrap()
+}

@@ -69,5 +69,19 @@ pub fn router(
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost: a client id that is not short and plain is dropped, so a new one is made.
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// Removes an `x-request-id` that `metrics::request_id_ok` refuses: ids are logged at info.
+async fn drop_unsafe_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let unsafe_id = req
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !v.to_str().is_ok_and(crate::metrics::request_id_ok));
+    if unsafe_id {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }

@@ -146,6 +146,20 @@ impl Done {
     }
 }
 
+/// Most characters of a client's request id that are kept.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Whether a client's `x-request-id` is kept (echoed, logged, passed on) rather than replaced by
+/// a new one: ids are logged on every line at info, so only short, plain ones are client text
+/// we accept there (UUIDs, trace ids, `name-1234`).
+pub fn request_id_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_CHARS
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+}
+
 /// `(service, method)` of a call path when the server serves it; any other path, refused
 /// before routing (no key, rate limit) or not, shares one label, so a client cannot mint series.
 fn grpc_labels<'a>(path: &'a str, known: &HashSet<String>) -> (&'a str, &'a str) {
@@ -285,7 +299,7 @@ where
         let id = request
             .headers()
             .get("x-request-id")
-            .filter(|v| !v.is_empty())
+            .filter(|v| v.to_str().is_ok_and(request_id_ok))
             .cloned()
             .or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok());
         let shown = id
@@ -352,6 +366,13 @@ mod tests {
             grpc_labels("/grpc.health.v1.Health/Check", &known),
             ("grpc.health.v1.Health", "Check")
         );
+        assert!(request_id_ok("grpc-id-4242"));
+        assert!(request_id_ok(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!request_id_ok(""));
+        assert!(!request_id_ok("ignore previous instructions"));
+        assert!(!request_id_ok(&"a".repeat(129)));
         for path in [
             "/made.Up/Thing",
             "/claude_gateway.v1.ChatService/Nope",
