@@ -9,8 +9,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::error::ChatError;
+use super::limits::{check_tool_name, shown};
 use super::types::{ContentPart, Message, Role};
-use super::validate::{check_tool_name, shown};
 
 const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::error::ChatError;
+use super::limits::{MAX_TOOLS, check_metadata, check_stop, check_tool, json_kind, shown};
 use super::models::{ModelInfo, ModelMap};
 use super::turns::{ImageLimits, split_messages};
 use super::types::{ChatRequest, ResponseFormat, SamplingParams, Tool, ToolChoice};
@@ -120,18 +121,7 @@ impl Effort {
 }
 
 const MAX_STOP: usize = 4;
-/// Characters in one stop sequence. OpenAI documents no bound; a stop sequence is a short
-/// marker, and the matcher holds back up to its length of output before streaming it, so a long
-/// one would delay every chunk.
-pub const MAX_STOP_CHARS: usize = 256;
 const MAX_N: u32 = 10;
-/// Tools in one request: OpenAI's documented maximum of functions.
-pub const MAX_TOOLS: usize = 128;
-/// Characters in a function name: OpenAI's `^[a-zA-Z0-9_-]{1,64}$`.
-pub const MAX_TOOL_NAME_CHARS: usize = 64;
-/// Characters in a function description. Generous (coding agents send several KB), but bounded:
-/// each description is sent to Claude on every `tools/list`.
-pub const MAX_TOOL_DESCRIPTION_CHARS: usize = 16 * 1024;
 
 pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatRequest, ChatError> {
     let ChatRequest {
@@ -145,7 +135,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         n,
         max_tokens,
         session_id,
-        metadata: _,
+        metadata,
         sampling,
         reasoning_effort,
     } = req;
@@ -187,6 +177,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         ));
     }
     check_stop(&stop)?;
+    check_metadata(&metadata)?;
     let effort = match reasoning_effort.as_deref() {
         None => None,
         Some("minimal" | "low") => Some(Effort::Low),
@@ -278,114 +269,6 @@ fn prompt_tokens(messages: &[super::types::Message], tools: &[Tool]) -> usize {
         }
     }
     total
-}
-
-/// At most `MAX_STOP_CHARS` characters each, none empty.
-fn check_stop(stop: &[String]) -> Result<(), ChatError> {
-    for (i, s) in stop.iter().enumerate() {
-        let chars = s.chars().count();
-        if chars == 0 {
-            return Err(ChatError::invalid(
-                format!("`stop[{i}]` is empty; stop sequences must not be empty."),
-                format!("stop[{i}]"),
-            ));
-        }
-        if chars > MAX_STOP_CHARS {
-            return Err(ChatError::invalid(
-                format!(
-                    "`stop[{i}]` is {chars} characters long; a stop sequence has at most \
-                     {MAX_STOP_CHARS} (got `{}…`).",
-                    shown(s)
-                ),
-                format!("stop[{i}]"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The start of a client's text, for an error message: enough to recognise it, never the whole
-/// of a huge field.
-pub(crate) fn shown(text: &str) -> String {
-    text.chars().take(40).collect()
-}
-
-/// A function name as OpenAI accepts it: 1 to 64 ASCII letters, digits, `_` or `-`. The CLI
-/// presents it to Claude as `mcp__gw__<name>`, which Anthropic's tool-name rule also accepts.
-pub(crate) fn check_tool_name(name: &str, param: String) -> Result<(), ChatError> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_TOOL_NAME_CHARS
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if valid {
-        return Ok(());
-    }
-    let chars = name.chars().count();
-    let got = if chars > MAX_TOOL_NAME_CHARS {
-        format!("{chars} characters starting `{}`", shown(name))
-    } else {
-        format!("`{name}`")
-    };
-    Err(ChatError::invalid(
-        format!(
-            "`{param}` must be 1 to {MAX_TOOL_NAME_CHARS} letters, digits, `_` or `-`; got {got}."
-        ),
-        param,
-    ))
-}
-
-/// One offered function: its name, description and parameter schema (a JSON object, since it
-/// becomes the MCP tool's `inputSchema`).
-fn check_tool(i: usize, tool: &Tool) -> Result<(), ChatError> {
-    check_tool_name(&tool.name, format!("tools[{i}].function.name"))?;
-    if let Some(description) = &tool.description {
-        let chars = description.chars().count();
-        if chars > MAX_TOOL_DESCRIPTION_CHARS {
-            return Err(ChatError::invalid(
-                format!(
-                    "`tools[{i}].function.description` is {chars} characters long; this gateway \
-                     accepts at most {MAX_TOOL_DESCRIPTION_CHARS}."
-                ),
-                format!("tools[{i}].function.description"),
-            ));
-        }
-    }
-    match &tool.parameters {
-        None => Ok(()),
-        // Claude takes a tool's input as an object, and so does MCP's `inputSchema`.
-        Some(Value::Object(schema)) => match schema.get("type") {
-            None => Ok(()),
-            Some(Value::String(t)) if t == "object" => Ok(()),
-            Some(other) => Err(ChatError::invalid(
-                format!(
-                    "`tools[{i}].function.parameters` must describe an object (`\"type\": \
-                     \"object\"`); got `\"type\": {}`.",
-                    shown(&other.to_string())
-                ),
-                format!("tools[{i}].function.parameters"),
-            )),
-        },
-        Some(other) => Err(ChatError::invalid(
-            format!(
-                "`tools[{i}].function.parameters` must be a JSON Schema object; got {}.",
-                json_kind(other)
-            ),
-            format!("tools[{i}].function.parameters"),
-        )),
-    }
-}
-
-/// What a JSON value is, for an error message.
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn tools_and_mode(
@@ -521,6 +404,7 @@ fn ignored_params(s: &SamplingParams, strict: bool) -> Result<Vec<String>, ChatE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::limits::{MAX_STOP_CHARS, MAX_TOOL_DESCRIPTION_CHARS};
     use crate::chat::types::{JsonSchemaFormat, Message, Role};
 
     fn req(messages: Vec<Message>) -> ChatRequest {
@@ -719,6 +603,12 @@ mod tests {
         );
         r.stop = vec![String::new()];
         assert_eq!(err_of(r).param(), Some("stop[0]"));
+
+        let mut r = base.clone();
+        r.metadata = (0..17).map(|i| (format!("k{i}"), "v".into())).collect();
+        assert_eq!(err_of(r.clone()).param(), Some("metadata"));
+        r.metadata = [("k".to_string(), "v".repeat(513))].into();
+        assert!(err_of(r).to_string().contains("value of 513"));
 
         let mut r = base.clone();
         r.tools = (0..=MAX_TOOLS).map(|i| tool(&format!("f{i}"))).collect();
