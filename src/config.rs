@@ -191,7 +191,7 @@ pub struct Config {
     #[arg(long, env = "CLAUDE_PASS_ENV", value_delimiter = ',')]
     pub pass_env: Vec<String>,
 
-    /// Largest request body accepted, in bytes.
+    /// Largest request body (HTTP) or message (gRPC) accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
 

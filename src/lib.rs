@@ -162,6 +162,7 @@ pub async fn run(
             draining: draining.clone(),
             abort: abort.clone(),
         },
+        config.max_body_bytes,
         token.clone().cancelled_owned(),
     );
     let trigger = token.clone();

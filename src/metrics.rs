@@ -27,7 +27,7 @@ use crate::chat::types::ChatEvent;
 
 mod requests;
 
-pub use requests::{GrpcLayer, GrpcMetrics, note_model, track_http};
+pub use requests::{GrpcLayer, GrpcMetrics, note_model, request_id_ok, track_http};
 
 /// Distinct model ids given their own label; later ones are counted as `other`.
 const MAX_MODEL_LABELS: usize = 64;

@@ -93,12 +93,6 @@ pub fn parse_message(i: usize, value: Value) -> Result<Message, ChatError> {
     } else {
         string_field(&value, "tool_call_id", &path)?
     };
-    if role == Role::Tool && tool_call_id.is_none() {
-        return Err(ChatError::invalid(
-            format!("`{path}.tool_call_id` is required for tool messages."),
-            format!("{path}.tool_call_id"),
-        ));
-    }
     Ok(Message {
         role,
         content,

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod limits;
 pub mod message_json;
 pub mod models;
 pub mod stop;

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::error::ChatError;
+use super::limits::{check_tool_name, shown};
 use super::types::{ContentPart, Message, Role};
 
 const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
@@ -87,12 +88,18 @@ pub fn split_messages(
                 }
             }
             Role::Tool => {
-                let id = message.tool_call_id.clone().unwrap_or_default();
+                let Some(id) = message.tool_call_id.clone().filter(|id| !id.is_empty()) else {
+                    return Err(ChatError::invalid(
+                        format!("`{param}.tool_call_id` is required for tool messages."),
+                        format!("{param}.tool_call_id"),
+                    ));
+                };
                 if !open_calls.remove(&id) {
                     return Err(ChatError::invalid(
                         format!(
-                            "`{param}.tool_call_id` is `{id}`, which answers no tool call of an \
-                             earlier assistant message (or one already answered)."
+                            "`{param}.tool_call_id` is `{}`, which answers no tool call of an \
+                             earlier assistant message (or one already answered).",
+                            shown(&id)
                         ),
                         format!("{param}.tool_call_id"),
                     ));
@@ -140,7 +147,10 @@ pub fn split_messages(
                     }
                 }
                 for (j, call) in message.tool_calls.into_iter().enumerate() {
-                    let p = format!("{param}.tool_calls[{j}].function.arguments");
+                    let call_param = format!("{param}.tool_calls[{j}]");
+                    check_call_id(&call.id, &call_param)?;
+                    check_tool_name(&call.name, format!("{call_param}.function.name"))?;
+                    let p = format!("{call_param}.function.arguments");
                     let input: Value = if call.arguments.trim().is_empty() {
                         Value::Object(Default::default())
                     } else {
@@ -179,6 +189,26 @@ pub fn split_messages(
 pub fn is_remote(url: &str) -> bool {
     let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
     scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+}
+
+/// Characters in a tool call id; Anthropic's ids (`toolu_…`) and OpenAI's (`call_…`) are far
+/// shorter.
+pub const MAX_CALL_ID_CHARS: usize = 256;
+
+/// A call id is what a later tool message answers; an empty or huge one cannot be matched
+/// reliably, and Claude refuses an empty `tool_use.id`.
+fn check_call_id(id: &str, param: &str) -> Result<(), ChatError> {
+    let chars = id.chars().count();
+    if chars == 0 || chars > MAX_CALL_ID_CHARS {
+        return Err(ChatError::invalid(
+            format!(
+                "`{param}.id` must be 1 to {MAX_CALL_ID_CHARS} characters; got {chars} \
+                 characters."
+            ),
+            format!("{param}.id"),
+        ));
+    }
+    Ok(())
 }
 
 fn has_tool_results(turn: &Turn) -> bool {
@@ -403,6 +433,39 @@ mod tests {
             err.param(),
             Some("messages[1].tool_calls[0].function.arguments")
         );
+    }
+
+    #[test]
+    fn calls_need_ids_and_valid_names_and_results_need_an_id() {
+        let user = Message::text(Role::User, "Hi");
+        for (calls, param) in [
+            (vec![call("", "{}")], "messages[1].tool_calls[0].id"),
+            (
+                vec![call(&"i".repeat(MAX_CALL_ID_CHARS + 1), "{}")],
+                "messages[1].tool_calls[0].id",
+            ),
+            (
+                vec![ToolCall {
+                    name: "not a name".into(),
+                    ..call("t1", "{}")
+                }],
+                "messages[1].tool_calls[0].function.name",
+            ),
+        ] {
+            let err =
+                split_messages(vec![user.clone(), assistant_calls(calls)], LIMITS).unwrap_err();
+            assert_eq!(err.param(), Some(param));
+        }
+        let no_id = Message {
+            tool_call_id: None,
+            ..Message::text(Role::Tool, "x")
+        };
+        let err = split_messages(
+            vec![user, assistant_calls(vec![call("t1", "{}")]), no_id],
+            LIMITS,
+        )
+        .unwrap_err();
+        assert_eq!(err.param(), Some("messages[2].tool_call_id"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::error::ChatError;
+use super::limits::{MAX_TOOLS, check_metadata, check_stop, check_tool, json_kind, shown};
 use super::models::{ModelInfo, ModelMap};
 use super::turns::{ImageLimits, split_messages};
 use super::types::{ChatRequest, ResponseFormat, SamplingParams, Tool, ToolChoice};
@@ -138,7 +139,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         n,
         max_tokens,
         session_id,
-        metadata: _,
+        metadata,
         sampling,
         reasoning_effort,
     } = req;
@@ -179,12 +180,8 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
             "stop",
         ));
     }
-    if stop.iter().any(String::is_empty) {
-        return Err(ChatError::invalid(
-            "`stop` sequences must not be empty.",
-            "stop",
-        ));
-    }
+    check_stop(&stop)?;
+    check_metadata(&metadata)?;
     let effort = match reasoning_effort.as_deref() {
         None => None,
         Some("minimal" | "low") => Some(Effort::Low),
@@ -193,7 +190,8 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         Some(other) => {
             return Err(ChatError::invalid(
                 format!(
-                    "`reasoning_effort` must be one of minimal, low, medium, high; got `{other}`."
+                    "`reasoning_effort` must be one of minimal, low, medium, high; got `{}`.",
+                    shown(other)
                 ),
                 "reasoning_effort",
             ));
@@ -283,24 +281,18 @@ fn tools_and_mode(
     choice: Option<ToolChoice>,
     parallel: Option<bool>,
 ) -> Result<(Vec<Tool>, ToolMode), ChatError> {
+    if tools.len() > MAX_TOOLS {
+        return Err(ChatError::invalid(
+            format!(
+                "`tools` has {} functions; at most {MAX_TOOLS} are accepted.",
+                tools.len()
+            ),
+            "tools",
+        ));
+    }
     let mut seen = HashSet::new();
     for (i, tool) in tools.iter().enumerate() {
-        let valid = !tool.name.is_empty()
-            && tool.name.len() <= 64
-            && tool
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
-            return Err(ChatError::invalid(
-                format!(
-                    "`tools[{i}].function.name` must be 1 to 64 letters, digits, `_` or `-`; got \
-                     `{}`.",
-                    tool.name
-                ),
-                format!("tools[{i}].function.name"),
-            ));
-        }
+        check_tool(i, tool)?;
         if !seen.insert(tool.name.as_str()) {
             return Err(ChatError::invalid(
                 format!("Two tools are named `{}`.", tool.name),
@@ -324,7 +316,10 @@ fn tools_and_mode(
             let chosen: Vec<Tool> = tools.into_iter().filter(|t| t.name == name).collect();
             if chosen.is_empty() {
                 return Err(ChatError::invalid(
-                    format!("`tool_choice` names `{name}`, which is not in `tools`."),
+                    format!(
+                        "`tool_choice` names `{}`, which is not in `tools`.",
+                        shown(&name)
+                    ),
                     "tool_choice",
                 ));
             }
@@ -339,6 +334,16 @@ fn output_mode(format: ResponseFormat) -> Result<OutputMode, ChatError> {
         ResponseFormat::Text => OutputMode::Text,
         ResponseFormat::JsonObject => OutputMode::JsonObject,
         ResponseFormat::JsonSchema(spec) => {
+            if !spec.schema.is_object() {
+                return Err(ChatError::invalid(
+                    format!(
+                        "`response_format.json_schema.schema` must be a JSON Schema object; got \
+                         {}.",
+                        json_kind(&spec.schema)
+                    ),
+                    "response_format.json_schema.schema",
+                ));
+            }
             if let Err(e) = jsonschema::validator_for(&spec.schema) {
                 return Err(ChatError::invalid(
                     format!("`response_format.json_schema.schema` is not a valid JSON Schema: {e}"),
@@ -404,6 +409,7 @@ fn ignored_params(s: &SamplingParams, strict: bool) -> Result<Vec<String>, ChatE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::limits::{MAX_STOP_CHARS, MAX_TOOL_DESCRIPTION_CHARS};
     use crate::chat::types::{JsonSchemaFormat, Message, Role};
 
     fn req(messages: Vec<Message>) -> ChatRequest {
@@ -578,6 +584,78 @@ mod tests {
         let err = validate(long, &cfg).unwrap_err();
         assert_eq!(err.code(), Some("context_length_exceeded"));
         assert!(err.to_string().contains("at most 5"), "{err}");
+    }
+
+    #[test]
+    fn tool_and_stop_limits_name_the_field_the_limit_and_what_was_sent() {
+        let cfg = ValidationConfig::default();
+        let base = req(vec![Message::text(Role::User, "Hi")]);
+        let err_of = |r: ChatRequest| validate(r, &cfg).unwrap_err();
+
+        let mut r = base.clone();
+        r.stop = vec!["ok".into(), "s".repeat(MAX_STOP_CHARS + 1)];
+        let err = err_of(r.clone());
+        assert_eq!(err.param(), Some("stop[1]"));
+        assert!(err.to_string().contains("257 characters"), "{err}");
+        assert!(
+            err.to_string().contains(&MAX_STOP_CHARS.to_string()),
+            "{err}"
+        );
+        r.stop = vec!["é".repeat(MAX_STOP_CHARS)];
+        assert!(
+            validate(r.clone(), &cfg).is_ok(),
+            "the limit counts characters"
+        );
+        r.stop = vec![String::new()];
+        assert_eq!(err_of(r).param(), Some("stop[0]"));
+
+        let mut r = base.clone();
+        r.metadata = (0..17).map(|i| (format!("k{i}"), "v".into())).collect();
+        assert_eq!(err_of(r.clone()).param(), Some("metadata"));
+        r.metadata = [("k".to_string(), "v".repeat(513))].into();
+        assert!(err_of(r).to_string().contains("value of 513"));
+
+        let mut r = base.clone();
+        r.tools = (0..=MAX_TOOLS).map(|i| tool(&format!("f{i}"))).collect();
+        assert_eq!(err_of(r).param(), Some("tools"));
+
+        let mut r = base.clone();
+        r.tools = vec![tool(&"n".repeat(10_000))];
+        let err = err_of(r);
+        assert_eq!(err.param(), Some("tools[0].function.name"));
+        assert!(err.to_string().contains("10000 characters"), "{err}");
+        assert!(err.to_string().len() < 300, "{err}");
+
+        let mut r = base.clone();
+        let mut described = tool("f");
+        described.description = Some("d".repeat(MAX_TOOL_DESCRIPTION_CHARS + 1));
+        r.tools = vec![described];
+        assert_eq!(err_of(r).param(), Some("tools[0].function.description"));
+
+        for bad in [
+            serde_json::json!([1, 2]),
+            serde_json::json!("s"),
+            serde_json::json!(null),
+            serde_json::json!({"type": "array"}),
+        ] {
+            let mut r = base.clone();
+            let mut t = tool("f");
+            t.parameters = Some(bad.clone());
+            r.tools = vec![t];
+            let err = err_of(r);
+            assert_eq!(err.param(), Some("tools[0].function.parameters"), "{bad}");
+            assert!(err.to_string().contains("got "), "{err}");
+        }
+        let mut r = base;
+        r.response_format = ResponseFormat::JsonSchema(JsonSchemaFormat {
+            name: "x".into(),
+            description: None,
+            schema: serde_json::json!([1, 2]),
+            strict: None,
+        });
+        let err = err_of(r);
+        assert_eq!(err.param(), Some("response_format.json_schema.schema"));
+        assert!(err.to_string().contains("an array"), "{err}");
     }
 
     #[test]

@@ -118,14 +118,18 @@ fn mcp_reply(message: &Value, tools: &[Tool]) -> Value {
     json!({"jsonrpc": "2.0", "id": id.unwrap_or(json!(0)), "result": result})
 }
 
+/// A client function as an MCP tool. Validation only lets object schemas through; anything
+/// else (a request built without it) is offered as a function without parameters rather than
+/// indexed into.
 fn mcp_tool(tool: &Tool) -> Value {
-    let mut schema = tool
-        .parameters
-        .clone()
-        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-    if schema.get("type").is_none() {
-        schema["type"] = json!("object");
-    }
+    let schema = match &tool.parameters {
+        Some(Value::Object(map)) => {
+            let mut map = map.clone();
+            map.entry("type").or_insert_with(|| json!("object"));
+            Value::Object(map)
+        }
+        _ => json!({"type": "object", "properties": {}}),
+    };
     json!({
         "name": tool.name,
         "description": tool.description.clone().unwrap_or_default(),
@@ -198,6 +202,27 @@ mod tests {
             reply(handle("g", &structured, &[]))["response"]["response"]["behavior"],
             "allow"
         );
+    }
+
+    #[test]
+    fn a_non_object_schema_cannot_panic_the_listing() {
+        let list = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"tools/list","jsonrpc":"2.0","id":1}});
+        for parameters in [
+            json!([1, 2]),
+            json!("x"),
+            json!(3),
+            json!({"properties": {}}),
+        ] {
+            let tools = vec![Tool {
+                name: "f".into(),
+                description: None,
+                parameters: Some(parameters),
+                strict: None,
+            }];
+            let r = reply(handle("h", &list, &tools));
+            let schema = &r["response"]["response"]["mcp_response"]["result"]["tools"][0];
+            assert_eq!(schema["inputSchema"]["type"], "object");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `shouldQuery:false`, and the user message that starts the turn. Prompts only ever travel here,
 //! never on argv.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::chat::validate::{Block, RequiredTool, Turn, TurnRole, ValidChatRequest};
 
@@ -59,18 +59,24 @@ pub const INIT_ID: &str = "init_1";
 /// sent none, as the Agent SDK does, PROTOCOL.md §2.1), the gateway's MCP server when the client
 /// offers functions, the JSON schema of structured output, and the tool requirement.
 pub fn initialize(request_id: &str, req: &ValidChatRequest) -> String {
-    let mut request = json!({
-        "subtype": "initialize",
-        "systemPrompt": [req.system_prompt.as_deref().unwrap_or("")],
-    });
+    // A map built here, not `Value` indexing: nothing on this path can panic.
+    let mut request = Map::new();
+    request.insert("subtype".into(), json!("initialize"));
+    request.insert(
+        "systemPrompt".into(),
+        json!([req.system_prompt.as_deref().unwrap_or("")]),
+    );
     if !req.tools.is_empty() {
-        request["sdkMcpServers"] = json!([SERVER]);
+        request.insert("sdkMcpServers".into(), json!([SERVER]));
     }
     if let Some(schema) = req.output.cli_schema() {
-        request["jsonSchema"] = schema;
+        request.insert("jsonSchema".into(), schema);
     }
     if let Some(required) = &req.tool_mode.required {
-        request["appendSystemPrompt"] = json!(tool_requirement(required));
+        request.insert(
+            "appendSystemPrompt".into(),
+            json!(tool_requirement(required)),
+        );
     }
     json!({"type": "control_request", "request_id": request_id, "request": request}).to_string()
 }
@@ -108,16 +114,18 @@ pub fn turn_line(turn: &Turn, query: bool) -> String {
     let content: Vec<Value> = turn.blocks.iter().map(block_json).collect();
     match turn.role {
         TurnRole::User => {
-            let mut line = json!({
-                "type": "user",
-                "session_id": "",
-                "message": {"role": "user", "content": content},
-                "parent_tool_use_id": null,
-            });
+            let mut line = Map::new();
+            line.insert("type".into(), json!("user"));
+            line.insert("session_id".into(), json!(""));
+            line.insert(
+                "message".into(),
+                json!({"role": "user", "content": content}),
+            );
+            line.insert("parent_tool_use_id".into(), Value::Null);
             if !query {
-                line["shouldQuery"] = Value::Bool(false);
+                line.insert("shouldQuery".into(), Value::Bool(false));
             }
-            line.to_string()
+            Value::Object(line).to_string()
         }
         TurnRole::Assistant => json!({
             "type": "assistant",

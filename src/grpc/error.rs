@@ -28,8 +28,24 @@ fn code_of(err: &ChatError) -> Code {
     }
 }
 
+/// Bytes of a status message or `error-param` sent back: they travel in the trailers, and a
+/// client's header-list limit (16 KiB in grpc-go and hyper) turns a longer one into a transport
+/// error instead of the status. Messages quote what the client sent, which can be any size.
+const MAX_STATUS_TEXT_BYTES: usize = 2048;
+
+fn capped(text: String) -> String {
+    if text.len() <= MAX_STATUS_TEXT_BYTES {
+        return text;
+    }
+    let mut end = MAX_STATUS_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 pub fn to_status(err: &ChatError) -> Status {
-    let mut status = Status::new(code_of(err), err.to_string());
+    let mut status = Status::new(code_of(err), capped(err.to_string()));
     let md = status.metadata_mut();
     md.insert(
         "error-type",
@@ -38,7 +54,11 @@ pub fn to_status(err: &ChatError) -> Status {
     if let Some(code) = err.code().and_then(|c| c.parse().ok()) {
         md.insert("error-code", code);
     }
-    if let Some(param) = err.param().and_then(|p| p.parse().ok()) {
+    if let Some(param) = err
+        .param()
+        .filter(|p| p.len() <= MAX_STATUS_TEXT_BYTES)
+        .and_then(|p| p.parse().ok())
+    {
         md.insert("error-param", param);
     }
     if let ChatError::RateLimited {

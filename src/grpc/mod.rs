@@ -21,10 +21,13 @@ pub const MODEL_SERVICE_NAME: &str = "claude_gateway.v1.ModelService";
 
 /// Serves the gateway's gRPC API on `listener` until `shutdown` resolves. Health follows the
 /// backend: the chat service is NOT_SERVING while the backend is not ready (checked every 15 s).
+/// A request message larger than `max_message_bytes` (`--max-body-bytes`, as for HTTP) is
+/// refused with OUT_OF_RANGE before it is decoded.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     services: crate::Services,
     lifecycle: crate::Lifecycle,
+    max_message_bytes: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let crate::Lifecycle {
@@ -80,18 +83,28 @@ pub async fn serve(
     // Keys and the rate limit, in front of every service (`access/grpc.rs`).
     let mut router = server
         // Outermost: request ids and metrics for every call, refused ones included.
-        .layer(crate::metrics::GrpcLayer)
+        .layer(crate::metrics::GrpcLayer::new(pb::served_methods()))
         .layer(access::AccessLayer::new(access))
         .add_service(health_service)
-        .add_service(pb::chat_service_server::ChatServiceServer::new(
-            service::ChatGrpc::new(backend.clone(), abort),
-        ))
-        .add_service(pb::model_service_server::ModelServiceServer::new(
-            service::ModelGrpc::new(backend, started),
-        ))
-        .add_service(pb::session_service_server::SessionServiceServer::new(
-            sessions::SessionGrpc::new(sessions),
-        ));
+        .add_service(
+            pb::chat_service_server::ChatServiceServer::new(service::ChatGrpc::new(
+                backend.clone(),
+                abort,
+            ))
+            .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::model_service_server::ModelServiceServer::new(service::ModelGrpc::new(
+                backend, started,
+            ))
+            .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::session_service_server::SessionServiceServer::new(sessions::SessionGrpc::new(
+                sessions,
+            ))
+            .max_decoding_message_size(max_message_bytes),
+        );
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);
     }

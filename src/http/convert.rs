@@ -209,17 +209,11 @@ fn parse_tools(value: Value, path: &str) -> Result<Vec<Tool>, ChatError> {
             let name = string_field(f, "name", &fp)?.ok_or_else(|| {
                 ChatError::invalid(format!("`{fp}.name` is required."), format!("{fp}.name"))
             })?;
-            let parameters = field(f, "parameters").cloned();
-            if parameters.as_ref().is_some_and(|p| !p.is_object()) {
-                return Err(ChatError::invalid(
-                    format!("`{fp}.parameters` must be a JSON Schema object."),
-                    format!("{fp}.parameters"),
-                ));
-            }
+            // That it is a JSON Schema object is checked by validation, for both protocols.
             Ok(Tool {
                 name,
                 description: string_field(f, "description", &fp)?,
-                parameters,
+                parameters: field(f, "parameters").cloned(),
                 strict: field(f, "strict").and_then(Value::as_bool),
             })
         })
@@ -268,12 +262,6 @@ fn parse_response_format(value: &Value) -> Result<ResponseFormat, ChatError> {
             let schema = field(spec, "schema")
                 .cloned()
                 .unwrap_or(serde_json::json!({}));
-            if !schema.is_object() {
-                return Err(ChatError::invalid(
-                    "`response_format.json_schema.schema` must be a JSON Schema object.",
-                    "response_format.json_schema.schema",
-                ));
-            }
             Ok(ResponseFormat::JsonSchema(JsonSchemaFormat {
                 name: string_field(spec, "name", p)?.unwrap_or_else(|| "response".into()),
                 description: string_field(spec, "description", p)?,

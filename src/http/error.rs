@@ -63,7 +63,13 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self.0, "request failed");
         } else {
-            tracing::info!(status = status.as_u16(), error = %self.0, "request refused");
+            // A refusal's message quotes what the client sent: only at debug (STYLE.md habit 8).
+            tracing::info!(
+                status = status.as_u16(),
+                code = self.0.code().unwrap_or("-"),
+                "request refused"
+            );
+            tracing::debug!(error = %self.0, "request refused");
         }
         let mut response = (status, axum::Json(error_body(&self.0))).into_response();
         if let ChatError::RateLimited {

@@ -47,10 +47,29 @@ pub fn router(
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                // The route template, not the raw path: a path is client text.
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map_or("unmatched", |p| p.as_str());
+                tracing::info_span!("http", method = %req.method(), route = %route, request_id = %id)
             }),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost: a client id that is not short and plain is dropped, so a new one is made.
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// Removes an `x-request-id` that `metrics::request_id_ok` refuses: ids are logged at info.
+async fn drop_unsafe_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let unsafe_id = req
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !v.to_str().is_ok_and(crate::metrics::request_id_ok));
+    if unsafe_id {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }

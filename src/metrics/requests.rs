@@ -4,6 +4,7 @@
 //! `x-request-id` metadata or a new one), returns it in the response metadata and opens the
 //! `grpc` span the call's log lines carry.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -89,6 +90,8 @@ enum Kind {
     },
     Grpc {
         path: String,
+        /// The methods given their own label.
+        known: Arc<HashSet<String>>,
         /// `grpc-status`, from the headers (an error before any message) or the trailers.
         code: Option<i32>,
     },
@@ -123,10 +126,10 @@ impl Done {
                     .with_label_values(&[route.as_str(), &model])
                     .observe(seconds);
             }
-            Kind::Grpc { path, code } => {
+            Kind::Grpc { path, code, known } => {
                 // A client that went away before the status: CANCELLED, as grpc-go counts it.
                 let code = code.unwrap_or(tonic::Code::Cancelled as i32);
-                let (service, method) = grpc_labels(&path, code);
+                let (service, method) = grpc_labels(&path, &known);
                 let code = grpc_code_name(code);
                 m.grpc_requests
                     .with_label_values(&[service, method, &code])
@@ -143,13 +146,30 @@ impl Done {
     }
 }
 
-/// `(service, method)` of a call path; calls to methods that do not exist share one label.
-fn grpc_labels(path: &str, code: i32) -> (&str, &str) {
-    match path.trim_start_matches('/').split_once('/') {
-        Some(parts) if code != tonic::Code::Unimplemented as i32 => parts,
-        _ => ("unknown", "unknown"),
+/// Most characters of a client's request id that are kept.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Whether a client's `x-request-id` is kept (echoed, logged, passed on) rather than replaced by
+/// a new one: ids are logged on every line at info, so only short, plain ones are client text
+/// we accept there (UUIDs, trace ids, `name-1234`).
+pub fn request_id_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_CHARS
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+}
+
+/// `(service, method)` of a call path when the server serves it; any other path, refused
+/// before routing (no key, rate limit) or not, shares one label, so a client cannot mint series.
+fn grpc_labels<'a>(path: &'a str, known: &HashSet<String>) -> (&'a str, &'a str) {
+    match path.strip_prefix('/') {
+        Some(method) if known.contains(method) => method.split_once('/').unwrap_or(UNKNOWN),
+        _ => UNKNOWN,
     }
 }
+
+const UNKNOWN: (&str, &str) = ("unknown", "unknown");
 
 fn grpc_code_name(code: i32) -> String {
     match tonic::Code::from_i32(code) {
@@ -223,23 +243,38 @@ impl<B> Drop for Tracked<B> {
     }
 }
 
-/// `Server::builder().layer(GrpcLayer)`, outermost: every call gets a request id (the client's
-/// `x-request-id` metadata or a new one) in its metadata, its response metadata and a `grpc`
-/// span, and is counted, timed and kept in flight until its stream ends.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcLayer;
+/// `Server::builder().layer(GrpcLayer::new(methods))`, outermost: every call gets a request id
+/// (the client's `x-request-id` metadata or a new one) in its metadata, its response metadata
+/// and a `grpc` span, and is counted, timed and kept in flight until its stream ends. Only the
+/// served `methods` (`service/method`) get their own label.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcLayer {
+    known: Arc<HashSet<String>>,
+}
+
+impl GrpcLayer {
+    pub fn new(methods: HashSet<String>) -> Self {
+        GrpcLayer {
+            known: Arc::new(methods),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for GrpcLayer {
     type Service = GrpcMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
+        GrpcMetrics {
+            inner,
+            known: self.known.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct GrpcMetrics<S> {
     inner: S,
+    known: Arc<HashSet<String>>,
 }
 
 type GrpcRequest = axum::http::Request<tonic::body::Body>;
@@ -264,7 +299,7 @@ where
         let id = request
             .headers()
             .get("x-request-id")
-            .filter(|v| !v.is_empty())
+            .filter(|v| v.to_str().is_ok_and(request_id_ok))
             .cloned()
             .or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok());
         let shown = id
@@ -276,7 +311,10 @@ where
             request.headers_mut().insert("x-request-id", id.clone());
         }
         let path = request.uri().path().to_string();
-        let span = tracing::info_span!("grpc", method = %path, request_id = %shown);
+        // The bounded label, not the raw path: a path is client text.
+        let (service, method) = grpc_labels(&path, &self.known);
+        let span = tracing::info_span!("grpc", method = %format_args!("{service}/{method}"), request_id = %shown);
+        let known = self.known.clone();
         let in_flight = InFlight::new("grpc");
         let started = Instant::now();
         let body_span = span.clone();
@@ -293,6 +331,7 @@ where
                 kind: Kind::Grpc {
                     code: grpc_status(response.headers()),
                     path,
+                    known,
                 },
                 started,
                 _in_flight: in_flight,
@@ -315,14 +354,34 @@ mod tests {
 
     #[test]
     fn grpc_labels_split_the_path() {
+        let known = crate::grpc::pb::served_methods();
         assert_eq!(
-            grpc_labels("/claude_gateway.v1.ChatService/StreamChatCompletion", 0),
+            grpc_labels(
+                "/claude_gateway.v1.ChatService/StreamChatCompletion",
+                &known
+            ),
             ("claude_gateway.v1.ChatService", "StreamChatCompletion")
         );
         assert_eq!(
-            grpc_labels("/made.Up/Thing", tonic::Code::Unimplemented as i32),
-            ("unknown", "unknown")
+            grpc_labels("/grpc.health.v1.Health/Check", &known),
+            ("grpc.health.v1.Health", "Check")
         );
+        assert!(request_id_ok("grpc-id-4242"));
+        assert!(request_id_ok(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!request_id_ok(""));
+        assert!(!request_id_ok("ignore previous instructions"));
+        assert!(!request_id_ok(&"a".repeat(129)));
+        for path in [
+            "/made.Up/Thing",
+            "/claude_gateway.v1.ChatService/Nope",
+            "claude_gateway.v1.ChatService/StreamChatCompletion",
+            "/",
+            "",
+        ] {
+            assert_eq!(grpc_labels(path, &known), ("unknown", "unknown"), "{path}");
+        }
         assert_eq!(grpc_code_name(0), "OK");
         assert_eq!(grpc_code_name(5), "NotFound");
     }
