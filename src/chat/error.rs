@@ -126,6 +126,11 @@ impl ChatError {
         }
     }
 
+    /// A parameter this gateway cannot honour (`unsupported_parameter`), named in `param`.
+    pub fn unsupported(message: impl Into<String>, param: impl Into<String>) -> Self {
+        ChatError::invalid_with_code(message, param, "unsupported_parameter")
+    }
+
     pub fn model_not_found(model: &str) -> Self {
         ChatError::ModelNotFound {
             message: format!(

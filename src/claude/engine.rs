@@ -124,6 +124,8 @@ enum SessionStart {
 
 /// A session's turn with its place, and what it will be kept under (`place_in_session`).
 struct SessionTurn {
+    key: String,
+    registry: Arc<LiveSessions>,
     place: SessionStart,
     fingerprint: u64,
     turns: Vec<Turn>,
@@ -272,6 +274,8 @@ impl Engine {
         let mut turns = req.history.clone();
         turns.push(req.prompt.clone());
         Ok(SessionTurn {
+            key: key.clone(),
+            registry: registry.clone(),
             place,
             fingerprint,
             turns,
@@ -283,13 +287,14 @@ impl Engine {
     /// one ends cleanly.
     async fn start_in_session(
         &self,
-        (key, registry): &(String, Arc<LiveSessions>),
         turn: SessionTurn,
         spec: &SpawnSpec,
         env: &[(OsString, OsString)],
         req: &ValidChatRequest,
     ) -> Result<Run, ChatError> {
         let SessionTurn {
+            key,
+            registry,
             place,
             fingerprint,
             mut turns,
@@ -314,8 +319,6 @@ impl Engine {
             }
             SessionStart::New(start) => self.start_choice(spec, env, req, start).await?,
         };
-        let registry = registry.clone();
-        let key = key.clone();
         run.keep_with(Box::new(move |process, slot, reply| {
             if !reply.is_empty() {
                 turns.push(Turn {
@@ -472,7 +475,7 @@ impl ChatBackend for Engine {
                 .map_err(|_| ChatError::timeout(timeout))??;
                 // Remote images only for a valid request that has its place (see `fetch`).
                 self.fetch_images(&mut valid, deadline).await?;
-                let started = self.start_in_session(session, turn, &spec, &env, &valid);
+                let started = self.start_in_session(turn, &spec, &env, &valid);
                 vec![
                     timeout_at(deadline, started.instrument(span.clone()))
                         .await

@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, Type};
 
-use crate::http::openai::{FunctionCall, ToolCall};
-
 // ---- messages ------------------------------------------------------------------------------
 
 /// One message of the conversation, told apart by `role`. `system` and `developer` messages
@@ -52,9 +50,30 @@ pub struct AssistantInputMessage {
     pub content: Option<AssistantContent>,
     /// Accepted; not used.
     pub name: Option<String>,
-    pub tool_calls: Option<Vec<ToolCall>>,
+    pub tool_calls: Option<Vec<InputToolCall>>,
     /// Legacy single function call; answered by the `function` message after it.
-    pub function_call: Option<FunctionCall>,
+    pub function_call: Option<InputFunctionCall>,
+}
+
+/// A function call of an earlier assistant turn, as the completion answered it; replayed to
+/// Claude as a native `tool_use` block with this id.
+#[derive(ToSchema)]
+pub struct InputToolCall {
+    #[schema(example = "call_abc123")]
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    pub kind: FunctionType,
+    pub function: InputFunctionCall,
+}
+
+/// The function and arguments of an earlier call.
+#[derive(ToSchema)]
+pub struct InputFunctionCall {
+    pub name: String,
+    /// The arguments, as a JSON text.
+    #[schema(example = "{\"city\":\"Paris\"}")]
+    pub arguments: String,
 }
 
 /// The result of one tool call, matched to it by `tool_call_id`.

@@ -57,10 +57,6 @@ const HOSTED_TOOLS: &[&str] = &[
     "tool_search",
 ];
 
-pub(super) fn unsupported(message: impl Into<String>, param: impl Into<String>) -> ChatError {
-    ChatError::invalid_with_code(message, param, "unsupported_parameter")
-}
-
 pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError> {
     let CreateResponseRequest {
         model,
@@ -89,7 +85,7 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         .as_deref()
         .is_some_and(|s| !s.is_empty())
     {
-        return Err(unsupported(
+        return Err(ChatError::unsupported(
             "`previous_response_id` is not supported by this gateway yet: responses are not \
              stored. Send the whole conversation in `input` (earlier outputs as `message`, \
              `function_call` and `function_call_output` items).",
@@ -97,7 +93,7 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         ));
     }
     if background == Some(true) {
-        return Err(unsupported(
+        return Err(ChatError::unsupported(
             "`background: true` is not supported by this gateway yet; run the request in the \
              foreground (optionally with `stream: true`).",
             "background",
@@ -107,7 +103,7 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         .iter()
         .find(|f| extra.get(**f).is_some_and(|v| !v.is_null()))
     {
-        return Err(unsupported(
+        return Err(ChatError::unsupported(
             format!(
                 "`{name}` is not supported by this gateway yet: it keeps no stored \
                  conversations or prompts. Send the whole conversation in `input`."
@@ -208,7 +204,7 @@ fn parse_tools(items: &[Value]) -> Result<(Vec<Tool>, Vec<Value>), ChatError> {
         match string_field(item, "type", &p)?.as_deref() {
             Some("function") => {}
             Some("custom") => {
-                return Err(unsupported(
+                return Err(ChatError::unsupported(
                     format!(
                         "`{p}` is a `custom` tool; this gateway does not support them yet. Offer a `function` tool instead."
                     ),
@@ -216,7 +212,7 @@ fn parse_tools(items: &[Value]) -> Result<(Vec<Tool>, Vec<Value>), ChatError> {
                 ));
             }
             Some(hosted) if HOSTED_TOOLS.contains(&hosted) => {
-                return Err(unsupported(
+                return Err(ChatError::unsupported(
                     format!(
                         "`{p}` is the hosted tool `{hosted}`, which OpenAI runs on its own \
                          servers; this gateway cannot run it. Offer `function` tools instead."
@@ -278,7 +274,7 @@ fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ChatError> {
                 "name",
                 "tool_choice",
             )?)),
-            other => Err(unsupported(
+            other => Err(ChatError::unsupported(
                 format!(
                     "`tool_choice` must be none, auto, required or \
                      {{\"type\":\"function\",\"name\":…}}; got type {}.",

@@ -9,8 +9,6 @@ use crate::chat::ChatError;
 use crate::chat::message_json::{field, string_field};
 use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
 
-use super::convert::unsupported;
-
 /// Appends the domain message(s) of input item `i`.
 pub fn push_item(
     messages: &mut Vec<Message>,
@@ -89,7 +87,7 @@ pub fn push_item(
             }
         }
         "item_reference" => {
-            return Err(unsupported(
+            return Err(ChatError::unsupported(
                 format!(
                     "`{path}` is an item_reference; responses are not stored by this gateway \
                      yet, so send the item itself."
@@ -98,7 +96,7 @@ pub fn push_item(
             ));
         }
         other => {
-            return Err(unsupported(
+            return Err(ChatError::unsupported(
                 format!(
                     "Input items of type `{other}` are not supported by this gateway; send \
                      message, function_call and function_call_output items."
