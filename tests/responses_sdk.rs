@@ -9,12 +9,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::clients::{pytest, with_marker};
 use common::fake_anthropic::FakeAnthropic;
 use common::*;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 const FILE: &str = "tests/python/test_responses.py";
 
@@ -31,13 +31,6 @@ fn blocks<'a>(req: &'a Value, role: &str, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn with_marker<'a>(requests: &'a [Value], marker: &str) -> Vec<&'a Value> {
-    requests
-        .iter()
-        .filter(|r| r["messages"].to_string().contains(marker))
-        .collect()
-}
-
 async fn python_responses_inner() {
     let Some(cli) = real_cli() else { return };
     let Some(python) = tool("venv/bin/python") else {
@@ -47,38 +40,7 @@ async fn python_responses_inner() {
     let gw = real_cli_gateway(&cli, &api, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
-    let started = Instant::now();
-    let out = run(Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", FILE])
-        .current_dir(repo_path(""))
-        .env("OPENAI_BASE_URL", format!("{}/v1", gw.http))
-        .env("OPENAI_API_KEY", "unused")
-        .env("FEATURES_RECORD", &record)
-        .env_remove("OPENAI_ORG_ID")
-        .env_remove("OPENAI_PROJECT_ID")
-        .env_remove("OPENAI_WEBHOOK_SECRET")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONUNBUFFERED", "1"))
-    .await;
-    let stdout = text(&out.stdout);
-    eprintln!("pytest {FILE} took {:.1?}:\n{stdout}", started.elapsed());
-    assert!(
-        out.status.success(),
-        "{}\n--- gateway stderr ---\n{}",
-        describe(&format!("pytest {FILE}"), &out),
-        gw.stderr()
-    );
-    let source = std::fs::read_to_string(repo_path(FILE)).unwrap();
-    let tests = source
-        .lines()
-        .filter(|l| l.starts_with("def test_"))
-        .count();
-    assert!(
-        stdout.contains(&format!("{tests} passed")) && !stdout.contains("skipped"),
-        "all {tests} tests of {FILE} must run and pass: {stdout}"
-    );
+    pytest(&python, &gw, &record, FILE).await;
 
     let requests = api.requests();
     // The instructions are the system prompt.

@@ -3,6 +3,7 @@
 //! (no sleeps for readiness). Each integration test file uses the parts it needs.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod clients;
 pub mod fake_anthropic;
 pub mod openai_schema;
 pub mod procs;
