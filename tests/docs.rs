@@ -418,7 +418,7 @@ async fn the_chat_request_schema_lists_every_field_the_gateway_reads() {
             "tool",
             "image_url",
             "tool_call_id",
-            "ToolCall",
+            "InputToolCall",
             "TextPart",
             "UserContentPart",
         ] {
