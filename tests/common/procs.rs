@@ -73,7 +73,13 @@ impl Sampler {
             let (mut peak_all, mut peak_running, mut samples) = (0, 0, 0);
             while !flag.load(Ordering::Relaxed) {
                 let children = live_children(gateway);
-                let running = children.iter().filter(|p| !dying(**p)).count();
+                // Checked again after the whole scan: a child seen early may have been killed
+                // and reaped (its place taken by one seen later) before this look; a pid that
+                // is gone is not running.
+                let running = children
+                    .iter()
+                    .filter(|p| alive(**p) && !dying(**p))
+                    .count();
                 peak_all = peak_all.max(children.len());
                 peak_running = peak_running.max(running);
                 samples += 1;
