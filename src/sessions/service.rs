@@ -88,12 +88,18 @@ impl Sessions {
     }
 
     /// The session's turn: at once when no other turn holds it, else after waiting in the
-    /// queue (429 when it is full, 503 past its timeout).
-    async fn turn(&self, id: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, ChatError> {
+    /// queue (429 when it is full, 503 past its timeout). A busy session that is missing or
+    /// another tenant's is a 404 at once, not after the wait.
+    async fn turn(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, ChatError> {
         let lock = self.lock(id);
         if let Ok(turn) = lock.clone().try_lock_owned() {
             return Ok(turn);
         }
+        self.get(tenant, id).await?;
         self.queue
             .wait("the session's previous turn to end", lock.lock_owned())
             .await
@@ -180,9 +186,7 @@ impl SessionApi for Sessions {
     }
 
     async fn clear(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
-        // Another tenant's session is a 404 at once, not after waiting for its turn.
-        self.get(tenant, id).await?;
-        let _turn = self.turn(id).await?;
+        let _turn = self.turn(tenant, id).await?;
         match self
             .store
             .clear(tenant, id)
@@ -231,10 +235,7 @@ impl ChatBackend for SessionBackend {
             ));
         }
         // Held until the turn is stored (or dropped): one turn at a time per session here.
-        // Another tenant's (or a missing) session is a 404 at once, not after waiting for its
-        // turn; the history is read again once the turn is ours.
-        self.sessions.get(&ctx.tenant, &id).await?;
-        let turn = self.sessions.turn(&id).await?;
+        let turn = self.sessions.turn(&ctx.tenant, &id).await?;
         let session = self.sessions.get(&ctx.tenant, &id).await?;
         let expected = session.history.len();
         let new_messages = req.messages.clone();
