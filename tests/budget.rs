@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use common::procs::burst_limits as limits;
 use common::procs::*;
 use common::*;
 use serde_json::{Value, json};
@@ -29,21 +30,6 @@ async fn bounded(body: impl Future<Output = ()>) {
     tokio::time::timeout(Duration::from_secs(120), body)
         .await
         .expect("test exceeded its time limit");
-}
-
-fn limits(work: &std::path::Path) -> Vec<String> {
-    [
-        "--work-dir",
-        work.to_str().unwrap(),
-        "--max-processes",
-        "4",
-        "--max-queue",
-        "8",
-        "--queue-timeout-secs",
-        "2",
-    ]
-    .map(String::from)
-    .to_vec()
 }
 
 /// A plain (not session) completion: its status, and whether a 200 was the complete answer.

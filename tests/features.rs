@@ -19,7 +19,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::clients::{client_command, pytest, with_marker};
+use common::clients::{blocks, client_command, pytest, with_marker};
 use common::fake_anthropic::FakeAnthropic;
 use common::*;
 use serde_json::{Value, json};
@@ -75,19 +75,6 @@ fn round_trip_request<'a>(requests: &'a [Value], marker: &str) -> &'a Value {
         "one request of {marker} carries tool results: {requests:#?}"
     );
     found[0]
-}
-
-/// The content blocks of type `kind` in the `role` messages of a request.
-fn blocks<'a>(req: &'a Value, role: &str, kind: &str) -> Vec<&'a Value> {
-    req["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["role"] == role)
-        .filter_map(|m| m["content"].as_array())
-        .flatten()
-        .filter(|b| b["type"] == kind)
-        .collect()
 }
 
 fn tool_names(req: &Value) -> Vec<&str> {

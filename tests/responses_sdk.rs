@@ -11,25 +11,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::clients::{pytest, with_marker};
+use common::clients::{blocks, pytest, with_marker};
 use common::fake_anthropic::FakeAnthropic;
 use common::*;
 use serde_json::{Value, json};
 
 const FILE: &str = "tests/python/test_responses.py";
-
-/// The content blocks of type `kind` in the `role` messages of a request.
-fn blocks<'a>(req: &'a Value, role: &str, kind: &str) -> Vec<&'a Value> {
-    req["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["role"] == role)
-        .filter_map(|m| m["content"].as_array())
-        .flatten()
-        .filter(|b| b["type"] == kind)
-        .collect()
-}
 
 async fn python_responses_inner() {
     let Some(cli) = real_cli() else { return };

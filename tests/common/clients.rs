@@ -70,3 +70,16 @@ pub fn with_marker<'a>(requests: &'a [Value], marker: &str) -> Vec<&'a Value> {
         .filter(|r| r["messages"].to_string().contains(marker))
         .collect()
 }
+
+/// The content blocks of type `kind` in the `role` messages of a request.
+pub fn blocks<'a>(req: &'a Value, role: &str, kind: &str) -> Vec<&'a Value> {
+    req["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == role)
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == kind)
+        .collect()
+}

@@ -96,3 +96,19 @@ impl Sampler {
         self.task.await.unwrap()
     }
 }
+
+/// The limits of the burst tests: 4 processes, a queue of 8, 2 s of waiting, runs in `work`.
+pub fn burst_limits(work: &std::path::Path) -> Vec<String> {
+    [
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--max-processes",
+        "4",
+        "--max-queue",
+        "8",
+        "--queue-timeout-secs",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
