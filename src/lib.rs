@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::ChatBackend;
 use crate::config::Config;
-use crate::sessions::SessionApi;
+use crate::sessions::{ResponseApi, SessionApi};
 
 pub struct Listeners {
     pub http: TcpListener,
@@ -63,6 +63,7 @@ pub struct Lifecycle {
 pub struct Services {
     pub backend: Arc<dyn ChatBackend>,
     pub sessions: Arc<dyn SessionApi>,
+    pub responses: Arc<dyn ResponseApi>,
     /// Who may use them, and how often: API keys and the rate limit (`access/`).
     pub access: Arc<access::Access>,
     /// The gRPC server's TLS (`--grpc-tls-*`), its files read and checked already.
@@ -83,9 +84,14 @@ pub async fn services(config: &Config) -> Result<Services, String> {
             remote.channel(),
             remote.deadlines().call,
         ));
+        let responses = Arc::new(grpc::responses::RemoteResponses::new(
+            remote.channel(),
+            remote.deadlines().call,
+        ));
         return Ok(Services {
             backend: Arc::new(remote),
             sessions,
+            responses,
             access,
             grpc_tls,
         });
@@ -108,6 +114,7 @@ pub async fn services(config: &Config) -> Result<Services, String> {
     sessions.start_purger(ttl, Some(config.session_max_count));
     Ok(Services {
         backend: Arc::new(sessions::SessionBackend::new(engine, sessions.clone())),
+        responses: sessions.clone(),
         sessions,
         access,
         grpc_tls,
@@ -136,6 +143,7 @@ pub async fn run(
         http::AppState {
             backend: services.backend.clone(),
             sessions: services.sessions.clone(),
+            responses: services.responses.clone(),
             started,
             abort: abort.clone(),
             draining: draining.clone(),

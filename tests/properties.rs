@@ -295,6 +295,7 @@ fn is_client_error(err: &ChatError) -> bool {
         | ChatError::ModelNotFound { message }
         | ChatError::PayloadTooLarge { message } => !message.is_empty(),
         ChatError::SessionNotFound { .. }
+        | ChatError::ResponseNotFound { .. }
         | ChatError::SessionConflict { .. }
         | ChatError::Unauthorized { .. }
         | ChatError::CliNotFound { .. }

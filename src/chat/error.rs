@@ -23,6 +23,14 @@ pub enum ChatError {
     /// The session does not exist or has expired (404).
     #[error("{message}")]
     SessionNotFound { message: String },
+    /// The stored response does not exist, was deleted, expired, was not stored
+    /// (`store: false`), or is another tenant's (404). `param` names the field that named it
+    /// (`previous_response_id`), if one did.
+    #[error("{message}")]
+    ResponseNotFound {
+        message: String,
+        param: Option<String>,
+    },
     /// Another turn changed the session first (409).
     #[error("{message}")]
     SessionConflict { message: String },
@@ -92,6 +100,7 @@ impl ChatError {
             | ChatError::PayloadTooLarge { .. }
             | ChatError::ModelNotFound { .. }
             | ChatError::SessionNotFound { .. }
+            | ChatError::ResponseNotFound { .. }
             | ChatError::SessionConflict { .. }
             | ChatError::Unauthorized { .. } => ErrorKind::InvalidRequest,
             ChatError::RateLimited { .. } => ErrorKind::RateLimit,
@@ -150,6 +159,17 @@ impl ChatError {
         }
     }
 
+    /// No stored response `id` for the caller; `param` names the field that named it.
+    pub fn response_not_found(id: &str, param: Option<&str>) -> Self {
+        ChatError::ResponseNotFound {
+            message: format!(
+                "No response with id `{id}` (it was never stored, was deleted or expired, or \
+                 was created with `store: false`)."
+            ),
+            param: param.map(str::to_string),
+        }
+    }
+
     pub fn timeout(after: Duration) -> Self {
         ChatError::Timeout {
             message: format!("The request timed out after {} s.", after.as_secs_f64()),
@@ -175,6 +195,7 @@ impl ChatError {
             ChatError::PayloadTooLarge { .. } => Some("payload_too_large"),
             ChatError::ModelNotFound { .. } => Some("model_not_found"),
             ChatError::SessionNotFound { .. } => Some("session_not_found"),
+            ChatError::ResponseNotFound { .. } => Some("response_not_found"),
             ChatError::SessionConflict { .. } => Some("session_conflict"),
             ChatError::Unauthorized { .. } => Some("invalid_api_key"),
             ChatError::CliNotFound { .. } => Some("cli_not_found"),
@@ -194,6 +215,7 @@ impl ChatError {
         match self {
             ChatError::InvalidRequest { param, .. } => param.as_deref(),
             ChatError::ModelNotFound { .. } => Some("model"),
+            ChatError::ResponseNotFound { param, .. } => param.as_deref(),
             ChatError::SessionNotFound { .. } | ChatError::SessionConflict { .. } => {
                 Some("session_id")
             }
@@ -222,6 +244,10 @@ impl ChatError {
             Some("payload_too_large") => ChatError::PayloadTooLarge { message },
             Some("model_not_found") => ChatError::ModelNotFound { message },
             Some("session_not_found") => ChatError::SessionNotFound { message },
+            Some("response_not_found") => ChatError::ResponseNotFound {
+                message,
+                param: None,
+            },
             Some("session_conflict") => ChatError::SessionConflict { message },
             Some("invalid_api_key") => ChatError::Unauthorized { message },
             Some("cli_not_found") => ChatError::CliNotFound { message },

@@ -20,6 +20,28 @@ pub struct ChatRequest {
     pub metadata: BTreeMap<String, String>,
     pub sampling: SamplingParams,
     pub reasoning_effort: Option<String>,
+    /// A turn of a stored response chain (the Responses API), handled by the session layer.
+    pub response: Option<ResponseTurn>,
+}
+
+/// A turn the session layer keeps as a stored response, and the stored response it continues.
+/// The chain lives in a session (kind `chain`) like any conversation: the turn runs on the
+/// chain's history up to `previous`, in the chain's live process when it still holds exactly
+/// that, and is appended atomically when it succeeds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponseTurn {
+    /// The id the new response gets (`resp_…`), chosen by the dialect.
+    pub id: String,
+    /// The stored response this turn continues.
+    pub previous: Option<String>,
+    /// Whether to keep this response (OpenAI's `store`, true by default there).
+    pub store: bool,
+    /// Whether the request's messages start with its instructions: a system message that is
+    /// sent but not kept in the chain (instructions do not carry over to the next response).
+    pub instructions: bool,
+    /// What the dialect records to show the response again (its echo and input items), opaque
+    /// to everything below it.
+    pub document: String,
 }
 
 /// OpenAI knobs with no CLI equivalent. Kept so they can be reported (or refused), never used.

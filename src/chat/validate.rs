@@ -142,6 +142,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         metadata,
         sampling,
         reasoning_effort,
+        response,
     } = req;
 
     if model.is_empty() {
@@ -154,6 +155,14 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
             "Server-side sessions (`session_id`) are not supported by this gateway yet.",
             "session_id",
             "unsupported_parameter",
+        ));
+    }
+    // The session layer takes the turn over before the engine sees the request.
+    if response.is_some() {
+        return Err(ChatError::unsupported(
+            "Stored responses (`store`, `previous_response_id`) are not supported by this \
+             gateway's backend.",
+            "previous_response_id",
         ));
     }
     let n = match n.unwrap_or(1) {

@@ -468,6 +468,7 @@ fn retryable(err: &ChatError) -> bool {
         | ChatError::PayloadTooLarge { .. }
         | ChatError::ModelNotFound { .. }
         | ChatError::SessionNotFound { .. }
+        | ChatError::ResponseNotFound { .. }
         | ChatError::SessionConflict { .. }
         | ChatError::Unauthorized { .. }
         | ChatError::CliNotFound { .. }

@@ -14,6 +14,7 @@ fn code_of(err: &ChatError) -> Code {
         ChatError::PayloadTooLarge { .. } => Code::InvalidArgument,
         ChatError::ModelNotFound { .. } => Code::NotFound,
         ChatError::SessionNotFound { .. } => Code::NotFound,
+        ChatError::ResponseNotFound { .. } => Code::NotFound,
         ChatError::SessionConflict { .. } => Code::Aborted,
         ChatError::Unauthorized { .. } => Code::Unauthenticated,
         ChatError::CliNotFound { .. } => Code::Unavailable,
@@ -85,6 +86,9 @@ pub fn from_status(status: &Status) -> ChatError {
             code,
         };
     }
+    if code.as_deref() == Some("response_not_found") {
+        return ChatError::ResponseNotFound { message, param };
+    }
     if let Some(err) = ChatError::from_parts(code.as_deref(), message.clone(), retry_after) {
         return err;
     }
@@ -126,6 +130,8 @@ mod tests {
             ChatError::SessionNotFound {
                 message: "s".into(),
             },
+            ChatError::response_not_found("resp_1", Some("previous_response_id")),
+            ChatError::response_not_found("resp_2", None),
             ChatError::SessionConflict {
                 message: "c".into(),
             },

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod error;
 pub mod pb;
 pub mod remote;
+pub mod responses;
 pub mod service;
 pub mod sessions;
 pub mod tls;
@@ -38,6 +39,7 @@ pub async fn serve(
     let crate::Services {
         backend,
         sessions,
+        responses,
         access,
         grpc_tls,
     } = services;
@@ -103,6 +105,12 @@ pub async fn serve(
             pb::session_service_server::SessionServiceServer::new(sessions::SessionGrpc::new(
                 sessions,
             ))
+            .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::response_service_server::ResponseServiceServer::new(
+                responses::ResponseGrpc::new(responses),
+            )
             .max_decoding_message_size(max_message_bytes),
         );
     if let Ok(reflection) = reflection {

@@ -164,6 +164,7 @@ pub fn chat_request(
             other,
         },
         reasoning_effort,
+        response: None,
     };
     Ok((
         request,

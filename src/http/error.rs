@@ -26,9 +26,9 @@ pub fn status_and_type(err: &ChatError) -> (StatusCode, &'static str) {
     let status = match err {
         ChatError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
         ChatError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        ChatError::ModelNotFound { .. } | ChatError::SessionNotFound { .. } => {
-            StatusCode::NOT_FOUND
-        }
+        ChatError::ModelNotFound { .. }
+        | ChatError::SessionNotFound { .. }
+        | ChatError::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
         ChatError::SessionConflict { .. } => StatusCode::CONFLICT,
         ChatError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         ChatError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -25,6 +25,7 @@ use super::sse::ChunkTranscoder;
 pub struct AppState {
     pub backend: Arc<dyn ChatBackend>,
     pub sessions: Arc<dyn crate::sessions::SessionApi>,
+    pub responses: Arc<dyn crate::sessions::ResponseApi>,
     /// When the process started (Unix seconds): the `created` of every model.
     pub started: i64,
     /// Cancelled when the shutdown grace period is over: what is still running ends with an

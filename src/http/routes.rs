@@ -22,6 +22,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::get_model))
         .routes(routes!(handlers::chat_completions))
         .routes(routes!(responses::handler::create))
+        .routes(routes!(responses::lookup::get, responses::lookup::delete))
+        .routes(routes!(responses::lookup::input_items))
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::clear))

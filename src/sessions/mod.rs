@@ -8,6 +8,8 @@
 //! - `sqlite`: the default, an embedded SQLite file in a data directory (WAL,
 //!   `synchronous=FULL`).
 //! - `service`: sessions in the chat path (`SessionBackend`) and their management (`SessionApi`).
+//! - `chains`: stored responses (the Responses API) as points in chain sessions, and their
+//!   management (`ResponseApi`).
 //! - `postgres`: the shared backend for several replicas, chosen by a `postgres://` URL.
 //!
 //! Why PostgreSQL rather than Redis for the shared store: a turn is appended as one transaction
@@ -22,6 +24,7 @@
 //! so two turns computed from the same history cannot both land: the second gets `Conflict`.
 //! Sessions idle past the configured TTL read as absent everywhere before they are purged.
 
+mod chains;
 mod postgres;
 mod record;
 mod service;
@@ -31,11 +34,12 @@ mod store;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use chains::{ResponseApi, ResponseRecord};
 pub use postgres::PgStore;
 pub use service::{SessionApi, SessionBackend, Sessions};
 pub use sqlite::SqliteStore;
 pub use store::{
-    AppendOutcome, MAX_PAGE, NewSession, Page, PageRequest, Result, Session, SessionStore,
+    AppendOutcome, ChainBase, NewResponse, ResponseOutcome, StoredResponse, MAX_PAGE, NewSession, Page, PageRequest, Result, Session, SessionStore,
     SessionSummary, StoreConfig, StoreError, generate_id,
 };
 

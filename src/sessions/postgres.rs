@@ -26,10 +26,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::store::{ChainBase, NewResponse, RESPONSE_COLUMNS, ResponseRow, StoredResponse, outcome_text};
 use super::store::{
     AppendOutcome, NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
     SessionStore, SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms,
-    from_db, generate_id, needs_owner_migration, now_ms, page_of, secs, to_db,
+    from_db, generate_id, now_ms, page_of, schema_version, secs, to_db,
 };
 use crate::chat::Tenant;
 use crate::chat::types::Message;
@@ -73,6 +74,25 @@ DELETE FROM session_schema;
 INSERT INTO session_schema (version) VALUES (2);
 "#;
 
+/// Version 2 → 3: stored responses. Each points into the history of a chain session (kind
+/// `chain`, not listed with the sessions), and goes with it.
+const MIGRATE_V3: &str = r#"
+ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'session';
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    tenant TEXT COLLATE "C" NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    input_start BIGINT NOT NULL,
+    len BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    document TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_by_session ON responses (session_id);
+DELETE FROM session_schema;
+INSERT INTO session_schema (version) VALUES (3);
+"#;
+
 pub struct PgStore {
     pool: PgPool,
     idle_ttl: Option<Duration>,
@@ -100,13 +120,15 @@ impl PgStore {
         let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM session_schema")
             .fetch_one(&mut *tx)
             .await?;
-        if needs_owner_migration(found)? {
+        let version = schema_version(found)?;
+        if version < 2 {
             sqlx::raw_sql(MIGRATE_V2).execute(&mut *tx).await?;
-            tracing::info!(
-                from = found.unwrap_or(1),
-                to = SCHEMA_VERSION,
-                "session store migrated"
-            );
+        }
+        if version < 3 {
+            sqlx::raw_sql(MIGRATE_V3).execute(&mut *tx).await?;
+        }
+        if version < SCHEMA_VERSION {
+            tracing::info!(from = version, to = SCHEMA_VERSION, "session store migrated");
         }
         tx.commit().await?;
         Ok(PgStore {
@@ -117,6 +139,73 @@ impl PgStore {
 
     fn cutoff(&self, now: i64) -> i64 {
         cutoff_ms(now, self.idle_ttl)
+    }
+
+    /// The compare-and-set append of `bodies` to session `id`, inside `tx`.
+    async fn append_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        tenant: &Tenant,
+        id: &str,
+        expected_len: usize,
+        bodies: &[String],
+    ) -> Result<AppendOutcome> {
+        // Past i64::MAX, `to_db` refuses it.
+        let len = expected_len.saturating_add(bodies.len());
+        let seqs = (expected_len..len)
+            .map(to_db)
+            .collect::<Result<Vec<i64>>>()?;
+        let now = now_ms();
+        let cutoff = self.cutoff(now);
+        // Compare-and-set on the length: the row only moves if no other turn landed.
+        let updated: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET len = $1, updated_ms = GREATEST(updated_ms, $2)
+             WHERE id = $3 AND len = $4 AND updated_ms >= $5 AND ($6 OR tenant = $7)
+             RETURNING updated_ms",
+        )
+        .bind(to_db(len)?)
+        .bind(now)
+        .bind(id)
+        .bind(to_db(expected_len)?)
+        .bind(cutoff)
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(updated) = updated else {
+            let actual: Option<i64> = sqlx::query_scalar(
+                "SELECT len FROM sessions
+                 WHERE id = $1 AND updated_ms >= $2 AND ($3 OR tenant = $4)",
+            )
+            .bind(id)
+            .bind(cutoff)
+            .bind(tenant.is_admin())
+            .bind(tenant.id())
+            .fetch_optional(&mut **tx)
+            .await?;
+            return Err(match actual {
+                None => StoreError::NotFound(id.to_owned()),
+                Some(actual) => StoreError::Conflict {
+                    expected: expected_len,
+                    actual: from_db(actual)?,
+                },
+            });
+        };
+        if !bodies.is_empty() {
+            sqlx::query(
+                "INSERT INTO session_messages (session_id, seq, body)
+                 SELECT $1, t.seq, t.body FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS t (seq, body)",
+            )
+            .bind(id)
+            .bind(&seqs)
+            .bind(bodies)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(AppendOutcome {
+            len,
+            updated_at: secs(updated),
+        })
     }
 }
 
@@ -207,6 +296,7 @@ impl SessionStore for PgStore {
         let rows = sqlx::query(
             "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
              WHERE updated_ms >= $1 AND (created_ms, id) > ($2, $3) AND ($4 OR tenant = $5)
+               AND kind = 'session'
              ORDER BY created_ms, id LIMIT $6",
         )
         .bind(cutoff)
@@ -259,6 +349,11 @@ impl SessionStore for PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // Responses pointing into the history go with it.
+        sqlx::query("DELETE FROM responses WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -271,64 +366,132 @@ impl SessionStore for PgStore {
         messages: Vec<Message>,
     ) -> Result<AppendOutcome> {
         let bodies = bodies(&messages)?;
-        // Past i64::MAX, `to_db` refuses it.
-        let len = expected_len.saturating_add(bodies.len());
-        let seqs = (expected_len..len)
-            .map(to_db)
-            .collect::<Result<Vec<i64>>>()?;
-        let now = now_ms();
-        let cutoff = self.cutoff(now);
         let mut tx = self.pool.begin().await?;
-        // Compare-and-set on the length: the row only moves if no other turn landed.
-        let updated: Option<i64> = sqlx::query_scalar(
-            "UPDATE sessions SET len = $1, updated_ms = GREATEST(updated_ms, $2)
-             WHERE id = $3 AND len = $4 AND updated_ms >= $5 AND ($6 OR tenant = $7)
-             RETURNING updated_ms",
+        let outcome = self
+            .append_in(&mut tx, tenant, id, expected_len, &bodies)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn commit_response(
+        &self,
+        tenant: &Tenant,
+        base: ChainBase,
+        messages: Vec<Message>,
+        response: NewResponse,
+    ) -> Result<AppendOutcome> {
+        let bodies = bodies(&messages)?;
+        let outcome = outcome_text(&response.outcome)?;
+        let mut tx = self.pool.begin().await?;
+        let (session, expected_len) = match base {
+            ChainBase::Existing {
+                session,
+                expected_len,
+            } => (session, expected_len),
+            ChainBase::New(new) => {
+                let id = new.id.clone().unwrap_or_else(generate_id);
+                sqlx::query(
+                    "INSERT INTO sessions
+                       (id, model, system, metadata, created_ms, updated_ms, len, tenant, kind)
+                     VALUES ($1, $2, $3, $4, $5, $5, 0, $6, 'chain')",
+                )
+                .bind(&id)
+                .bind(&new.model)
+                .bind(&new.system)
+                .bind(serde_json::to_string(&new.metadata)?)
+                .bind(now_ms())
+                .bind(tenant.id())
+                .execute(&mut *tx)
+                .await?;
+                (id, 0)
+            }
+        };
+        let appended = self
+            .append_in(&mut tx, tenant, &session, expected_len, &bodies)
+            .await?;
+        sqlx::query(
+            "INSERT INTO responses
+               (id, tenant, session_id, input_start, len, created_ms, document, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(to_db(len)?)
-        .bind(now)
+        .bind(&response.id)
+        .bind(tenant.id())
+        .bind(&session)
+        .bind(to_db(response.input_start)?)
+        .bind(to_db(appended.len)?)
+        .bind(now_ms())
+        .bind(&response.document)
+        .bind(&outcome)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    async fn get_response(&self, tenant: &Tenant, id: &str) -> Result<Option<StoredResponse>> {
+        // REPEATABLE READ: the response row and its chain's messages come from one snapshot.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RESPONSE_COLUMNS} FROM responses r JOIN sessions s ON s.id = r.session_id
+             WHERE r.id = $1 AND s.updated_ms >= $2 AND ($3 OR r.tenant = $4)"
+        )))
         .bind(id)
-        .bind(to_db(expected_len)?)
-        .bind(cutoff)
+        .bind(self.cutoff(now_ms()))
         .bind(tenant.is_admin())
         .bind(tenant.id())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(updated) = updated else {
-            let actual: Option<i64> = sqlx::query_scalar(
-                "SELECT len FROM sessions
-                 WHERE id = $1 AND updated_ms >= $2 AND ($3 OR tenant = $4)",
-            )
-            .bind(id)
-            .bind(cutoff)
-            .bind(tenant.is_admin())
-            .bind(tenant.id())
-            .fetch_optional(&mut *tx)
-            .await?;
-            return Err(match actual {
-                None => StoreError::NotFound(id.to_owned()),
-                Some(actual) => StoreError::Conflict {
-                    expected: expected_len,
-                    actual: from_db(actual)?,
-                },
-            });
+        let Some(row) = row else {
+            return Ok(None);
         };
-        if !bodies.is_empty() {
-            sqlx::query(
-                "INSERT INTO session_messages (session_id, seq, body)
-                 SELECT $1, t.seq, t.body FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS t (seq, body)",
-            )
-            .bind(id)
-            .bind(&seqs)
-            .bind(&bodies)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let row = ResponseRow::decode(&row)?;
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM session_messages WHERE session_id = $1 AND seq < $2 ORDER BY seq",
+        )
+        .bind(&row.session_id)
+        .bind(row.len)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(AppendOutcome {
-            len,
-            updated_at: secs(updated),
-        })
+        Ok(Some(row.into_stored(&bodies)?))
+    }
+
+    async fn delete_response(&self, tenant: &Tenant, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The chain's row lock: two deletes of its last responses cannot both leave it behind.
+        let session: Option<String> = sqlx::query_scalar(
+            "SELECT s.id FROM responses r JOIN sessions s ON s.id = r.session_id
+             WHERE r.id = $1 AND s.updated_ms >= $2 AND ($3 OR r.tenant = $4)
+             FOR UPDATE OF s",
+        )
+        .bind(id)
+        .bind(self.cutoff(now_ms()))
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(session) = session else {
+            return Ok(false);
+        };
+        let deleted = sqlx::query("DELETE FROM responses WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // The last response of a chain takes the chain's history with it.
+        sqlx::query(
+            "DELETE FROM sessions WHERE id = $1 AND kind = 'chain'
+               AND NOT EXISTS (SELECT 1 FROM responses WHERE session_id = $1)",
+        )
+        .bind(&session)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted > 0)
     }
 
     async fn purge_expired(&self, idle_ttl: Duration, max_count: Option<usize>) -> Result<usize> {
@@ -371,6 +534,6 @@ mod tests {
     fn the_migration_gives_old_sessions_to_the_anonymous_tenant() {
         let default = format!("DEFAULT '{}'", crate::chat::tenant::ANONYMOUS);
         assert!(MIGRATE_V2.contains(&default));
-        assert!(MIGRATE_V2.contains(&format!("VALUES ({SCHEMA_VERSION})")));
+        assert!(MIGRATE_V3.contains(&format!("VALUES ({SCHEMA_VERSION})")));
     }
 }

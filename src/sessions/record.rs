@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::message_json::parse_message;
-use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
+use crate::chat::types::{ContentPart, FinishReason, ImageDetail, Message, Role, ToolCall, Usage};
+
+use super::store::ResponseOutcome;
 
 /// A body that cannot be written or read; the store reports it as a backend failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -214,6 +216,94 @@ pub fn decode(body: &str, seq: usize) -> Result<Message> {
     }
 }
 
+/// How a stored response's turn ended, as the `outcome` column keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredOutcome {
+    record: u32,
+    finish: StoredFinish,
+    input_tokens: u32,
+    output_tokens: u32,
+    cached_tokens: u32,
+    reasoning_tokens: u32,
+    #[serde(default)]
+    estimated: bool,
+    #[serde(default)]
+    cost_usd: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StoredFinish {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+}
+
+/// The `outcome` column of a stored response.
+pub fn encode_outcome(outcome: &ResponseOutcome) -> Result<String> {
+    let ResponseOutcome { usage, finish } = outcome;
+    let Usage {
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        reasoning_tokens,
+        estimated,
+        cost_usd,
+    } = *usage;
+    Ok(serde_json::to_string(&StoredOutcome {
+        record: RECORD_VERSION,
+        finish: match finish {
+            FinishReason::Stop => StoredFinish::Stop,
+            FinishReason::Length => StoredFinish::Length,
+            FinishReason::ToolCalls => StoredFinish::ToolCalls,
+            FinishReason::ContentFilter => StoredFinish::ContentFilter,
+        },
+        input_tokens: prompt_tokens,
+        output_tokens: completion_tokens,
+        cached_tokens,
+        reasoning_tokens,
+        estimated,
+        cost_usd,
+    })?)
+}
+
+/// A stored `outcome` column back.
+pub fn decode_outcome(text: &str) -> Result<ResponseOutcome> {
+    let StoredOutcome {
+        record,
+        finish,
+        input_tokens,
+        output_tokens,
+        cached_tokens,
+        reasoning_tokens,
+        estimated,
+        cost_usd,
+    } = serde_json::from_str(text)?;
+    if record != RECORD_VERSION {
+        return Err(RecordError(format!(
+            "a stored response outcome has record version {record}; this gateway reads \
+             {RECORD_VERSION}"
+        )));
+    }
+    Ok(ResponseOutcome {
+        usage: Usage {
+            prompt_tokens: input_tokens,
+            completion_tokens: output_tokens,
+            cached_tokens,
+            reasoning_tokens,
+            estimated,
+            cost_usd,
+        },
+        finish: match finish {
+            StoredFinish::Stop => FinishReason::Stop,
+            StoredFinish::Length => FinishReason::Length,
+            StoredFinish::ToolCalls => FinishReason::ToolCalls,
+            StoredFinish::ContentFilter => FinishReason::ContentFilter,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +367,25 @@ mod tests {
         }
         let old = r#"{"role":"user","content":[{"type":"text","text":"Hi"}]}"#;
         assert_eq!(decode(old, 0).unwrap(), Message::text(Role::User, "Hi"));
+    }
+
+    #[test]
+    fn outcomes_round_trip() {
+        let outcome = ResponseOutcome {
+            usage: Usage {
+                prompt_tokens: 12,
+                completion_tokens: 5,
+                cached_tokens: 3,
+                reasoning_tokens: 2,
+                estimated: true,
+                cost_usd: 0.25,
+            },
+            finish: FinishReason::Length,
+        };
+        let text = encode_outcome(&outcome).unwrap();
+        assert!(text.starts_with(r#"{"record":1,"finish":"length""#), "{text}");
+        assert_eq!(decode_outcome(&text).unwrap(), outcome);
+        assert!(decode_outcome(r#"{"record":2,"finish":"stop"}"#).is_err());
     }
 
     #[test]

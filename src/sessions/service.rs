@@ -59,7 +59,7 @@ fn not_found(id: &str) -> ChatError {
     }
 }
 
-fn store_error(id: &str, err: StoreError) -> ChatError {
+pub(super) fn store_error(id: &str, err: StoreError) -> ChatError {
     match err {
         StoreError::NotFound(_) => not_found(id),
         StoreError::AlreadyExists(_) => ChatError::invalid_with_code(
@@ -103,6 +103,10 @@ impl Sessions {
         self.queue
             .wait("the session's previous turn to end", lock.lock_owned())
             .await
+    }
+
+    pub(super) fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
     }
 
     fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -225,6 +229,9 @@ impl ChatBackend for SessionBackend {
         req: ChatRequest,
         mut ctx: RequestContext,
     ) -> Result<ChatStream, ChatError> {
+        if req.response.is_some() {
+            return super::chains::response_turn(&self.sessions, &self.inner, req, ctx).await;
+        }
         let Some(id) = req.session_id.clone() else {
             return self.inner.stream(req, ctx).await;
         };
@@ -315,7 +322,7 @@ fn with_history(mut req: ChatRequest, session: &Session) -> Result<ChatRequest, 
 }
 
 /// Choice 0 of what was streamed, as the assistant message to store.
-fn reply_message(acc: Accumulator, meta: &CompletionMeta) -> Message {
+pub(super) fn reply_message(acc: Accumulator, meta: &CompletionMeta) -> Message {
     let completion = acc.finish(meta.clone());
     let choice = completion.choices.into_iter().next();
     let (content, tool_calls) = choice.map_or((None, Vec::new()), |c| (c.content, c.tool_calls));

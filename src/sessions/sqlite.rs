@@ -25,9 +25,13 @@ use sqlx::sqlite::{
 };
 
 use super::store::{
-    AppendOutcome, NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
+    AppendOutcome, ChainBase, NewResponse, RESPONSE_COLUMNS, ResponseRow, StoredResponse,
+    outcome_text,
+};
+use super::store::{
+    NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
     SessionStore, SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms,
-    from_db, generate_id, needs_owner_migration, now_ms, page_of, secs, to_db,
+    from_db, generate_id, now_ms, page_of, schema_version, secs, to_db,
 };
 use crate::chat::Tenant;
 use crate::chat::types::Message;
@@ -68,6 +72,25 @@ DELETE FROM session_schema;
 INSERT INTO session_schema (version) VALUES (2);
 ";
 
+/// Version 2 → 3: stored responses. Each points into the history of a chain session (kind
+/// `chain`, not listed with the sessions), and goes with it.
+const MIGRATE_V3: &str = "
+ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'session';
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT NOT NULL PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    input_start INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_by_session ON responses (session_id);
+DELETE FROM session_schema;
+INSERT INTO session_schema (version) VALUES (3);
+";
+
 pub struct SqliteStore {
     pool: SqlitePool,
     idle_ttl: Option<Duration>,
@@ -100,13 +123,15 @@ impl SqliteStore {
         let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM session_schema")
             .fetch_one(&mut *tx)
             .await?;
-        if needs_owner_migration(found)? {
+        let version = schema_version(found)?;
+        if version < 2 {
             sqlx::raw_sql(MIGRATE_V2).execute(&mut *tx).await?;
-            tracing::info!(
-                from = found.unwrap_or(1),
-                to = SCHEMA_VERSION,
-                "session store migrated"
-            );
+        }
+        if version < 3 {
+            sqlx::raw_sql(MIGRATE_V3).execute(&mut *tx).await?;
+        }
+        if version < SCHEMA_VERSION {
+            tracing::info!(from = version, to = SCHEMA_VERSION, "session store migrated");
         }
         tx.commit().await?;
         Ok(SqliteStore {
@@ -117,6 +142,66 @@ impl SqliteStore {
 
     fn cutoff(&self, now: i64) -> i64 {
         cutoff_ms(now, self.idle_ttl)
+    }
+
+    /// The compare-and-set append of `bodies` to session `id`, inside `tx`.
+    async fn append_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        tenant: &Tenant,
+        id: &str,
+        expected_len: usize,
+        bodies: &[String],
+    ) -> Result<AppendOutcome> {
+        // Past i64::MAX, `to_db` refuses it.
+        let len = expected_len.saturating_add(bodies.len());
+        let now = now_ms();
+        let cutoff = self.cutoff(now);
+        // Compare-and-set on the length: the row only moves if no other turn landed.
+        let updated: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET len = ?, updated_ms = MAX(updated_ms, ?)
+             WHERE id = ? AND len = ? AND updated_ms >= ? AND (? OR tenant = ?)
+             RETURNING updated_ms",
+        )
+        .bind(to_db(len)?)
+        .bind(now)
+        .bind(id)
+        .bind(to_db(expected_len)?)
+        .bind(cutoff)
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(updated) = updated else {
+            let actual: Option<i64> = sqlx::query_scalar(
+                "SELECT len FROM sessions WHERE id = ? AND updated_ms >= ? AND (? OR tenant = ?)",
+            )
+            .bind(id)
+            .bind(cutoff)
+            .bind(tenant.is_admin())
+            .bind(tenant.id())
+            .fetch_optional(&mut **tx)
+            .await?;
+            return Err(match actual {
+                None => StoreError::NotFound(id.to_owned()),
+                Some(actual) => StoreError::Conflict {
+                    expected: expected_len,
+                    actual: from_db(actual)?,
+                },
+            });
+        };
+        for (seq, body) in (expected_len..).zip(bodies) {
+            sqlx::query("INSERT INTO session_messages (session_id, seq, body) VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(to_db(seq)?)
+                .bind(body)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(AppendOutcome {
+            len,
+            updated_at: secs(updated),
+        })
     }
 }
 
@@ -206,6 +291,7 @@ impl SessionStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, model, system, metadata, created_ms, updated_ms, len FROM sessions
              WHERE updated_ms >= ? AND (created_ms, id) > (?, ?) AND (? OR tenant = ?)
+               AND kind = 'session'
              ORDER BY created_ms, id LIMIT ?",
         )
         .bind(cutoff)
@@ -258,6 +344,11 @@ impl SessionStore for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // Responses pointing into the history go with it.
+        sqlx::query("DELETE FROM responses WHERE session_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -270,57 +361,128 @@ impl SessionStore for SqliteStore {
         messages: Vec<Message>,
     ) -> Result<AppendOutcome> {
         let bodies = bodies(&messages)?;
-        // Past i64::MAX, `to_db` refuses it.
-        let len = expected_len.saturating_add(bodies.len());
-        let now = now_ms();
-        let cutoff = self.cutoff(now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Compare-and-set on the length: the row only moves if no other turn landed.
-        let updated: Option<i64> = sqlx::query_scalar(
-            "UPDATE sessions SET len = ?, updated_ms = MAX(updated_ms, ?)
-             WHERE id = ? AND len = ? AND updated_ms >= ? AND (? OR tenant = ?)
-             RETURNING updated_ms",
+        let outcome = self
+            .append_in(&mut tx, tenant, id, expected_len, &bodies)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn commit_response(
+        &self,
+        tenant: &Tenant,
+        base: ChainBase,
+        messages: Vec<Message>,
+        response: NewResponse,
+    ) -> Result<AppendOutcome> {
+        let bodies = bodies(&messages)?;
+        let outcome = outcome_text(&response.outcome)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (session, expected_len) = match base {
+            ChainBase::Existing {
+                session,
+                expected_len,
+            } => (session, expected_len),
+            ChainBase::New(new) => {
+                let id = new.id.clone().unwrap_or_else(generate_id);
+                let now = now_ms();
+                sqlx::query(
+                    "INSERT INTO sessions
+                       (id, model, system, metadata, created_ms, updated_ms, len, tenant, kind)
+                     VALUES (?, ?, ?, ?, ?, ?, 0, ?, 'chain')",
+                )
+                .bind(&id)
+                .bind(&new.model)
+                .bind(&new.system)
+                .bind(serde_json::to_string(&new.metadata)?)
+                .bind(now)
+                .bind(now)
+                .bind(tenant.id())
+                .execute(&mut *tx)
+                .await?;
+                (id, 0)
+            }
+        };
+        let appended = self
+            .append_in(&mut tx, tenant, &session, expected_len, &bodies)
+            .await?;
+        sqlx::query(
+            "INSERT INTO responses
+               (id, tenant, session_id, input_start, len, created_ms, document, outcome)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(to_db(len)?)
-        .bind(now)
+        .bind(&response.id)
+        .bind(tenant.id())
+        .bind(&session)
+        .bind(to_db(response.input_start)?)
+        .bind(to_db(appended.len)?)
+        .bind(now_ms())
+        .bind(&response.document)
+        .bind(&outcome)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    async fn get_response(&self, tenant: &Tenant, id: &str) -> Result<Option<StoredResponse>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RESPONSE_COLUMNS} FROM responses r JOIN sessions s ON s.id = r.session_id
+             WHERE r.id = ? AND s.updated_ms >= ? AND (? OR r.tenant = ?)"
+        )))
         .bind(id)
-        .bind(to_db(expected_len)?)
-        .bind(cutoff)
+        .bind(self.cutoff(now_ms()))
         .bind(tenant.is_admin())
         .bind(tenant.id())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(updated) = updated else {
-            let actual: Option<i64> = sqlx::query_scalar(
-                "SELECT len FROM sessions WHERE id = ? AND updated_ms >= ? AND (? OR tenant = ?)",
-            )
-            .bind(id)
-            .bind(cutoff)
-            .bind(tenant.is_admin())
-            .bind(tenant.id())
-            .fetch_optional(&mut *tx)
-            .await?;
-            return Err(match actual {
-                None => StoreError::NotFound(id.to_owned()),
-                Some(actual) => StoreError::Conflict {
-                    expected: expected_len,
-                    actual: from_db(actual)?,
-                },
-            });
+        let Some(row) = row else {
+            return Ok(None);
         };
-        for (seq, body) in (expected_len..).zip(&bodies) {
-            sqlx::query("INSERT INTO session_messages (session_id, seq, body) VALUES (?, ?, ?)")
-                .bind(id)
-                .bind(to_db(seq)?)
-                .bind(body)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let row = ResponseRow::decode(&row)?;
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM session_messages WHERE session_id = ? AND seq < ? ORDER BY seq",
+        )
+        .bind(&row.session_id)
+        .bind(row.len)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(AppendOutcome {
-            len,
-            updated_at: secs(updated),
-        })
+        Ok(Some(row.into_stored(&bodies)?))
+    }
+
+    async fn delete_response(&self, tenant: &Tenant, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let session: Option<String> = sqlx::query_scalar(
+            "SELECT r.session_id FROM responses r JOIN sessions s ON s.id = r.session_id
+             WHERE r.id = ? AND s.updated_ms >= ? AND (? OR r.tenant = ?)",
+        )
+        .bind(id)
+        .bind(self.cutoff(now_ms()))
+        .bind(tenant.is_admin())
+        .bind(tenant.id())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(session) = session else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM responses WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // The last response of a chain takes the chain's history with it.
+        sqlx::query(
+            "DELETE FROM sessions WHERE id = ? AND kind = 'chain'
+               AND NOT EXISTS (SELECT 1 FROM responses WHERE session_id = ?)",
+        )
+        .bind(&session)
+        .bind(&session)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn purge_expired(&self, idle_ttl: Duration, max_count: Option<usize>) -> Result<usize> {
@@ -354,6 +516,6 @@ mod tests {
     fn the_migration_gives_old_sessions_to_the_anonymous_tenant() {
         let default = format!("DEFAULT '{}'", crate::chat::tenant::ANONYMOUS);
         assert!(MIGRATE_V2.contains(&default));
-        assert!(MIGRATE_V2.contains(&format!("VALUES ({SCHEMA_VERSION})")));
+        assert!(MIGRATE_V3.contains(&format!("VALUES ({SCHEMA_VERSION})")));
     }
 }

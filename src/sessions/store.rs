@@ -16,14 +16,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::chat::Tenant;
-use crate::chat::types::Message;
+use crate::chat::types::{FinishReason, Message, Usage};
 
 use super::record;
 
 /// The version of the schema this code writes. 1: the first, without owners; 2: `sessions.tenant`
-/// (sessions of a version 1 store belong to the anonymous tenant). Recorded in the
-/// `session_schema` table; a store opened by this code is migrated to it in place.
-pub const SCHEMA_VERSION: i64 = 2;
+/// (sessions of a version 1 store belong to the anonymous tenant); 3: stored responses (the
+/// `responses` table, and `sessions.kind`: `chain` for the sessions response chains live in).
+/// Recorded in the `session_schema` table; a store opened by this code is migrated to it in
+/// place.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Longest page `list` returns, whatever the caller asks for.
 pub const MAX_PAGE: usize = 1000;
@@ -136,6 +138,54 @@ pub struct AppendOutcome {
     pub updated_at: i64,
 }
 
+/// Where a stored response's turn is appended: the chain session it continues (at the length
+/// its previous response left it, a compare-and-set as for `append`), or a new chain session
+/// (the first response of a chain, or a branch from a response that is no longer the tip).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainBase {
+    Existing { session: String, expected_len: usize },
+    New(NewSession),
+}
+
+/// How a stored response's turn ended, kept beside it (the reply itself is the last message of
+/// the history it points at).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseOutcome {
+    pub usage: Usage,
+    pub finish: FinishReason,
+}
+
+/// What `commit_response` stores beside the appended messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewResponse {
+    /// The id the dialect gave the response (`resp_…`); unique in the store.
+    pub id: String,
+    /// Where this response's own input starts in the chain's history.
+    pub input_start: usize,
+    /// The dialect's record of the request (its echo and input items): opaque to the store.
+    pub document: String,
+    pub outcome: ResponseOutcome,
+}
+
+/// A stored response: a point in its chain session's history, with what `NewResponse` kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    pub id: String,
+    /// The chain session, and its creation time (Unix seconds): they name its live process.
+    pub session: String,
+    pub session_created_at: i64,
+    /// The chain's history through this response: its input from `input_start`, its reply last.
+    pub history: Vec<Message>,
+    pub input_start: usize,
+    /// Whether the chain session's history ends at this response (a continuation appends to
+    /// it; otherwise it branches into a new chain).
+    pub at_tip: bool,
+    /// Unix seconds of the commit.
+    pub created_at: i64,
+    pub document: String,
+    pub outcome: ResponseOutcome,
+}
+
 /// Server-side chat sessions. Every method that returns `Ok` has committed: what it wrote is
 /// durable and visible to every replica sharing the store.
 #[async_trait]
@@ -169,6 +219,26 @@ pub trait SessionStore: Send + Sync {
         expected_len: usize,
         messages: Vec<Message>,
     ) -> Result<AppendOutcome>;
+
+    /// Appends a response's turn (`messages`) to its chain and stores the response beside it,
+    /// in one transaction: on `ChainBase::New` the chain session is created (kind `chain`, not
+    /// listed by `list`) with the messages; on `Existing` the append is a compare-and-set as in
+    /// `append` (`Conflict`, `NotFound` alike). The response belongs to `tenant`.
+    async fn commit_response(
+        &self,
+        tenant: &Tenant,
+        base: ChainBase,
+        messages: Vec<Message>,
+        response: NewResponse,
+    ) -> Result<AppendOutcome>;
+
+    /// A stored response with its chain's history up to it, or `None` if absent, expired with
+    /// its chain, or not the tenant's.
+    async fn get_response(&self, tenant: &Tenant, id: &str) -> Result<Option<StoredResponse>>;
+
+    /// Deletes a stored response (and its chain session when no response of it is left);
+    /// `false` if the tenant had no live one by that id.
+    async fn delete_response(&self, tenant: &Tenant, id: &str) -> Result<bool>;
 
     /// Deletes the sessions idle longer than `idle_ttl`, then the least recently updated ones
     /// beyond `max_count`. Returns how many were deleted.
@@ -211,14 +281,13 @@ pub fn from_db(n: i64) -> Result<usize> {
     usize::try_from(n).map_err(|_| StoreError::Backend(format!("stored count {n} is negative")))
 }
 
-/// What a store at schema `found` needs to reach `SCHEMA_VERSION`: `true` to migrate from 1,
-/// `false` when current; a version from a newer gateway is an error (its rows may mean more than
-/// this code knows).
-pub fn needs_owner_migration(found: Option<i64>) -> Result<bool> {
-    match found {
-        None | Some(1) => Ok(true),
-        Some(SCHEMA_VERSION) => Ok(false),
-        Some(v) => Err(StoreError::Backend(format!(
+/// The schema version of a store whose `session_schema` holds `found` (none: version 1, which
+/// had no such table), for the backend to migrate from; a version from a newer gateway is an
+/// error (its rows may mean more than this code knows).
+pub fn schema_version(found: Option<i64>) -> Result<i64> {
+    match found.unwrap_or(1) {
+        v @ 1..=SCHEMA_VERSION => Ok(v),
+        v => Err(StoreError::Backend(format!(
             "the session store has schema version {v}; this gateway knows up to \
              {SCHEMA_VERSION}: upgrade the gateway, or use another store"
         ))),
@@ -295,6 +364,79 @@ impl SessionRow {
             history,
         })
     }
+}
+
+/// The columns of a `responses` row joined with its chain session, as both backends select
+/// them (`RESPONSE_COLUMNS`).
+pub struct ResponseRow {
+    pub id: String,
+    pub session_id: String,
+    pub input_start: i64,
+    pub len: i64,
+    pub created_ms: i64,
+    pub document: String,
+    pub outcome: String,
+    pub session_len: i64,
+    pub session_created_ms: i64,
+}
+
+/// The select list `ResponseRow::decode` reads, from `responses r JOIN sessions s`.
+pub const RESPONSE_COLUMNS: &str = "r.id, r.session_id, r.input_start, r.len, r.created_ms, \
+    r.document, r.outcome, s.len AS session_len, s.created_ms AS session_created_ms";
+
+impl ResponseRow {
+    pub fn decode<'r, R>(row: &'r R) -> Result<Self>
+    where
+        R: sqlx::Row,
+        &'static str: sqlx::ColumnIndex<R>,
+        String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(ResponseRow {
+            id: row.try_get("id")?,
+            session_id: row.try_get("session_id")?,
+            input_start: row.try_get("input_start")?,
+            len: row.try_get("len")?,
+            created_ms: row.try_get("created_ms")?,
+            document: row.try_get("document")?,
+            outcome: row.try_get("outcome")?,
+            session_len: row.try_get("session_len")?,
+            session_created_ms: row.try_get("session_created_ms")?,
+        })
+    }
+
+    /// The response, with the bodies of its chain's first `len` messages in `seq` order.
+    pub fn into_stored(self, bodies: &[String]) -> Result<StoredResponse> {
+        if to_db(bodies.len())? != self.len {
+            return Err(StoreError::Backend(format!(
+                "response {:?} points at {} messages of its chain but {} are stored",
+                self.id,
+                self.len,
+                bodies.len()
+            )));
+        }
+        let history = bodies
+            .iter()
+            .enumerate()
+            .map(|(seq, b)| record::decode(b, seq))
+            .collect::<Result<Vec<Message>, _>>()?;
+        Ok(StoredResponse {
+            at_tip: self.len == self.session_len,
+            input_start: from_db(self.input_start)?,
+            outcome: record::decode_outcome(&self.outcome)?,
+            id: self.id,
+            session: self.session_id,
+            session_created_at: secs(self.session_created_ms),
+            history,
+            created_at: secs(self.created_ms),
+            document: self.document,
+        })
+    }
+}
+
+/// The `outcome` column of a response.
+pub fn outcome_text(outcome: &ResponseOutcome) -> Result<String> {
+    Ok(record::encode_outcome(outcome)?)
 }
 
 /// The session `create` made: what it was given, stamped `now_ms`.

@@ -290,6 +290,7 @@ pub fn wild_params() -> BoxedStrategy<pb::ChatCompletionParams> {
                     metadata: Default::default(),
                     sampling,
                     reasoning_effort,
+                    response: None,
                 }
             },
         )

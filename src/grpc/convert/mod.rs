@@ -6,8 +6,8 @@ mod response;
 
 pub use request::{chat_params, chat_request, message, message_to_pb};
 pub use response::{
-    completion_from_pb, completion_to_pb, event_to_pb, events_from_pb, model_from_pb, model_to_pb,
-    usage_from_pb, usage_to_pb,
+    completion_from_pb, completion_to_pb, event_to_pb, events_from_pb, finish_from_pb,
+    finish_to_pb, model_from_pb, model_to_pb, usage_from_pb, usage_to_pb,
 };
 
 #[cfg(test)]
@@ -80,6 +80,13 @@ mod tests {
                 ..Default::default()
             },
             reasoning_effort: Some("high".into()),
+            response: Some(d::ResponseTurn {
+                id: "resp_1".into(),
+                previous: Some("resp_0".into()),
+                store: true,
+                instructions: true,
+                document: r#"{"echo":{}}"#.into(),
+            }),
         };
         assert_eq!(chat_request(Some(chat_params(req.clone()))).unwrap(), req);
     }

@@ -32,6 +32,7 @@ pub fn chat_request(params: Option<pb::ChatCompletionParams>) -> Result<d::ChatR
         metadata,
         sampling,
         reasoning_effort,
+        response,
     } = params.ok_or_else(|| ChatError::invalid("`params` is required.", "params"))?;
     let messages = messages
         .into_iter()
@@ -158,6 +159,7 @@ pub fn chat_request(params: Option<pb::ChatCompletionParams>) -> Result<d::ChatR
         session_id: (!session_id.is_empty()).then_some(session_id),
         metadata: metadata.into_iter().collect(),
         sampling,
+        response: response.map(response_turn),
         reasoning_effort: (!reasoning_effort.is_empty()).then_some(reasoning_effort),
     })
 }
@@ -248,6 +250,7 @@ pub fn chat_params(req: d::ChatRequest) -> pb::ChatCompletionParams {
         metadata,
         sampling,
         reasoning_effort,
+        response,
     } = req;
     let d::SamplingParams {
         temperature,
@@ -340,6 +343,41 @@ pub fn chat_params(req: d::ChatRequest) -> pb::ChatCompletionParams {
             other,
         }),
         reasoning_effort: reasoning_effort.unwrap_or_default(),
+        response: response.map(response_turn_to_pb),
+    }
+}
+
+fn response_turn(t: pb::ResponseTurn) -> d::ResponseTurn {
+    let pb::ResponseTurn {
+        id,
+        previous_response_id,
+        store,
+        leading_instructions,
+        document,
+    } = t;
+    d::ResponseTurn {
+        id,
+        previous: (!previous_response_id.is_empty()).then_some(previous_response_id),
+        store,
+        instructions: leading_instructions,
+        document,
+    }
+}
+
+fn response_turn_to_pb(t: d::ResponseTurn) -> pb::ResponseTurn {
+    let d::ResponseTurn {
+        id,
+        previous,
+        store,
+        instructions,
+        document,
+    } = t;
+    pb::ResponseTurn {
+        id,
+        previous_response_id: previous.unwrap_or_default(),
+        store,
+        leading_instructions: instructions,
+        document,
     }
 }
 

@@ -7,7 +7,7 @@ use crate::chat::types as d;
 use super::super::pb;
 use super::request::{tool_call_from_pb, tool_call_to_pb};
 
-fn finish_to_pb(r: d::FinishReason) -> pb::FinishReason {
+pub fn finish_to_pb(r: d::FinishReason) -> pb::FinishReason {
     match r {
         d::FinishReason::Stop => pb::FinishReason::Stop,
         d::FinishReason::Length => pb::FinishReason::Length,
@@ -16,7 +16,7 @@ fn finish_to_pb(r: d::FinishReason) -> pb::FinishReason {
     }
 }
 
-fn finish_from_pb(r: i32) -> Option<d::FinishReason> {
+pub fn finish_from_pb(r: i32) -> Option<d::FinishReason> {
     match pb::FinishReason::try_from(r) {
         Ok(pb::FinishReason::Stop) => Some(d::FinishReason::Stop),
         Ok(pb::FinishReason::Length) => Some(d::FinishReason::Length),

@@ -93,6 +93,19 @@ pub enum SessionNotFound {
     NotFound(ErrorResponse),
 }
 
+/// A `/v1/responses/{id}` route's `{id}` that names no stored response.
+#[derive(IntoResponses)]
+pub enum ResponseNotFound {
+    /// The response was never stored (`store: false`), was deleted, expired with its chain
+    /// after `--session-ttl-secs` idle, or belongs to another API key's tenant
+    /// (`response_not_found`; the same answer).
+    #[response(status = 404, example = json!({"error": {
+        "message": "No response with id `resp_1` (it was never stored, was deleted or \
+            expired, or was created with `store: false`).",
+        "type": "invalid_request_error", "param": null, "code": "response_not_found"}}))]
+    NotFound(ErrorResponse),
+}
+
 /// Failures of the session store, or of the worker that keeps it.
 #[derive(IntoResponses)]
 pub enum SessionServerErrors {

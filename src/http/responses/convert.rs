@@ -17,8 +17,9 @@ use crate::chat::types::{
 use super::input::{push_item, required_string};
 use super::types::{CreateResponseRequest, KNOWN_UNUSED_FIELDS, STATEFUL_FIELDS};
 
-/// What the response object repeats of the request, as OpenAI's does.
-#[derive(Debug, Clone, PartialEq)]
+/// What the response object repeats of the request, as OpenAI's does. Kept in the stored
+/// response's document, so a stored response shows it again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Echo {
     pub model: String,
     pub instructions: Option<String>,
@@ -31,12 +32,19 @@ pub struct Echo {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// The converted request, whether to stream, and the echo.
+/// The converted request, whether to stream, the echo, and what stored state it asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Converted {
     pub request: ChatRequest,
     pub stream: bool,
     pub echo: Echo,
+    /// Whether to keep the response (`store`, default true).
+    pub store: bool,
+    pub previous_response_id: Option<String>,
+    /// Whether `request.messages` starts with the instructions.
+    pub instructions: bool,
+    /// `input` as the client sent it (a string or the item list), for the stored input items.
+    pub input: Option<Value>,
 }
 
 /// Hosted tools OpenAI runs on its own servers; Claude cannot run them here.
@@ -81,21 +89,12 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         extra,
     } = req;
 
-    if previous_response_id
-        .as_deref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        return Err(ChatError::unsupported(
-            "`previous_response_id` is not supported by this gateway yet: responses are not \
-             stored. Send the whole conversation in `input` (earlier outputs as `message`, \
-             `function_call` and `function_call_output` items).",
-            "previous_response_id",
-        ));
-    }
+    let previous_response_id = previous_response_id.filter(|s| !s.is_empty());
     if background == Some(true) {
         return Err(ChatError::unsupported(
-            "`background: true` is not supported by this gateway yet; run the request in the \
-             foreground (optionally with `stream: true`).",
+            "`background: true` is not supported by this gateway: run the request in the \
+             foreground (optionally with `stream: true`); a stored response can be retrieved \
+             afterwards with GET /v1/responses/{id}.",
             "background",
         ));
     }
@@ -105,8 +104,9 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
     {
         return Err(ChatError::unsupported(
             format!(
-                "`{name}` is not supported by this gateway yet: it keeps no stored \
-                 conversations or prompts. Send the whole conversation in `input`."
+                "`{name}` is not supported by this gateway: it keeps no conversation objects \
+                 or stored prompts. Chain responses with `previous_response_id`, or send the \
+                 whole conversation in `input`."
             ),
             *name,
         ));
@@ -119,14 +119,13 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
         .map(|(k, _)| k.clone())
         .collect();
-    if store == Some(true) {
-        other.push("store".into());
-    }
 
     let mut messages = Vec::new();
+    let has_instructions = instructions.as_ref().is_some_and(|t| !t.is_empty());
     if let Some(text) = instructions.as_ref().filter(|t| !t.is_empty()) {
         messages.push(Message::text(Role::System, text.clone()));
     }
+    let raw_input = input.clone();
     match input {
         None => {}
         Some(Value::String(s)) => messages.push(Message::text(Role::User, s)),
@@ -177,9 +176,14 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
             ..SamplingParams::default()
         },
         reasoning_effort,
+        response: None,
     };
     Ok(Converted {
         request,
+        store: store.unwrap_or(true),
+        previous_response_id,
+        instructions: has_instructions,
+        input: raw_input,
         stream: stream.unwrap_or(false),
         echo: Echo {
             model,

@@ -33,8 +33,11 @@ fn a_string_input_with_instructions() {
     assert_eq!(r.sampling.temperature, Some(0.2));
     assert_eq!(
         r.sampling.other,
-        vec!["truncation", "store", "reasoning.summary"]
+        vec!["truncation", "reasoning.summary"]
     );
+    assert!(c.store && c.instructions);
+    assert_eq!(c.previous_response_id, None);
+    assert_eq!(c.input, Some(json!("Hi")));
     assert_eq!(c.echo.metadata["k"], "v");
     assert_eq!(c.echo.tool_choice, json!("auto"));
     assert_eq!(c.echo.text, json!({"format": {"type": "text"}}));
@@ -109,11 +112,6 @@ fn refusals_name_the_field_and_the_reason() {
     let cases = [
         (r#"{"input":"x"}"#, "model", None),
         (
-            r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#,
-            "previous_response_id",
-            Some("unsupported_parameter"),
-        ),
-        (
             r#"{"model":"m","input":"x","background":true}"#,
             "background",
             Some("unsupported_parameter"),
@@ -172,4 +170,17 @@ fn refusals_name_the_field_and_the_reason() {
     }
     let err = convert(r#"{"model":"m","input":"x","tools":[{"type":"file_search"}]}"#).unwrap_err();
     assert!(err.to_string().contains("file_search"), "{err}");
+}
+
+#[test]
+fn stored_state_is_asked_for_with_store_and_previous_response_id() {
+    let c = convert(r#"{"model":"m","input":"x","store":false,"previous_response_id":"resp_1"}"#)
+        .unwrap();
+    assert!(!c.store && !c.instructions);
+    assert_eq!(c.previous_response_id.as_deref(), Some("resp_1"));
+    assert!(c.request.sampling.other.is_empty());
+    // An empty id is no id, as the SDKs send it.
+    let c = convert(r#"{"model":"m","input":"x","previous_response_id":""}"#).unwrap();
+    assert!(c.store);
+    assert_eq!(c.previous_response_id, None);
 }

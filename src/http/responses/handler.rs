@@ -15,11 +15,12 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::chat::ChatError;
-use crate::chat::types::ChatEvent;
+use crate::chat::types::{ChatEvent, ResponseTurn};
 
 use super::super::error::{ApiError, OpenAiJson};
 use super::super::handlers::{AppState, request_context, set_ignored, shutting_down};
 use super::convert::{self, Converted, Echo};
+use super::stored::{Document, item_ids};
 use super::stream::{ResponseStream, random_id};
 use super::types::{CreateResponseRequest, ResponseObject, StreamEvent};
 use crate::chat::Tenant;
@@ -34,8 +35,9 @@ use crate::chat::Tenant;
         object) or, with `stream: true`, as server-sent events: `response.created`, \
         `response.in_progress`, the output items with their deltas, and one of \
         `response.completed`, `response.incomplete` or `response.failed`. A streamed answer is \
-        committed (200) only once Claude produced its first event. Stateless: responses are not \
-        stored, so `previous_response_id` and `background` are refused with a 400.",
+        committed (200) only once Claude produced its first event. With `store` (default \
+        true) the response is kept for the API key that made it, and `previous_response_id` \
+        continues a stored one; `background` is refused with a 400.",
     request_body = CreateResponseRequest,
     responses(
         (
@@ -65,19 +67,39 @@ pub async fn create(
     crate::metrics::note_model(&body.model);
     let ctx = request_context(&headers, tenant);
     let Converted {
-        request,
+        mut request,
         stream,
         echo,
+        store,
+        previous_response_id,
+        instructions,
+        input,
     } = convert::create_request(body)?;
+    let id = random_id("resp");
+    let created_at = unix_now();
+    let document = Document::new(
+        echo.clone(),
+        created_at,
+        previous_response_id.clone(),
+        input.as_ref(),
+    );
+    request.response = Some(ResponseTurn {
+        id: id.clone(),
+        previous: previous_response_id.clone(),
+        store,
+        instructions,
+        document: document.to_text(),
+    });
     let started = tokio::select! {
         started = state.backend.stream(request, ctx) => started.map_err(in_dialect)?,
         () = state.abort.cancelled() => return Err(ApiError(shutting_down())),
     };
     let ignored = started.meta.ignored_params.clone();
-    let mut machine = ResponseStream::new(
-        initial_response(echo, started.meta.created),
-        Box::new(random_id),
-    );
+    let mut response = initial_response(echo, created_at);
+    response.id = id.clone();
+    response.previous_response_id = previous_response_id;
+    response.store = store;
+    let mut machine = ResponseStream::new(response, item_ids(&id));
     let mut events = started.events;
     if !stream {
         let response = tokio::select! {
@@ -139,7 +161,7 @@ fn frame(event: &StreamEvent) -> Result<Event, Infallible> {
     Ok(Event::default().event(event.payload.kind()).data(data))
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

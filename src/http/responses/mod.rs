@@ -3,12 +3,15 @@
 //! holds its wire types, `convert` (with `input` for the input items) turns a request into a
 //! domain `ChatRequest`, `stream` is the pure state machine from domain events to Responses
 //! events, `handler` is the thin axum route around them, and `doc` describes the raw-JSON
-//! request fields for the OpenAPI document. Stateless for now: nothing is stored, so
-//! `previous_response_id` and `background` are refused.
+//! request fields for the OpenAPI document. Responses are stored by the session layer (a chain
+//! is a session); `stored` writes the dialect's record of one and shows it again, `lookup`
+//! serves `GET`/`DELETE /v1/responses/{id}` and `input_items`. `background` is refused.
 
 pub mod convert;
 pub mod doc;
 pub mod handler;
 pub mod input;
+pub mod lookup;
+pub mod stored;
 pub mod stream;
 pub mod types;

@@ -18,8 +18,9 @@ use super::doc;
     description = "A Responses API request. `null` counts as absent. Parameters Claude cannot \
         honour (`temperature`, `top_p`, `user`, `truncation`, `include`, `prompt_cache_key`, …) \
         are accepted and listed in the `x-ignored-params` response header, or refused with a 400 \
-        under `--strict-params`. Stored state (`previous_response_id`, `conversation`, \
-        `background`) is refused with a 400; responses are not stored yet.",
+        under `--strict-params`. Responses are stored by default (`store`) and continued with \
+        `previous_response_id`; `conversation`, `prompt` and `background` are refused with a \
+        400.",
     example = json!({"model": "gpt-4o", "instructions": "Be brief.", "input": "Hello"})
 )]
 pub struct CreateResponseRequest {
@@ -79,14 +80,16 @@ pub struct CreateResponseRequest {
     /// Accepted, not honoured (`x-ignored-params`).
     #[serde(default)]
     pub user: Option<String>,
-    /// Responses are not stored yet: `true` is reported in `x-ignored-params`, and every
-    /// response says `store: false`.
+    /// Keep the response (default true, as OpenAI's): it can then be retrieved, listed
+    /// (`input_items`), deleted and continued with `previous_response_id`, by the same API key.
     #[serde(default)]
     pub store: Option<bool>,
-    /// `true` is refused with a 400 (not supported yet).
+    /// `true` is refused with a 400: run in the foreground, optionally with `stream: true`.
     #[serde(default)]
     pub background: Option<bool>,
-    /// Refused with a 400 (not supported yet): send the whole conversation in `input`.
+    /// A stored response to continue: its conversation (input and output, not its
+    /// instructions) goes before `input`. Unknown, deleted, expired, `store: false` or another
+    /// key's: 404.
     #[serde(default)]
     pub previous_response_id: Option<String>,
     /// Everything else: OpenAI fields the gateway does not use, and unknown fields.
@@ -109,7 +112,8 @@ pub const KNOWN_UNUSED_FIELDS: &[&str] = &[
     "truncation",
 ];
 
-/// OpenAI request fields that need state this gateway does not keep yet: refused with a 400.
+/// OpenAI request fields that need state this gateway does not keep (conversations, stored
+/// prompts): refused with a 400.
 pub const STATEFUL_FIELDS: &[&str] = &["conversation", "prompt"];
 
 /// The response object (`object: "response"`), whole or inside the stream's lifecycle events.
@@ -135,11 +139,11 @@ pub struct ResponseObject {
     pub model: String,
     pub output: Vec<OutputItem>,
     pub parallel_tool_calls: bool,
-    /// Always `null`: responses do not chain yet.
+    /// The stored response this one continues.
     pub previous_response_id: Option<String>,
     #[schema(value_type = Option<doc::ReasoningParam>)]
     pub reasoning: Option<Value>,
-    /// Always `false`: responses are not stored yet.
+    /// Whether the response is stored (the request's `store`, default true).
     pub store: bool,
     /// Always `null`: sampling parameters are not honoured.
     pub temperature: Option<f64>,
