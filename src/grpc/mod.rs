@@ -108,9 +108,9 @@ pub async fn serve(
             .max_decoding_message_size(max_message_bytes),
         )
         .add_service(
-            pb::response_service_server::ResponseServiceServer::new(
-                responses::ResponseGrpc::new(responses),
-            )
+            pb::response_service_server::ResponseServiceServer::new(responses::ResponseGrpc::new(
+                responses,
+            ))
             .max_decoding_message_size(max_message_bytes),
         );
     if let Ok(reflection) = reflection {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::chat::{ChatError, Tenant};
 use crate::chat::types::FinishReason;
+use crate::chat::{ChatError, Tenant};
 use crate::sessions::{ResponseApi, ResponseRecord};
 
 use super::convert;

@@ -195,8 +195,8 @@ pub async fn response_turn(
         document,
     } = turn;
     let store = sessions.store().clone();
-    let point = ChainPoint::find(store.as_ref(), &ctx.tenant, previous.as_deref(), &req.model)
-        .await?;
+    let point =
+        ChainPoint::find(store.as_ref(), &ctx.tenant, previous.as_deref(), &req.model).await?;
     // The input the chain keeps: the request's messages without its instructions.
     let skip = usize::from(instructions && req.messages.first().is_some_and(is_system));
     let input: Vec<Message> = req.messages.iter().skip(skip).cloned().collect();

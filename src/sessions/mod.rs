@@ -39,8 +39,9 @@ pub use postgres::PgStore;
 pub use service::{SessionApi, SessionBackend, Sessions};
 pub use sqlite::SqliteStore;
 pub use store::{
-    AppendOutcome, ChainBase, NewResponse, ResponseOutcome, StoredResponse, MAX_PAGE, NewSession, Page, PageRequest, Result, Session, SessionStore,
-    SessionSummary, StoreConfig, StoreError, generate_id,
+    AppendOutcome, ChainBase, MAX_PAGE, NewResponse, NewSession, Page, PageRequest,
+    ResponseOutcome, Result, Session, SessionStore, SessionSummary, StoreConfig, StoreError,
+    StoredResponse, generate_id,
 };
 
 /// The file name of the SQLite database inside a data directory.

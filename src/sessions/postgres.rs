@@ -26,11 +26,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::store::{ChainBase, NewResponse, RESPONSE_COLUMNS, ResponseRow, StoredResponse, outcome_text};
 use super::store::{
     AppendOutcome, NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
     SessionStore, SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms,
     from_db, generate_id, now_ms, page_of, schema_version, secs, to_db,
+};
+use super::store::{
+    ChainBase, NewResponse, RESPONSE_COLUMNS, ResponseRow, StoredResponse, outcome_text,
 };
 use crate::chat::Tenant;
 use crate::chat::types::Message;
@@ -128,7 +130,11 @@ impl PgStore {
             sqlx::raw_sql(MIGRATE_V3).execute(&mut *tx).await?;
         }
         if version < SCHEMA_VERSION {
-            tracing::info!(from = version, to = SCHEMA_VERSION, "session store migrated");
+            tracing::info!(
+                from = version,
+                to = SCHEMA_VERSION,
+                "session store migrated"
+            );
         }
         tx.commit().await?;
         Ok(PgStore {

@@ -383,7 +383,10 @@ mod tests {
             finish: FinishReason::Length,
         };
         let text = encode_outcome(&outcome).unwrap();
-        assert!(text.starts_with(r#"{"record":1,"finish":"length""#), "{text}");
+        assert!(
+            text.starts_with(r#"{"record":1,"finish":"length""#),
+            "{text}"
+        );
         assert_eq!(decode_outcome(&text).unwrap(), outcome);
         assert!(decode_outcome(r#"{"record":2,"finish":"stop"}"#).is_err());
     }

@@ -29,9 +29,9 @@ use super::store::{
     outcome_text,
 };
 use super::store::{
-    NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
-    SessionStore, SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms,
-    from_db, generate_id, now_ms, page_of, schema_version, secs, to_db,
+    NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow, SessionStore,
+    SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms, from_db,
+    generate_id, now_ms, page_of, schema_version, secs, to_db,
 };
 use crate::chat::Tenant;
 use crate::chat::types::Message;
@@ -131,7 +131,11 @@ impl SqliteStore {
             sqlx::raw_sql(MIGRATE_V3).execute(&mut *tx).await?;
         }
         if version < SCHEMA_VERSION {
-            tracing::info!(from = version, to = SCHEMA_VERSION, "session store migrated");
+            tracing::info!(
+                from = version,
+                to = SCHEMA_VERSION,
+                "session store migrated"
+            );
         }
         tx.commit().await?;
         Ok(SqliteStore {

@@ -143,7 +143,10 @@ pub struct AppendOutcome {
 /// (the first response of a chain, or a branch from a response that is no longer the tip).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChainBase {
-    Existing { session: String, expected_len: usize },
+    Existing {
+        session: String,
+        expected_len: usize,
+    },
     New(NewSession),
 }
 

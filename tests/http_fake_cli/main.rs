@@ -299,4 +299,5 @@ mod models;
 mod refusals;
 mod responses;
 mod robustness;
+mod stored_responses;
 mod streaming;

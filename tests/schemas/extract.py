@@ -26,6 +26,8 @@ ROOTS = [
     # also a root of its own, so a test can name the one it expects).
     "Response",
     "ResponseStreamEvent",
+    # Stored responses: `GET /v1/responses/{id}/input_items`.
+    "ResponseItemList",
 ]
 REF_PREFIX = "#/components/schemas/"
 # Keywords dropped from every schema object: annotations, OpenAPI-only keywords, vendor extensions.

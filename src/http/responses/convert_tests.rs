@@ -31,10 +31,7 @@ fn a_string_input_with_instructions() {
     assert_eq!(r.max_tokens, Some(9));
     assert_eq!(r.reasoning_effort.as_deref(), Some("high"));
     assert_eq!(r.sampling.temperature, Some(0.2));
-    assert_eq!(
-        r.sampling.other,
-        vec!["truncation", "reasoning.summary"]
-    );
+    assert_eq!(r.sampling.other, vec!["truncation", "reasoning.summary"]);
     assert!(c.store && c.instructions);
     assert_eq!(c.previous_response_id, None);
     assert_eq!(c.input, Some(json!("Hi")));

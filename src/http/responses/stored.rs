@@ -225,7 +225,10 @@ mod tests {
         assert_eq!(items[0]["type"], "message");
         assert_eq!(items[0]["role"], "user");
         assert_eq!(items[0]["status"], "completed");
-        assert_eq!(items[0]["content"][0], json!({"type": "input_text", "text": "Hi"}));
+        assert_eq!(
+            items[0]["content"][0],
+            json!({"type": "input_text", "text": "Hi"})
+        );
         assert!(items[0]["id"].as_str().unwrap().starts_with("msg_"));
 
         let items = input_items(Some(&json!([
