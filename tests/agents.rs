@@ -250,10 +250,16 @@ async fn codex_plain_inner() {
         run.describe(&s.gw)
     );
     assert_eq!(run.last_message.trim(), "Hello from the gateway 5521");
+    // Codex's `developer` messages (its own instructions) became the system prompt.
     let requests = s.api.requests();
+    let plain = with_marker(&requests, "#codex-plain");
+    assert_eq!(plain.len(), 1, "{requests:#?}");
     assert!(
-        !with_marker(&requests, "#codex-plain").is_empty(),
-        "{requests:#?}"
+        plain[0]["system"]
+            .to_string()
+            .contains("You are a coding agent running in the Codex CLI"),
+        "{:#}",
+        plain[0]
     );
 }
 
