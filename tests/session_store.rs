@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use claude_gateway::chat::Tenant;
 use claude_gateway::chat::message_json::parse_message;
-use claude_gateway::chat::types::{Message, Role};
+use claude_gateway::chat::types::{FinishReason, Message, Role, Usage};
 use claude_gateway::sessions::{
-    NewSession, PageRequest, SessionStore, StoreConfig, StoreError, open_store,
+    ChainBase, NewResponse, NewSession, PageRequest, ResponseOutcome, SessionStore, StoreConfig,
+    StoreError, open_store,
 };
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -239,6 +240,7 @@ suite!(
     kill_9_loses_no_acknowledged_turn,
     owners_see_only_their_sessions,
     a_version_1_store_upgrades_in_place,
+    responses_are_points_in_chain_sessions,
 );
 
 /// The tenant the single-tenant scenarios run as.
@@ -810,8 +812,8 @@ async fn owners_see_only_their_sessions(target: &Target) {
 
 /// A store made by the code before tenancy (version 1: no version table, no owner column, and
 /// messages stored as OpenAI JSON) upgrades when opened: its sessions belong to the anonymous
-/// tenant, the version is 2, its messages read, and a second open changes nothing. A version
-/// from a newer gateway is refused.
+/// tenant, the version is 3 (owners, then stored responses), its messages read, and a second open
+/// changes nothing. A version from a newer gateway is refused.
 async fn a_version_1_store_upgrades_in_place(target: &Target) {
     target.execute(target.version_1_schema()).await;
     let now = now_secs() * 1000;
@@ -852,7 +854,7 @@ async fn a_version_1_store_upgrades_in_place(target: &Target) {
         target
             .scalar("SELECT MAX(version) FROM session_schema")
             .await,
-        2
+        3
     );
     assert_eq!(
         target
@@ -880,19 +882,197 @@ async fn a_version_1_store_upgrades_in_place(target: &Target) {
         target
             .scalar("SELECT MAX(version) FROM session_schema")
             .await,
-        2
+        3
     );
     let old = reopened.get(&anonymous, "old-1").await.unwrap().unwrap();
     assert_eq!(old.history.len(), 3);
     assert_eq!(ids(&*reopened, &alice).await, ["new-1"]);
     drop(reopened);
 
+    // Upgraded sessions are plain sessions, and the upgraded store keeps responses.
+    assert_eq!(
+        target
+            .scalar("SELECT COUNT(*) FROM sessions WHERE kind = 'session'")
+            .await,
+        3
+    );
+    let reopened = target.open(None).await;
+    reopened
+        .commit_response(
+            &alice,
+            chain("chain-up"),
+            vec![msg(0), reply(0)],
+            response("resp_up", 0),
+        )
+        .await
+        .unwrap();
+    assert!(
+        reopened
+            .get_response(&alice, "resp_up")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    drop(reopened);
+
     target
-        .execute("UPDATE session_schema SET version = 3")
+        .execute("UPDATE session_schema SET version = 4")
         .await;
     let cfg = StoreConfig::default();
     let Err(err) = open_store(&target.location(), cfg).await else {
         panic!("a store of a newer schema version was opened");
     };
-    assert!(err.to_string().contains("schema version 3"), "{err}");
+    assert!(err.to_string().contains("schema version 4"), "{err}");
+}
+
+fn chain(id: &str) -> ChainBase {
+    ChainBase::New(NewSession {
+        id: Some(id.to_owned()),
+        model: Some("sonnet".into()),
+        system: None,
+        metadata: BTreeMap::new(),
+    })
+}
+
+fn reply(i: usize) -> Message {
+    Message::text(Role::Assistant, format!("reply {i}"))
+}
+
+fn response(id: &str, input_start: usize) -> NewResponse {
+    NewResponse {
+        id: id.to_owned(),
+        input_start,
+        document: format!("{{\"doc\":\"{id}\"}}"),
+        outcome: ResponseOutcome {
+            usage: Usage {
+                prompt_tokens: 7,
+                completion_tokens: 3,
+                ..Usage::default()
+            },
+            finish: FinishReason::Stop,
+        },
+    }
+}
+
+/// A chain session holds the conversation; each response points into it. Continuing the tip
+/// appends (compare-and-set), a stale tip conflicts, a branch is a new chain with a copied
+/// history; chains are not listed as sessions; other tenants see nothing; deleting the last
+/// response of a chain removes the chain; clearing or expiring the chain takes its responses.
+async fn responses_are_points_in_chain_sessions(target: &Target) {
+    let store = target.open(Some(Duration::from_secs(2))).await;
+    let (ada, bob) = (tenant("ada", false), tenant("bob", false));
+    let first = store
+        .commit_response(
+            &ada,
+            chain("chain-1"),
+            vec![msg(0), reply(0)],
+            response("resp_1", 0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.len, 2);
+    let one = store.get_response(&ada, "resp_1").await.unwrap().unwrap();
+    assert_eq!(one.session, "chain-1");
+    assert_eq!(one.history, [msg(0), reply(0)]);
+    assert_eq!((one.input_start, one.at_tip), (0, true));
+    assert_eq!(one.document, r#"{"doc":"resp_1"}"#);
+    assert_eq!(one.outcome, response("resp_1", 0).outcome);
+    // Continuing the tip appends to the chain.
+    let existing = |expected_len| ChainBase::Existing {
+        session: "chain-1".into(),
+        expected_len,
+    };
+    store
+        .commit_response(
+            &ada,
+            existing(2),
+            vec![msg(1), reply(1)],
+            response("resp_2", 2),
+        )
+        .await
+        .unwrap();
+    let two = store.get_response(&ada, "resp_2").await.unwrap().unwrap();
+    assert_eq!(two.history.len(), 4);
+    assert_eq!((two.input_start, two.at_tip), (2, true));
+    let one = store.get_response(&ada, "resp_1").await.unwrap().unwrap();
+    assert_eq!(
+        one.history,
+        [msg(0), reply(0)],
+        "a response sees its own point only"
+    );
+    assert!(!one.at_tip);
+    // A turn computed on the old tip conflicts, and nothing of it is stored.
+    assert_eq!(
+        store
+            .commit_response(
+                &ada,
+                existing(2),
+                vec![msg(9), reply(9)],
+                response("resp_x", 2)
+            )
+            .await,
+        Err(StoreError::Conflict {
+            expected: 2,
+            actual: 4
+        })
+    );
+    assert_eq!(store.get_response(&ada, "resp_x").await.unwrap(), None);
+    // A branch: a new chain with the history up to the first response.
+    store
+        .commit_response(
+            &ada,
+            chain("chain-2"),
+            vec![msg(0), reply(0), msg(5), reply(5)],
+            response("resp_b", 2),
+        )
+        .await
+        .unwrap();
+    let b = store.get_response(&ada, "resp_b").await.unwrap().unwrap();
+    assert_eq!((b.session.as_str(), b.input_start), ("chain-2", 2));
+    // Chains are not sessions to list.
+    store.create(&ada, named("plain")).await.unwrap();
+    assert_eq!(ids(&*store, &ada).await, ["plain"]);
+    // Another tenant sees, continues and deletes nothing.
+    assert_eq!(store.get_response(&bob, "resp_1").await.unwrap(), None);
+    assert!(!store.delete_response(&bob, "resp_1").await.unwrap());
+    assert_eq!(
+        store
+            .commit_response(&bob, existing(4), vec![msg(3)], response("resp_bob", 4))
+            .await,
+        Err(StoreError::NotFound("chain-1".into()))
+    );
+    assert!(
+        store
+            .get_response(&tenant("root", true), "resp_1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Deleting: the chain stays while a response points into it, and goes with the last one.
+    assert!(store.delete_response(&ada, "resp_b").await.unwrap());
+    assert!(
+        store.get(&ada, "chain-2").await.unwrap().is_none(),
+        "the branch's chain is gone"
+    );
+    assert!(store.delete_response(&ada, "resp_1").await.unwrap());
+    assert!(!store.delete_response(&ada, "resp_1").await.unwrap());
+    assert!(store.get_response(&ada, "resp_2").await.unwrap().is_some());
+    assert!(store.get(&ada, "chain-1").await.unwrap().is_some());
+    // Clearing the chain takes its responses.
+    assert!(store.clear(&ada, "chain-1").await.unwrap());
+    assert_eq!(store.get_response(&ada, "resp_2").await.unwrap(), None);
+    // Expiry: a response goes with its chain's idle TTL.
+    store
+        .commit_response(
+            &ada,
+            chain("chain-3"),
+            vec![msg(0), reply(0)],
+            response("resp_3", 0),
+        )
+        .await
+        .unwrap();
+    assert!(store.get_response(&ada, "resp_3").await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(store.get_response(&ada, "resp_3").await.unwrap(), None);
+    assert!(!store.delete_response(&ada, "resp_3").await.unwrap());
 }
