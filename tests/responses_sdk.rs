@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::clients::{blocks, pytest, with_marker};
+use common::clients::{self, blocks, pytest, with_marker};
 use common::fake_anthropic::FakeAnthropic;
 use common::*;
 use serde_json::{Value, json};
@@ -95,4 +95,72 @@ async fn python_openai_sdk_responses() {
     tokio::time::timeout(Duration::from_secs(420), python_responses_inner())
         .await
         .expect("python_openai_sdk_responses timed out");
+}
+
+/// Stored responses through the Python SDK, across a restart of the gateway on the same store:
+/// `tests/python/stored_responses.py before`, a new gateway process, then `… after`, which
+/// continues the first response with `previous_response_id`. The fake API's log shows the
+/// continuation carried the earlier exchange natively (a user and an assistant message).
+async fn python_stored_responses_inner() {
+    let Some(cli) = real_cli() else { return };
+    let Some(python) = tool("venv/bin/python") else {
+        return;
+    };
+    let api = FakeAnthropic::start().await;
+    let store = tempfile::tempdir().unwrap();
+    let store_arg = store.path().display().to_string();
+    let extra = ["--session-store", store_arg.as_str()];
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.jsonl");
+    let script = "tests/python/stored_responses.py";
+    for phase in ["before", "after"] {
+        // A new gateway process for each phase: nothing but the store carries over.
+        let gw = real_cli_gateway(&cli, &api, &extra).await;
+        let out = run(clients::client_command(&python, &gw, &record).args([script, phase])).await;
+        assert!(
+            out.status.success(),
+            "{}\n--- gateway stderr ---\n{}",
+            describe(&format!("{script} {phase}"), &out),
+            gw.stderr()
+        );
+        assert!(text(&out.stdout).contains(&format!("stored responses: {phase} ok")));
+    }
+    let requests = api.requests();
+    let second = with_marker(&requests, "#stored-2");
+    let continued = second
+        .iter()
+        .find(|r| r["messages"].to_string().contains("#stored-1"))
+        .unwrap_or_else(|| panic!("the continuation did not carry the first turn: {second:#?}"));
+    let messages = continued["messages"].as_array().unwrap();
+    // The CLI adds `{"role":"system"}` entries of its own between turns: not ours.
+    let texts: Vec<(String, String)> = messages
+        .iter()
+        .filter(|m| m["role"] != "system")
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_string(),
+                m["content"].to_string(),
+            )
+        })
+        .collect();
+    let first_user = texts
+        .iter()
+        .position(|(role, c)| role == "user" && c.contains("My name is Ada. #stored-1"))
+        .unwrap_or_else(|| panic!("{texts:#?}"));
+    let (role, content) = &texts[first_user + 1];
+    assert_eq!(role, "assistant", "{texts:#?}");
+    assert!(content.contains("You said: My name is Ada."), "{texts:#?}");
+    assert!(
+        continued["system"].to_string().contains("Be brief."),
+        "{continued:#}"
+    );
+    // The unstored and deleted responses never continued anything.
+    assert!(with_marker(&requests, "#stored-none").is_empty());
+}
+
+#[tokio::test]
+async fn python_openai_sdk_stored_responses_across_a_restart() {
+    tokio::time::timeout(Duration::from_secs(300), python_stored_responses_inner())
+        .await
+        .expect("python_openai_sdk_stored_responses_across_a_restart timed out");
 }
