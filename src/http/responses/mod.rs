@@ -7,6 +7,7 @@
 //! `previous_response_id` and `background` are refused.
 
 pub mod convert;
+pub mod custom;
 pub mod doc;
 pub mod handler;
 pub mod input;
