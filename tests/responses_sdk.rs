@@ -1,6 +1,6 @@
 //! The Responses API through the official `openai` Python SDK (`tests/python/test_responses.py`:
 //! `responses.create`, `responses.stream`, `responses.parse`, a function tool round trip,
-//! `max_output_tokens`, images, refusals) against the gateway binary on the real `claude` CLI
+//! a custom tool streamed and round-tripped, `max_output_tokens`, images, refusals) against the gateway binary on the real `claude` CLI
 //! with the fake Anthropic API. Afterwards the requests the fake API received prove the round
 //! trip was native: the function offered as `mcp__gw__get_weather`, the call and its output
 //! replayed as `tool_use` / `tool_result` blocks with the SDK's call id, the instructions in the
@@ -40,14 +40,7 @@ async fn python_responses_inner() {
     );
 
     // The round trip, natively: the SDK's call id on the tool_use and on the tool_result.
-    let call_id = std::fs::read_to_string(&record)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            v["responses_call_id"].as_str().map(str::to_string)
-        })
-        .expect("the round trip recorded its call id");
+    let call_id = recorded(&record, "responses_call_id");
     let second: Vec<&Value> = with_marker(&requests, "#resp-tool ")
         .into_iter()
         .filter(|r| !blocks(r, "user", "tool_result").is_empty())
@@ -73,6 +66,42 @@ async fn python_responses_inner() {
         .unwrap_or_else(|| panic!("get_weather not offered: {req:#}"));
     assert_eq!(offered["input_schema"]["required"], json!(["city"]));
 
+    // The custom tool: offered as a function with one string field whose description carries
+    // the grammar, its call replayed as a tool_use of `{"input": …}` with the SDK's call id.
+    let custom_id = recorded(&record, "responses_custom_call_id");
+    let custom: Vec<&Value> = with_marker(&requests, "#resp-custom")
+        .into_iter()
+        .filter(|r| !blocks(r, "user", "tool_result").is_empty())
+        .collect();
+    assert_eq!(custom.len(), 1, "{requests:#?}");
+    let req = custom[0];
+    let uses = blocks(req, "assistant", "tool_use");
+    assert_eq!(uses.len(), 1, "{req:#}");
+    assert_eq!(uses[0]["id"], custom_id.as_str(), "{req:#}");
+    assert_eq!(uses[0]["name"], "mcp__gw__shell", "{req:#}");
+    assert_eq!(
+        uses[0]["input"],
+        json!({"input": "ls -la \"docs\"\nwc -l"}),
+        "{req:#}"
+    );
+    let results = blocks(req, "user", "tool_result");
+    assert_eq!(results[0]["tool_use_id"], custom_id.as_str(), "{req:#}");
+    let offered = req["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "mcp__gw__shell")
+        .unwrap_or_else(|| panic!("shell not offered: {req:#}"));
+    let field = &offered["input_schema"]["properties"]["input"];
+    assert_eq!(field["type"], "string", "{offered:#}");
+    assert!(
+        field["description"]
+            .as_str()
+            .unwrap()
+            .contains("regex grammar"),
+        "{offered:#}"
+    );
+
     // The image is an image block; the JSON schema is the StructuredOutput tool's.
     let image = with_marker(&requests, "#resp-image");
     assert!(
@@ -88,6 +117,18 @@ async fn python_responses_inner() {
         }),
         "{json_req:#?}"
     );
+}
+
+/// The value a Python test wrote under `key` in the record file.
+fn recorded(record: &std::path::Path, key: &str) -> String {
+    std::fs::read_to_string(record)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v[key].as_str().map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("no {key} recorded"))
 }
 
 #[tokio::test]

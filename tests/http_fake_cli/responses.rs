@@ -446,3 +446,60 @@ pub(crate) async fn hanging_up_mid_stream_kills_the_cli() {
     })
     .await;
 }
+
+/// The content blocks of type `kind` in the `role` lines the gateway wrote on the CLI's stdin.
+fn stdin_blocks(run: &Value, role: &str, kind: &str) -> Vec<Value> {
+    run["stdin"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["type"] == role)
+        .flat_map(|l| {
+            l["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|b| b["type"] == kind)
+        .collect()
+}
+
+#[tokio::test]
+pub(crate) async fn custom_tool_items_replay_as_tool_use_and_tool_result() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let body = json!({"model": "gpt-4o",
+            "tools": [{"type": "custom", "name": "shell", "description": "Runs a command",
+                       "format": {"type": "grammar", "syntax": "regex", "definition": "[a-z -]+"}}],
+            "tool_choice": "auto",
+            "input": [
+                {"role": "user", "content": "RESPCUSTOM list the files"},
+                {"type": "custom_tool_call", "call_id": "call_c1", "name": "shell",
+                 "input": "ls -a\n\"q\""},
+                {"type": "custom_tool_call_output", "call_id": "call_c1", "output": "a.txt b.txt"},
+                {"role": "user", "content": "RESPCUSTOM2 and now?"}]});
+        let (status, _, r) = post_json(&responses(&fake), &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_valid("Response", &r);
+        // The tool is echoed as the custom tool it is.
+        assert_eq!(
+            r["tools"][0],
+            json!({"type": "custom", "name": "shell", "description": "Runs a command",
+                   "format": {"type": "grammar", "syntax": "regex", "definition": "[a-z -]+"}})
+        );
+        let run = run_with(&fake, "RESPCUSTOM2").expect("the run");
+        let uses = stdin_blocks(&run, "assistant", "tool_use");
+        assert_eq!(uses.len(), 1, "{run}");
+        assert_eq!(uses[0]["id"], "call_c1");
+        assert_eq!(uses[0]["name"], "mcp__gw__shell");
+        assert_eq!(uses[0]["input"], json!({"input": "ls -a\n\"q\""}));
+        let results = stdin_blocks(&run, "user", "tool_result");
+        assert_eq!(results.len(), 1, "{run}");
+        assert_eq!(results[0]["tool_use_id"], "call_c1");
+        assert!(
+            results[0]["content"].to_string().contains("a.txt b.txt"),
+            "{run}"
+        );
+    })
+    .await;
+}

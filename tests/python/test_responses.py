@@ -41,6 +41,14 @@ WEATHER = {
     "strict": True,
 }
 CALL_WEATHER = '[[tool:get_weather:{"city":"Paris"}]]'
+SHELL = {
+    "type": "custom",
+    "name": "shell",
+    "description": "Runs a shell command.",
+    "format": {"type": "grammar", "syntax": "regex", "definition": "[a-z .\\n-]+"},
+}
+CALL_SHELL = '[[tool:shell:{"input":"ls -la \\"docs\\"\\nwc -l"}]]'
+SHELL_INPUT = 'ls -la "docs"\nwc -l'
 
 
 def record(**fields) -> None:
@@ -61,6 +69,24 @@ def create_raw(client: OpenAI, **kwargs):
     assert raw.headers.get("x-request-id"), raw.headers
     assert_schema("Response", raw.http_response.json())
     return raw.parse()
+
+
+def stream_raw(client: OpenAI, **kwargs) -> list:
+    """A streamed `responses.create`, read as raw server-sent events: every event checked
+    against `ResponseStreamEvent`, numbered 0, 1, 2, … and named as its type."""
+    events = []
+    with client.responses.with_streaming_response.create(stream=True, **kwargs) as raw:
+        name = None
+        for line in raw.iter_lines():
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: "):
+                event = json.loads(line[len("data: "):])
+                assert event["type"] == name, event
+                assert event["sequence_number"] == len(events), event
+                assert_schema("ResponseStreamEvent", event)
+                events.append(event)
+    return events
 
 
 def test_create_with_instructions(client: OpenAI) -> None:
@@ -132,6 +158,47 @@ def test_streamed_function_call(client: OpenAI) -> None:
     assert len(done) == 1 and json.loads(done[0].arguments) == {"city": "Paris"}, done
     calls = [item for item in final.output if item.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather", final
+
+
+def test_custom_tool_streamed_and_round_trip(client: OpenAI) -> None:
+    question = {"role": "user", "content": f"#resp-custom Count the docs {CALL_SHELL}"}
+    kwargs = dict(model=MODEL, input=[question], tools=[SHELL],
+                  tool_choice={"type": "custom", "name": "shell"})
+    events = stream_raw(client, **kwargs)
+    kinds = [e["type"] for e in events]
+    start = kinds.index("response.custom_tool_call_input.delta") - 1
+    n_deltas = kinds.count("response.custom_tool_call_input.delta")
+    assert kinds[start] == "response.output_item.added", kinds
+    assert events[start]["item"]["type"] == "custom_tool_call", events[start]
+    assert events[start]["item"]["input"] == "", events[start]
+    after = kinds[start + 1 + n_deltas:]
+    assert after[:2] == ["response.custom_tool_call_input.done", "response.output_item.done"], kinds
+    # The deltas are the decoded text (real newline and quotes), not its JSON encoding.
+    deltas = [e["delta"] for e in events if e["type"] == "response.custom_tool_call_input.delta"]
+    assert "".join(deltas) == SHELL_INPUT, deltas
+    done = events[start + 1 + n_deltas]
+    assert done["input"] == SHELL_INPUT and done["item_id"] == events[start]["item"]["id"], done
+    final = events[-1]["response"]
+    assert events[-1]["type"] == "response.completed", kinds
+    assert_schema("Response", final)
+    assert final["tools"][0]["type"] == "custom" and final["tool_choice"]["type"] == "custom"
+
+    # The SDK's stream helper accumulates the same item.
+    with client.responses.stream(**kwargs) as stream:
+        list(stream)
+        accumulated = stream.get_final_response()
+    calls = [item for item in accumulated.output if item.type == "custom_tool_call"]
+    assert len(calls) == 1 and calls[0].input == SHELL_INPUT, accumulated
+    call = calls[0]
+    assert call.name == "shell" and call.id.startswith("ctc_") and call.call_id, call
+
+    # Stateless round trip: the call and its output go back as custom tool items.
+    history = [question, call.model_dump(exclude_none=True),
+               {"type": "custom_tool_call_output", "call_id": call.call_id,
+                "output": "2 files"}]
+    second = create_raw(client, model=MODEL, input=history, tools=[SHELL])
+    assert second.output_text == "Tool said: 2 files", second
+    record(responses_custom_call_id=call.call_id)
 
 
 class Place(BaseModel):

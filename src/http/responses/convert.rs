@@ -14,6 +14,7 @@ use crate::chat::types::{
     ChatRequest, JsonSchemaFormat, Message, ResponseFormat, Role, SamplingParams, Tool, ToolChoice,
 };
 
+use super::custom::custom_tool;
 use super::input::{push_item, required_string};
 use super::types::{CreateResponseRequest, KNOWN_UNUSED_FIELDS, STATEFUL_FIELDS};
 
@@ -199,7 +200,7 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
     })
 }
 
-/// `function` tools to domain tools, and each as the response echoes it (`FunctionTool`).
+/// `function` and `custom` tools to domain tools, and each as the response echoes it.
 fn parse_tools(items: &[Value]) -> Result<(Vec<Tool>, Vec<Value>), ChatError> {
     let mut tools = Vec::new();
     let mut echo = Vec::new();
@@ -208,12 +209,10 @@ fn parse_tools(items: &[Value]) -> Result<(Vec<Tool>, Vec<Value>), ChatError> {
         match string_field(item, "type", &p)?.as_deref() {
             Some("function") => {}
             Some("custom") => {
-                return Err(ChatError::unsupported(
-                    format!(
-                        "`{p}` is a `custom` tool; this gateway does not support them yet. Offer a `function` tool instead."
-                    ),
-                    format!("{p}.type"),
-                ));
+                let (tool, tool_echo) = custom_tool(item, &p)?;
+                tools.push(tool);
+                echo.push(tool_echo);
+                continue;
             }
             Some(hosted) if HOSTED_TOOLS.contains(&hosted) => {
                 return Err(ChatError::unsupported(
@@ -227,7 +226,7 @@ fn parse_tools(items: &[Value]) -> Result<(Vec<Tool>, Vec<Value>), ChatError> {
             other => {
                 return Err(ChatError::invalid(
                     format!(
-                        "`{p}.type` must be `function`; got {}.",
+                        "`{p}.type` must be `function` or `custom`; got {}.",
                         other.map_or("nothing".to_string(), |o| format!("`{o}`"))
                     ),
                     format!("{p}.type"),
@@ -273,15 +272,17 @@ fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ChatError> {
             )),
         },
         obj => match string_field(obj, "type", "tool_choice")?.as_deref() {
-            Some("function") => Ok(ToolChoice::Function(required_string(
+            // A custom tool is a function to Claude.
+            Some("function" | "custom") => Ok(ToolChoice::Function(required_string(
                 obj,
                 "name",
                 "tool_choice",
             )?)),
             other => Err(ChatError::unsupported(
                 format!(
-                    "`tool_choice` must be none, auto, required or \
-                     {{\"type\":\"function\",\"name\":…}}; got type {}.",
+                    "`tool_choice` must be none, auto, required, \
+                     {{\"type\":\"function\",\"name\":…}} or \
+                     {{\"type\":\"custom\",\"name\":…}}; got type {}.",
                     other.map_or("nothing".to_string(), |o| format!("`{o}`"))
                 ),
                 "tool_choice.type",

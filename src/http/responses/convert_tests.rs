@@ -124,9 +124,14 @@ fn refusals_name_the_field_and_the_reason() {
             Some("unsupported_parameter"),
         ),
         (
-            r#"{"model":"m","input":"x","tools":[{"type":"function","name":"f"},{"type":"custom","name":"c"}]}"#,
-            "tools[1].type",
-            Some("unsupported_parameter"),
+            r#"{"model":"m","input":"x","tools":[{"type":"function","name":"f"},{"type":"custom","name":"c","format":{"type":"grammar","syntax":"lark"}}]}"#,
+            "tools[1].format.definition",
+            None,
+        ),
+        (
+            r#"{"model":"m","input":[{"type":"custom_tool_call","call_id":"c1","name":"c"}]}"#,
+            "input[0].input",
+            None,
         ),
         (r#"{"model":"m","input":5}"#, "input", None),
         (
@@ -180,4 +185,37 @@ fn stored_state_is_asked_for_with_store_and_previous_response_id() {
     let c = convert(r#"{"model":"m","input":"x","previous_response_id":""}"#).unwrap();
     assert!(c.store);
     assert_eq!(c.previous_response_id, None);
+}
+
+#[test]
+fn custom_tools_are_functions_with_one_string_field_and_their_items_replay() {
+    let c = convert(
+        r#"{"model":"m","tools":[{"type":"custom","name":"shell","description":"Runs a command"}],
+            "tool_choice":{"type":"custom","name":"shell"},
+            "input":[{"role":"user","content":"List files"},
+                     {"type":"custom_tool_call","call_id":"call_1","name":"shell","input":"ls -a\n"},
+                     {"type":"custom_tool_call_output","call_id":"call_1","output":"a b"}]}"#,
+    )
+    .unwrap();
+    let tool = &c.request.tools[0];
+    assert_eq!(tool.name, "shell");
+    assert_eq!(tool.description.as_deref(), Some("Runs a command"));
+    let params = tool.parameters.as_ref().unwrap();
+    assert_eq!(params["properties"]["input"]["type"], "string");
+    assert_eq!(
+        c.request.tool_choice,
+        Some(ToolChoice::Function("shell".into()))
+    );
+    let call = &c.request.messages[1];
+    assert_eq!(call.role, Role::Assistant);
+    assert_eq!(call.tool_calls[0].id, "call_1");
+    let args: serde_json::Value = serde_json::from_str(&call.tool_calls[0].arguments).unwrap();
+    assert_eq!(args, serde_json::json!({"input": "ls -a\n"}));
+    let result = &c.request.messages[2];
+    assert_eq!(result.role, Role::Tool);
+    assert_eq!(result.tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(
+        c.echo.tools[0],
+        serde_json::json!({"type":"custom","name":"shell","description":"Runs a command"})
+    );
 }

@@ -16,8 +16,9 @@ pub enum ResponseInput {
     Items(Vec<InputItem>),
 }
 
-/// One input item: a `message` (`type` may be left out), a `function_call` (an earlier call of
-/// the assistant) or a `function_call_output` (its result).
+/// One input item: a `message` (`type` may be left out), a `function_call` or
+/// `custom_tool_call` (an earlier call of the assistant) or a `function_call_output` /
+/// `custom_tool_call_output` (its result).
 #[derive(ToSchema)]
 pub struct InputItem {
     #[schema(inline)]
@@ -32,6 +33,8 @@ pub struct InputItem {
     pub name: Option<String>,
     /// `function_call`: JSON text of the arguments.
     pub arguments: Option<String>,
+    /// `custom_tool_call`: the free-form input.
+    pub input: Option<String>,
     /// `function_call_output`: what the function returned.
     pub output: Option<MessageContent>,
 }
@@ -42,6 +45,8 @@ pub enum InputItemType {
     Message,
     FunctionCall,
     FunctionCallOutput,
+    CustomToolCall,
+    CustomToolCallOutput,
 }
 
 #[derive(ToSchema)]
@@ -70,7 +75,15 @@ pub enum InputContentPartType {
     InputImage,
 }
 
-/// A function Claude may call (the only tool type served).
+/// A tool Claude may call: a function, or a custom tool with free-form input.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum ResponseTool {
+    Function(FunctionTool),
+    Custom(CustomTool),
+}
+
+/// A function Claude may call.
 #[derive(ToSchema)]
 pub struct FunctionTool {
     #[schema(inline)]
@@ -83,7 +96,20 @@ pub struct FunctionTool {
     pub strict: Option<bool>,
 }
 
-/// `none`, `auto`, `required`, or the one function Claude must call.
+/// A tool whose input is free-form text (`type: "custom"`), offered to Claude as a function with
+/// one string field.
+#[derive(ToSchema)]
+pub struct CustomTool {
+    /// Always `custom`.
+    pub r#type: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `{"type":"text"}` or `{"type":"grammar","syntax":"lark"|"regex","definition":…}`.
+    #[schema(value_type = Option<Object>)]
+    pub format: Option<serde_json::Value>,
+}
+
+/// `none`, `auto`, `required`, or the one function (or custom tool) Claude must call.
 #[derive(ToSchema)]
 #[serde(untagged)]
 pub enum ResponseToolChoice {
@@ -91,10 +117,11 @@ pub enum ResponseToolChoice {
     Function(NamedFunction),
 }
 
+/// `{"type": "function" | "custom", "name": …}`.
 #[derive(ToSchema)]
 pub struct NamedFunction {
-    #[schema(inline)]
-    pub r#type: FunctionType,
+    /// `function` or `custom`.
+    pub r#type: String,
     pub name: String,
 }
 

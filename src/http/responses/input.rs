@@ -1,13 +1,16 @@
 //! Input items of a Responses request → domain messages: `message` items (with `input_text`,
-//! `output_text`, `input_image` parts), `function_call` items (joined to the assistant message
-//! before them, as chat completions' `tool_calls`) and `function_call_output` items (tool
-//! messages). Each error names its path (`input[2].content[0].image_url`).
+//! `output_text`, `input_image` parts), `function_call` and `custom_tool_call` items (joined to
+//! the assistant message before them, as chat completions' `tool_calls`; a custom call's `input`
+//! becomes the `{"input": …}` arguments Claude wrote) and `function_call_output` /
+//! `custom_tool_call_output` items (tool messages). Each error names its path (`input[2].content[0].image_url`).
 
 use serde_json::Value;
 
 use crate::chat::ChatError;
 use crate::chat::message_json::{field, string_field};
 use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
+
+use super::custom::arguments_of;
 
 /// Appends the domain message(s) of input item `i`.
 pub fn push_item(
@@ -36,12 +39,16 @@ pub fn push_item(
     };
     match kind.as_str() {
         "message" => messages.push(message(item, &path)?),
-        "function_call" => {
+        "function_call" | "custom_tool_call" => {
+            let arguments = if kind == "custom_tool_call" {
+                arguments_of(&required_string(item, "input", &path)?)
+            } else {
+                string_field(item, "arguments", &path)?.unwrap_or_else(|| "{}".to_string())
+            };
             let call = ToolCall {
                 id: required_string(item, "call_id", &path)?,
                 name: required_string(item, "name", &path)?,
-                arguments: string_field(item, "arguments", &path)?
-                    .unwrap_or_else(|| "{}".to_string()),
+                arguments,
             };
             // Calls right after an assistant message (or after other calls) belong to it.
             match messages.last_mut() {
@@ -55,7 +62,7 @@ pub fn push_item(
                 }),
             }
         }
-        "function_call_output" => {
+        "function_call_output" | "custom_tool_call_output" => {
             let call_id = required_string(item, "call_id", &path)?;
             let content = match field(item, "output") {
                 Some(Value::String(s)) => vec![ContentPart::Text(s.clone())],
@@ -99,7 +106,8 @@ pub fn push_item(
             return Err(ChatError::unsupported(
                 format!(
                     "Input items of type `{other}` are not supported by this gateway; send \
-                     message, function_call and function_call_output items."
+                     message, function_call, function_call_output, custom_tool_call and \
+                     custom_tool_call_output items."
                 ),
                 format!("{path}.type"),
             ));

@@ -8,6 +8,7 @@
 //! serves `GET`/`DELETE /v1/responses/{id}` and `input_items`. `background` is refused.
 
 pub mod convert;
+pub mod custom;
 pub mod doc;
 pub mod handler;
 pub mod input;

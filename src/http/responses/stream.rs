@@ -1,6 +1,7 @@
 //! The Responses stream as a pure state machine: domain `ChatEvent`s in, Responses events out.
 //! `start` gives `response.created` and `response.in_progress`; each `push` opens, extends and
-//! closes output items (a message with one `output_text` part, or a function call); `finish`
+//! closes output items (a message with one `output_text` part, a function call, or a custom tool
+//! call whose JSON arguments are decoded to its raw `input` as they stream); `finish`
 //! closes what is open and ends with `response.completed` or `response.incomplete`, `fail` with
 //! `response.failed`. Whatever happens, exactly one terminal event is produced and nothing after
 //! it, and `sequence_number` counts every event from 0. The non-streaming answer is the final
@@ -9,10 +10,11 @@
 use crate::chat::ChatError;
 use crate::chat::types::{ChatEvent, FinishReason, ToolCallDelta, Usage};
 
+use super::custom::{InputDecoder, input_of};
 use super::types::{
-    EventPayload, FunctionCallItem, IncompleteDetails, InputTokensDetails, OutputItem,
-    OutputMessage, OutputText, OutputTokensDetails, ResponseError, ResponseObject, ResponseUsage,
-    StreamEvent,
+    CustomToolCallItem, EventPayload, FunctionCallItem, IncompleteDetails, InputTokensDetails,
+    OutputItem, OutputMessage, OutputText, OutputTokensDetails, ResponseError, ResponseObject,
+    ResponseUsage, StreamEvent,
 };
 
 /// Makes the ids of output items (`msg_…`, `fc_…`); injected so tests are deterministic.
@@ -25,8 +27,18 @@ pub fn random_id(prefix: &str) -> String {
 
 /// The item being streamed now.
 enum Open {
-    Message { text: String },
-    Call { tool_index: u32 },
+    Message {
+        text: String,
+    },
+    Call {
+        tool_index: u32,
+    },
+    /// A call of a custom tool: its JSON arguments decoded as they come, and what was sent.
+    Custom {
+        tool_index: u32,
+        decoder: InputDecoder,
+        streamed: String,
+    },
 }
 
 pub struct ResponseStream {
@@ -37,12 +49,21 @@ pub struct ResponseStream {
     usage: Usage,
     ended: bool,
     ids: IdMaker,
+    /// The request's custom tools, whose calls are `custom_tool_call` items.
+    custom_tools: Vec<String>,
 }
 
 impl ResponseStream {
     /// A machine for `response`, which is in progress and has no output yet.
     pub fn new(response: ResponseObject, ids: IdMaker) -> Self {
+        let custom_tools = response
+            .tools
+            .iter()
+            .filter(|t| t["type"] == "custom")
+            .filter_map(|t| t["name"].as_str().map(str::to_string))
+            .collect();
         ResponseStream {
+            custom_tools,
             response,
             next_seq: 0,
             open: None,
@@ -217,25 +238,73 @@ impl ResponseStream {
         if let Some(call_id) = call.id {
             // The first piece of a call: a new item.
             self.close("completed", out);
-            let item = OutputItem::FunctionCall(FunctionCallItem {
-                id: (self.ids)("fc"),
-                call_id,
-                name: call.name.unwrap_or_default(),
-                arguments: String::new(),
-                status: "in_progress",
-            });
+            let name = call.name.unwrap_or_default();
+            let (item, open) = if self.custom_tools.contains(&name) {
+                let item = OutputItem::CustomToolCall(CustomToolCallItem {
+                    id: (self.ids)("ctc"),
+                    call_id,
+                    name,
+                    input: String::new(),
+                    status: "in_progress",
+                });
+                let open = Open::Custom {
+                    tool_index: call.index,
+                    decoder: InputDecoder::default(),
+                    streamed: String::new(),
+                };
+                (item, open)
+            } else {
+                let item = OutputItem::FunctionCall(FunctionCallItem {
+                    id: (self.ids)("fc"),
+                    call_id,
+                    name,
+                    arguments: String::new(),
+                    status: "in_progress",
+                });
+                (
+                    item,
+                    Open::Call {
+                        tool_index: call.index,
+                    },
+                )
+            };
             let output_index = self.output_index();
             self.response.output.push(item.clone());
-            self.open = Some(Open::Call {
-                tool_index: call.index,
-            });
+            self.open = Some(open);
             self.emit(out, EventPayload::OutputItemAdded { output_index, item });
         }
         if call.arguments.is_empty() {
             return;
         }
-        match self.open {
-            Some(Open::Call { tool_index }) if tool_index == call.index => {}
+        let payload = match &mut self.open {
+            Some(Open::Call { tool_index }) if *tool_index == call.index => {
+                if let Some(OutputItem::FunctionCall(f)) = self.response.output.last_mut() {
+                    f.arguments.push_str(&call.arguments);
+                }
+                let (item_id, output_index) = self.open_item();
+                EventPayload::FunctionCallArgumentsDelta {
+                    item_id,
+                    output_index,
+                    delta: call.arguments,
+                }
+            }
+            Some(Open::Custom {
+                tool_index,
+                decoder,
+                streamed,
+            }) if *tool_index == call.index => {
+                let delta = decoder.push(&call.arguments);
+                if delta.is_empty() {
+                    return;
+                }
+                streamed.push_str(&delta);
+                let (item_id, output_index) = self.open_item();
+                EventPayload::CustomToolCallInputDelta {
+                    item_id,
+                    output_index,
+                    delta,
+                }
+            }
             // Claude streams one call after the other; a piece of another call has no item
             // to go to.
             _ => {
@@ -245,19 +314,8 @@ impl ResponseStream {
                 );
                 return;
             }
-        }
-        if let Some(OutputItem::FunctionCall(f)) = self.response.output.last_mut() {
-            f.arguments.push_str(&call.arguments);
-        }
-        let (item_id, output_index) = self.open_item();
-        self.emit(
-            out,
-            EventPayload::FunctionCallArgumentsDelta {
-                item_id,
-                output_index,
-                delta: call.arguments,
-            },
-        );
+        };
+        self.emit(out, payload);
     }
 
     /// Id and index of the open item (the last of `output`).
@@ -275,6 +333,28 @@ impl ResponseStream {
     fn close(&mut self, status: &'static str, out: &mut Vec<StreamEvent>) {
         let Some(open) = self.open.take() else { return };
         let (item_id, output_index) = self.open_item();
+        if let Open::Custom {
+            decoder, streamed, ..
+        } = &open
+        {
+            // What the decoder could not stream (arguments of another shape) goes in one piece.
+            let input = custom_input(decoder, streamed);
+            match input.strip_prefix(streamed.as_str()) {
+                Some("") => {}
+                Some(rest) => {
+                    let delta = rest.to_string();
+                    self.emit(
+                        out,
+                        EventPayload::CustomToolCallInputDelta {
+                            item_id: item_id.clone(),
+                            output_index,
+                            delta,
+                        },
+                    );
+                }
+                None => tracing::warn!("custom tool input streamed differs from its final form"),
+            }
+        }
         let item = self.finalize(open, status);
         match &item {
             Some(OutputItem::Message(m)) => {
@@ -312,6 +392,14 @@ impl ResponseStream {
                 };
                 self.emit(out, payload);
             }
+            Some(OutputItem::CustomToolCall(c)) => {
+                let payload = EventPayload::CustomToolCallInputDone {
+                    item_id,
+                    output_index,
+                    input: c.input.clone(),
+                };
+                self.emit(out, payload);
+            }
             None => return,
         }
         if let Some(item) = item {
@@ -333,10 +421,25 @@ impl ResponseStream {
                 }
                 f.status = status;
             }
+            (
+                Open::Custom {
+                    decoder, streamed, ..
+                },
+                OutputItem::CustomToolCall(c),
+            ) => {
+                c.input = custom_input(&decoder, &streamed);
+                c.status = status;
+            }
             _ => return None,
         }
         Some(last.clone())
     }
+}
+
+/// A custom call's input: decoded from its whole arguments, or (cut before they were whole) the
+/// text streamed so far.
+fn custom_input(decoder: &InputDecoder, streamed: &str) -> String {
+    input_of(decoder.raw()).unwrap_or_else(|| streamed.to_string())
 }
 
 pub fn usage(u: &Usage) -> ResponseUsage {

@@ -105,6 +105,8 @@ fn schema_of(kind: &str) -> &'static str {
         "response.content_part.done" => "ResponseContentPartDoneEvent",
         "response.function_call_arguments.delta" => "ResponseFunctionCallArgumentsDeltaEvent",
         "response.function_call_arguments.done" => "ResponseFunctionCallArgumentsDoneEvent",
+        "response.custom_tool_call_input.delta" => "ResponseCustomToolCallInputDeltaEvent",
+        "response.custom_tool_call_input.done" => "ResponseCustomToolCallInputDoneEvent",
         "response.output_item.done" => "ResponseOutputItemDoneEvent",
         "response.completed" => "ResponseCompletedEvent",
         "response.incomplete" => "ResponseIncompleteEvent",
@@ -235,6 +237,106 @@ fn text_then_two_function_calls() {
     assert_eq!(done["output"][2]["call_id"], "toolu_b");
     assert_eq!(done["output"][2]["status"], "completed");
     assert_eq!(done["tools"][0]["name"], "get_weather");
+}
+
+#[test]
+fn a_custom_tool_call_streams_its_decoded_input() {
+    let mut m = machine(json!({"model": "gpt-4o", "input": "Patch it",
+        "tools": [{"type": "custom", "name": "apply_patch", "description": "Applies a patch",
+                   "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+                  {"type": "function", "name": "f"}],
+        "tool_choice": {"type": "custom", "name": "apply_patch"}}));
+    let events = run(
+        &mut m,
+        vec![
+            call(0, Some(("toolu_c", "apply_patch")), ""),
+            call(0, None, "{\"inp"),
+            call(0, None, "ut\": \"*** Begin\\n+x \\\""),
+            call(0, None, "q\\\" \\u00e9\"}"),
+            call(1, Some(("toolu_f", "f")), "{}"),
+            finish(FinishReason::ToolCalls),
+            usage_event(),
+        ],
+        None,
+    );
+    assert_eq!(
+        types(&events),
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.custom_tool_call_input.delta",
+            "response.custom_tool_call_input.delta",
+            "response.custom_tool_call_input.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(
+        events[2]["item"],
+        json!({"type": "custom_tool_call", "id": "ctc_1", "call_id": "toolu_c",
+               "name": "apply_patch", "input": "", "status": "in_progress"})
+    );
+    // The deltas are the text itself, not its JSON encoding, and add up to the final input.
+    assert_eq!(events[3]["delta"], "*** Begin\n+x \"");
+    assert_eq!(events[4]["delta"], "q\" é");
+    assert_eq!(events[5]["input"], "*** Begin\n+x \"q\" é");
+    assert_eq!(events[5]["item_id"], "ctc_1");
+    assert_eq!(events[6]["item"]["input"], "*** Begin\n+x \"q\" é");
+    assert_eq!(events[6]["item"]["status"], "completed");
+    let done = &events[11]["response"];
+    assert_eq!(done["output"][0]["type"], "custom_tool_call");
+    assert_eq!(done["output"][1]["type"], "function_call");
+    assert_eq!(done["tools"][0]["format"]["syntax"], "lark");
+    assert_eq!(
+        done["tool_choice"],
+        json!({"type": "custom", "name": "apply_patch"})
+    );
+}
+
+#[test]
+fn a_custom_call_of_another_shape_sends_its_input_at_the_end() {
+    let mut m = machine(json!({"model": "gpt-4o", "input": "x",
+        "tools": [{"type": "custom", "name": "run"}]}));
+    let events = run(
+        &mut m,
+        vec![
+            call(0, Some(("toolu_r", "run")), "[\"ls\"]"),
+            finish(FinishReason::ToolCalls),
+        ],
+        None,
+    );
+    let kinds = types(&events);
+    assert_eq!(
+        kinds[2..],
+        [
+            "response.output_item.added",
+            "response.custom_tool_call_input.delta",
+            "response.custom_tool_call_input.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(events[3]["delta"], "[\"ls\"]");
+    assert_eq!(events[4]["input"], "[\"ls\"]");
+}
+
+#[test]
+fn a_failure_mid_custom_call_keeps_the_streamed_input() {
+    let mut m = machine(json!({"model": "gpt-4o", "input": "x",
+        "tools": [{"type": "custom", "name": "run"}]}));
+    let events = run(
+        &mut m,
+        vec![call(0, Some(("toolu_r", "run")), "{\"input\":\"ech")],
+        Some(ChatError::internal("boom")),
+    );
+    let failed = &events.last().unwrap()["response"];
+    assert_eq!(failed["output"][0]["input"], "ech");
+    assert_eq!(failed["output"][0]["status"], "incomplete");
 }
 
 #[test]

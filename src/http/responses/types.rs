@@ -28,7 +28,7 @@ pub struct CreateResponseRequest {
     #[schema(example = "gpt-4o")]
     pub model: String,
     /// A string (one user message) or a list of items: `message`, `function_call`,
-    /// `function_call_output`.
+    /// `function_call_output`, `custom_tool_call`, `custom_tool_call_output`.
     #[serde(default)]
     #[schema(value_type = Option<doc::ResponseInput>)]
     pub input: Option<Value>,
@@ -42,11 +42,13 @@ pub struct CreateResponseRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub stream_options: Option<Value>,
-    /// `function` tools; hosted tools and `custom` tools are refused with a 400.
+    /// `function` and `custom` tools (a custom tool is offered to Claude as a function with one
+    /// string field); hosted tools are refused with a 400.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<doc::FunctionTool>>)]
+    #[schema(value_type = Option<Vec<doc::ResponseTool>>)]
     pub tools: Option<Value>,
-    /// `none`, `auto`, `required` or `{"type":"function","name":…}`.
+    /// `none`, `auto`, `required`, `{"type":"function","name":…}` or
+    /// `{"type":"custom","name":…}`.
     #[serde(default)]
     #[schema(value_type = Option<doc::ResponseToolChoice>)]
     pub tool_choice: Option<Value>,
@@ -153,7 +155,7 @@ pub struct ResponseObject {
     pub text: Value,
     #[schema(value_type = doc::ResponseToolChoice)]
     pub tool_choice: Value,
-    #[schema(value_type = Vec<doc::FunctionTool>)]
+    #[schema(value_type = Vec<doc::ResponseTool>)]
     pub tools: Vec<Value>,
     /// Always `disabled`.
     #[schema(value_type = String)]
@@ -200,12 +202,13 @@ pub struct OutputTokensDetails {
     pub reasoning_tokens: u32,
 }
 
-/// An item of `output`: an assistant message or a function call.
+/// An item of `output`: an assistant message, a function call or a custom tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutputItem {
     Message(OutputMessage),
     FunctionCall(FunctionCallItem),
+    CustomToolCall(CustomToolCallItem),
 }
 
 impl OutputItem {
@@ -213,6 +216,7 @@ impl OutputItem {
         match self {
             OutputItem::Message(m) => &m.id,
             OutputItem::FunctionCall(f) => &f.id,
+            OutputItem::CustomToolCall(c) => &c.id,
         }
     }
 }
@@ -266,6 +270,21 @@ pub struct FunctionCallItem {
     pub name: String,
     /// JSON text of the arguments.
     pub arguments: String,
+    /// `in_progress`, `completed` or `incomplete`.
+    #[schema(value_type = String)]
+    pub status: &'static str,
+}
+
+/// A call of a `custom` tool: its free-form `input` (what Claude wrote in the one string field of
+/// the function the tool was offered as).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CustomToolCallItem {
+    #[schema(example = "ctc_0123456789abcdef0123456789abcdef")]
+    pub id: String,
+    /// The id a `custom_tool_call_output` answers.
+    pub call_id: String,
+    pub name: String,
+    pub input: String,
     /// `in_progress`, `completed` or `incomplete`.
     #[schema(value_type = String)]
     pub status: &'static str,
@@ -335,6 +354,18 @@ pub enum EventPayload {
         name: String,
         arguments: String,
     },
+    #[serde(rename = "response.custom_tool_call_input.delta")]
+    CustomToolCallInputDelta {
+        item_id: String,
+        output_index: u32,
+        delta: String,
+    },
+    #[serde(rename = "response.custom_tool_call_input.done")]
+    CustomToolCallInputDone {
+        item_id: String,
+        output_index: u32,
+        input: String,
+    },
     #[serde(rename = "response.output_item.done")]
     OutputItemDone { output_index: u32, item: OutputItem },
     #[serde(rename = "response.completed")]
@@ -362,6 +393,10 @@ impl EventPayload {
             EventPayload::FunctionCallArgumentsDone { .. } => {
                 "response.function_call_arguments.done"
             }
+            EventPayload::CustomToolCallInputDelta { .. } => {
+                "response.custom_tool_call_input.delta"
+            }
+            EventPayload::CustomToolCallInputDone { .. } => "response.custom_tool_call_input.done",
             EventPayload::OutputItemDone { .. } => "response.output_item.done",
             EventPayload::Completed { .. } => "response.completed",
             EventPayload::Incomplete { .. } => "response.incomplete",
