@@ -125,7 +125,7 @@ pub(crate) async fn a_whole_response_is_a_valid_response_object() {
         assert_eq!(r["model"], "gpt-4o");
         assert_eq!(r["instructions"], "RESPINSTR be brief");
         assert_eq!(r["metadata"], json!({"order": "42"}));
-        assert_eq!(r["store"], false, "nothing is stored");
+        assert_eq!(r["store"], true, "stored, as asked");
         let output = r["output"].as_array().unwrap();
         assert_eq!(output.len(), 1, "{r}");
         assert_eq!(output[0]["type"], "message");
@@ -143,7 +143,7 @@ pub(crate) async fn a_whole_response_is_a_valid_response_object() {
         );
         assert_eq!(
             headers["x-ignored-params"].to_str().unwrap(),
-            "temperature, truncation, store"
+            "temperature, truncation"
         );
         // The instructions and the input reached the CLI.
         let run = run_with(&fake, "RESP1").expect("the run");
@@ -274,9 +274,9 @@ pub(crate) async fn refusals_before_the_first_event_are_http_errors() {
         let cases = [
             (
                 json!({"model": "gpt-4o", "input": "x", "previous_response_id": "resp_1"}),
-                400,
+                404,
                 Some("previous_response_id"),
-                Some("unsupported_parameter"),
+                Some("response_not_found"),
             ),
             (
                 json!({"model": "gpt-4o", "input": "x", "background": true}),
