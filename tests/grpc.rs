@@ -318,3 +318,98 @@ async fn http_facade_in_front_of_a_remote_worker() {
     .await
     .unwrap();
 }
+
+/// Stored responses over gRPC alone: a completion with a `ResponseTurn` is stored, read back and
+/// continued by `ResponseService`, errors are statuses with the `error-code` trailer.
+#[tokio::test]
+async fn stored_responses_over_grpc() {
+    use claude_gateway::grpc::pb::response_service_client::ResponseServiceClient;
+    within(60, async {
+        let g = FakeCliGateway::start(&[]).await;
+        let mut chat = chat_client(&g.gw).await;
+        let mut responses = ResponseServiceClient::connect(g.gw.grpc.clone())
+            .await
+            .unwrap();
+        let turn = |id: &str, previous: &str, text: &str| pb::CreateChatCompletionRequest {
+            params: Some(pb::ChatCompletionParams {
+                response: Some(pb::ResponseTurn {
+                    id: id.into(),
+                    previous_response_id: previous.into(),
+                    store: true,
+                    leading_instructions: false,
+                    document: format!(r#"{{"mine":"{id}"}}"#),
+                }),
+                ..params("sonnet", text).unwrap()
+            }),
+        };
+        chat.create_chat_completion(turn("resp_g1", "", "My name is Ada."))
+            .await
+            .unwrap();
+        chat.create_chat_completion(turn("resp_g2", "resp_g1", "Who am I?"))
+            .await
+            .unwrap();
+        let got = responses
+            .get_response(pb::GetResponseRequest {
+                id: "resp_g2".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .response
+            .unwrap();
+        assert_eq!(got.document, r#"{"mine":"resp_g2"}"#);
+        assert_eq!(got.input.len(), 1, "only this turn's input");
+        let reply = got.reply.unwrap();
+        assert_eq!(reply.role, pb::Role::Assistant as i32);
+        assert_eq!(
+            reply.content[0].part,
+            Some(pb::content_part::Part::Text("Echo: Who am I?".into()))
+        );
+        assert_eq!(got.finish_reason, pb::FinishReason::Stop as i32);
+        assert_eq!(
+            g.runs().len(),
+            1,
+            "the second turn continued the first's process"
+        );
+
+        let code = |s: &tonic::Status| {
+            s.metadata()
+                .get("error-code")
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let missing = chat
+            .create_chat_completion(turn("resp_g3", "resp_nope", "x"))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_eq!(code(&missing).as_deref(), Some("response_not_found"));
+        let bad = chat
+            .create_chat_completion(turn("not an id", "", "x"))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), Code::InvalidArgument);
+        let taken = chat
+            .create_chat_completion(turn("resp_g1", "", "again"))
+            .await
+            .unwrap_err();
+        assert_eq!(taken.code(), Code::InvalidArgument);
+        assert_eq!(code(&taken).as_deref(), Some("response_exists"));
+
+        responses
+            .delete_response(pb::DeleteResponseRequest {
+                id: "resp_g1".into(),
+            })
+            .await
+            .unwrap();
+        let gone = responses
+            .get_response(pb::GetResponseRequest {
+                id: "resp_g1".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound);
+        assert_eq!(code(&gone).as_deref(), Some("response_not_found"));
+    })
+    .await
+    .unwrap();
+}

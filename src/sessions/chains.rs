@@ -24,7 +24,7 @@ use crate::chat::types::{
 };
 use crate::chat::{ChatBackend, ChatError, ChatStream, RequestContext, Tenant};
 
-use super::service::{Sessions, reply_message, store_error};
+use super::service::{Sessions, reply_message, store_error, valid_id};
 use super::store::{ChainBase, NewResponse, NewSession, ResponseOutcome, SessionStore, StoreError};
 
 /// A stored response as the protocols show it.
@@ -194,6 +194,12 @@ pub async fn response_turn(
         instructions,
         document,
     } = turn;
+    if !valid_id(&id) {
+        return Err(ChatError::invalid(
+            format!("A response id is 1 to 128 letters, digits, `_`, `-` or `.`; got `{id}`."),
+            "response.id",
+        ));
+    }
     let store = sessions.store().clone();
     let point =
         ChainPoint::find(store.as_ref(), &ctx.tenant, previous.as_deref(), &req.model).await?;
@@ -314,6 +320,11 @@ impl Commit {
                     .map(|_| ())
                     .map_err(|e| store_error(&id, e))
             }
+            Err(StoreError::AlreadyExists(_)) => Err(ChatError::invalid_with_code(
+                format!("A response `{id}` already exists; nothing was stored."),
+                "response.id",
+                "response_exists",
+            )),
             Err(e) => Err(store_error(&id, e)),
         }
     }

@@ -430,7 +430,11 @@ impl SessionStore for PgStore {
         .bind(&response.document)
         .bind(&outcome)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| match e.as_database_error() {
+            Some(db) if db.is_unique_violation() => StoreError::AlreadyExists(response.id.clone()),
+            _ => StoreError::from(e),
+        })?;
         tx.commit().await?;
         Ok(appended)
     }

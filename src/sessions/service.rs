@@ -203,8 +203,9 @@ impl SessionApi for Sessions {
     }
 }
 
-fn valid_id(id: &str) -> bool {
-    id.len() <= 128
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))

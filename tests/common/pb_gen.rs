@@ -267,12 +267,13 @@ pub fn wild_params() -> BoxedStrategy<pb::ChatCompletionParams> {
             1 => Just("high".to_string()),
             1 => any_text()
         ],
+        proptest::option::of(response_turn()),
     );
     (head, tail)
         .prop_map(
             |(
                 (model, mut messages, tools, tool_choice, parallel_tool_calls, response_format),
-                (stop, n, max_tokens, sampling, reasoning_effort),
+                (stop, n, max_tokens, sampling, reasoning_effort, response),
             )| {
                 // Most requests end with a user message, so many get past validation to the CLI.
                 messages.push(user("[[words:2]]"));
@@ -290,9 +291,37 @@ pub fn wild_params() -> BoxedStrategy<pb::ChatCompletionParams> {
                     metadata: Default::default(),
                     sampling,
                     reasoning_effort,
-                    response: None,
+                    response,
                 }
             },
         )
         .boxed()
+}
+
+/// A stored-response turn: mostly well-formed fresh ids, some invalid ids, previous ids that
+/// name nothing, random documents.
+fn response_turn() -> impl Strategy<Value = pb::ResponseTurn> {
+    (
+        prop_oneof![
+            4 => "[a-z0-9]{8,24}".prop_map(|s| format!("resp_{s}")),
+            1 => any_text(),
+        ],
+        prop_oneof![
+            3 => Just(String::new()),
+            1 => Just("resp_missing".to_string()),
+            1 => any_text(),
+        ],
+        any::<bool>(),
+        any::<bool>(),
+        any_text(),
+    )
+        .prop_map(
+            |(id, previous_response_id, store, leading_instructions, document)| pb::ResponseTurn {
+                id,
+                previous_response_id,
+                store,
+                leading_instructions,
+                document,
+            },
+        )
 }
