@@ -230,7 +230,7 @@ pub async fn response_turn(
                     let commit = Commit {
                         id: id.clone(),
                         document: document.clone(),
-                        outcome: ResponseOutcome { usage: usage.clone(), finish },
+                        outcome: ResponseOutcome { usage, finish },
                         history: point.history,
                         input,
                         reply,

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::store::{
-    AppendOutcome, NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
+    AppendOutcome, Cas, NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow,
     SessionStore, SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms,
     from_db, generate_id, now_ms, page_of, schema_version, secs, to_db,
 };
@@ -152,10 +152,13 @@ impl PgStore {
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         tenant: &Tenant,
-        id: &str,
-        expected_len: usize,
-        bodies: &[String],
+        cas: Cas<'_>,
     ) -> Result<AppendOutcome> {
+        let Cas {
+            id,
+            expected_len,
+            bodies,
+        } = cas;
         // Past i64::MAX, `to_db` refuses it.
         let len = expected_len.saturating_add(bodies.len());
         let seqs = (expected_len..len)
@@ -374,7 +377,15 @@ impl SessionStore for PgStore {
         let bodies = bodies(&messages)?;
         let mut tx = self.pool.begin().await?;
         let outcome = self
-            .append_in(&mut tx, tenant, id, expected_len, &bodies)
+            .append_in(
+                &mut tx,
+                tenant,
+                Cas {
+                    id,
+                    expected_len,
+                    bodies: &bodies,
+                },
+            )
             .await?;
         tx.commit().await?;
         Ok(outcome)
@@ -414,7 +425,15 @@ impl SessionStore for PgStore {
             }
         };
         let appended = self
-            .append_in(&mut tx, tenant, &session, expected_len, &bodies)
+            .append_in(
+                &mut tx,
+                tenant,
+                Cas {
+                    id: &session,
+                    expected_len,
+                    bodies: &bodies,
+                },
+            )
             .await?;
         sqlx::query(
             "INSERT INTO responses

@@ -25,13 +25,13 @@ use sqlx::sqlite::{
 };
 
 use super::store::{
-    AppendOutcome, ChainBase, NewResponse, RESPONSE_COLUMNS, ResponseRow, StoredResponse,
-    outcome_text,
+    AppendOutcome, Cas, ChainBase, NewResponse, NewSession, RESPONSE_COLUMNS, ResponseRow,
+    StoredResponse, outcome_text,
 };
 use super::store::{
-    NewSession, Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow, SessionStore,
-    SessionSummary, StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms, from_db,
-    generate_id, now_ms, page_of, schema_version, secs, to_db,
+    Page, PageRequest, Result, SCHEMA_VERSION, Session, SessionRow, SessionStore, SessionSummary,
+    StoreConfig, StoreError, bodies, clamp_limit, created, cutoff_ms, from_db, generate_id, now_ms,
+    page_of, schema_version, secs, to_db,
 };
 use crate::chat::Tenant;
 use crate::chat::types::Message;
@@ -153,10 +153,13 @@ impl SqliteStore {
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         tenant: &Tenant,
-        id: &str,
-        expected_len: usize,
-        bodies: &[String],
+        cas: Cas<'_>,
     ) -> Result<AppendOutcome> {
+        let Cas {
+            id,
+            expected_len,
+            bodies,
+        } = cas;
         // Past i64::MAX, `to_db` refuses it.
         let len = expected_len.saturating_add(bodies.len());
         let now = now_ms();
@@ -367,7 +370,15 @@ impl SessionStore for SqliteStore {
         let bodies = bodies(&messages)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let outcome = self
-            .append_in(&mut tx, tenant, id, expected_len, &bodies)
+            .append_in(
+                &mut tx,
+                tenant,
+                Cas {
+                    id,
+                    expected_len,
+                    bodies: &bodies,
+                },
+            )
             .await?;
         tx.commit().await?;
         Ok(outcome)
@@ -409,7 +420,15 @@ impl SessionStore for SqliteStore {
             }
         };
         let appended = self
-            .append_in(&mut tx, tenant, &session, expected_len, &bodies)
+            .append_in(
+                &mut tx,
+                tenant,
+                Cas {
+                    id: &session,
+                    expected_len,
+                    bodies: &bodies,
+                },
+            )
             .await?;
         sqlx::query(
             "INSERT INTO responses

@@ -369,6 +369,14 @@ impl SessionRow {
     }
 }
 
+/// A compare-and-set append as both backends run it inside a transaction: `bodies` go after
+/// the first `expected_len` messages of session `id`, if it still has exactly that many.
+pub struct Cas<'a> {
+    pub id: &'a str,
+    pub expected_len: usize,
+    pub bodies: &'a [String],
+}
+
 /// The columns of a `responses` row joined with its chain session, as both backends select
 /// them (`RESPONSE_COLUMNS`).
 pub struct ResponseRow {
