@@ -29,6 +29,9 @@ const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42
 const ROUTES: &[(&str, &str)] = &[
     ("/v1/chat/completions", "post"),
     ("/v1/responses", "post"),
+    ("/v1/responses/{response_id}", "get"),
+    ("/v1/responses/{response_id}", "delete"),
+    ("/v1/responses/{response_id}/input_items", "get"),
     ("/v1/models", "get"),
     ("/v1/models/{id}", "get"),
     ("/v1/sessions", "post"),

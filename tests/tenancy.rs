@@ -395,7 +395,8 @@ async fn only_an_admin_key_or_an_open_worker_may_name_the_tenant() {
 // ---------------------------------------------------------------------------------------------
 // buf curl, over gRPC with server reflection
 
-/// `buf curl` of `method` on `base` with key `key` and the JSON request `data`.
+/// `buf curl` of `method` (`Service/Method`, or a SessionService method) on `base` with key `key`
+/// and the JSON request `data`.
 async fn buf_curl(
     buf: &std::path::Path,
     base: &str,
@@ -403,11 +404,16 @@ async fn buf_curl(
     method: &str,
     data: &str,
 ) -> std::process::Output {
+    let method = if method.contains('/') {
+        method.to_string()
+    } else {
+        format!("SessionService/{method}")
+    };
     run(Command::new(buf)
         .args(["curl", "--protocol", "grpc", "--http2-prior-knowledge"])
         .args(["-H", &format!("authorization: Bearer {key}")])
         .args(["-d", data])
-        .arg(format!("{base}/claude_gateway.v1.SessionService/{method}"))
+        .arg(format!("{base}/claude_gateway.v1.{method}"))
         .current_dir(repo_path(""))
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost"))
@@ -449,6 +455,25 @@ async fn buf_curl_two_keys() {
         let out = buf_curl(&buf, base, "key-admin", "GetSession", r#"{"id":"curl-a"}"#).await;
         assert!(out.status.success(), "{}", describe("admin gets", &out));
         assert!(text(&out.stdout).contains("curl-a"));
+
+        // A stored response, made over gRPC by A: B's key finds nothing, A's finds it.
+        let turn = r#"{"params":{"model":"sonnet","messages":[{"role":"ROLE_USER","content":[{"text":"Hi"}]}],
+            "response":{"id":"resp_curl","store":true,"document":"{}"}}}"#;
+        let out = buf_curl(&buf, base, "key-a", "ChatService/CreateChatCompletion", turn).await;
+        assert!(out.status.success(), "{}", describe("A's stored turn", &out));
+        let get = r#"{"id":"resp_curl"}"#;
+        for method in ["ResponseService/GetResponse", "ResponseService/DeleteResponse"] {
+            let out = buf_curl(&buf, base, "key-b", method, get).await;
+            assert!(!out.status.success(), "{}", describe(method, &out));
+            assert!(
+                text(&out.stderr).contains("not_found") || text(&out.stderr).contains("NotFound"),
+                "{}",
+                describe(method, &out)
+            );
+        }
+        let out = buf_curl(&buf, base, "key-a", "ResponseService/GetResponse", get).await;
+        assert!(out.status.success(), "{}", describe("A gets", &out));
+        assert!(text(&out.stdout).contains("Echo: Hi"), "{}", describe("A gets", &out));
     })
     .await
     .expect("timed out");

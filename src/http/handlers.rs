@@ -315,6 +315,9 @@ pub async fn index() -> Json<serde_json::Value> {
         "endpoints": [
             "POST /v1/chat/completions",
             "POST /v1/responses",
+            "GET /v1/responses/{response_id}",
+            "DELETE /v1/responses/{response_id}",
+            "GET /v1/responses/{response_id}/input_items",
             "GET /v1/models",
             "GET /v1/models/{id}",
             "POST /v1/sessions",
@@ -335,6 +338,7 @@ pub async fn index() -> Json<serde_json::Value> {
             "claude_gateway.v1.ChatService",
             "claude_gateway.v1.ModelService",
             "claude_gateway.v1.SessionService",
+            "claude_gateway.v1.ResponseService",
             "grpc.health.v1.Health",
         ],
     }))
