@@ -86,7 +86,7 @@ async fn pytest_tenancy(http: &str, keys: [&str; 3], what: &str) {
         describe("pytest tests/python/test_tenancy.py", &out)
     );
     assert!(
-        summary.contains("3 passed") && !summary.contains("skipped"),
+        summary.contains("4 passed") && !summary.contains("skipped"),
         "{what}: every tenancy test must run: {summary}"
     );
 }

@@ -122,3 +122,24 @@ def test_an_admin_key_sees_every_tenant(alice: OpenAI, bob: OpenAI, admin: OpenA
     # The owner still deletes its own.
     alice.delete(f"/sessions/{a}", cast_to=object)
     _not_found(lambda: admin.get(f"/sessions/{a}", cast_to=object))
+
+
+def test_another_key_cannot_see_or_continue_a_stored_response(
+    alice: OpenAI, bob: OpenAI, admin: OpenAI
+) -> None:
+    mine = alice.responses.create(model="gpt-4o", input="My name is Ada.")
+    assert alice.responses.retrieve(mine.id).id == mine.id
+    for call in (
+        lambda: bob.responses.retrieve(mine.id),
+        lambda: bob.responses.input_items.list(mine.id),
+        lambda: bob.responses.delete(mine.id),
+        lambda: bob.responses.create(model="gpt-4o", input="Who?", previous_response_id=mine.id),
+    ):
+        with pytest.raises(openai.NotFoundError) as caught:
+            call()
+        assert caught.value.code == "response_not_found", caught.value.body
+    # Nothing of that touched it; the admin reaches it too.
+    assert alice.responses.retrieve(mine.id).output_text == mine.output_text
+    assert admin.responses.retrieve(mine.id).id == mine.id
+    later = alice.responses.create(model="gpt-4o", input="Again.", previous_response_id=mine.id)
+    assert later.previous_response_id == mine.id
