@@ -29,6 +29,7 @@ const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42
 const ROUTES: &[(&str, &str)] = &[
     ("/v1/chat/completions", "post"),
     ("/v1/responses", "post"),
+    ("/v1/responses/input_tokens", "post"),
     ("/v1/models", "get"),
     ("/v1/models/{id}", "get"),
     ("/v1/sessions", "post"),

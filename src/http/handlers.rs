@@ -314,6 +314,7 @@ pub async fn index() -> Json<serde_json::Value> {
         "endpoints": [
             "POST /v1/chat/completions",
             "POST /v1/responses",
+            "POST /v1/responses/input_tokens",
             "GET /v1/models",
             "GET /v1/models/{id}",
             "POST /v1/sessions",

@@ -22,6 +22,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::get_model))
         .routes(routes!(handlers::chat_completions))
         .routes(routes!(responses::handler::create))
+        .routes(routes!(responses::input_tokens::count))
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::clear))

@@ -2,7 +2,7 @@
 //! chat completions, so it works in-process, over gRPC and behind `--upstream` alike. `types`
 //! holds its wire types, `convert` (with `input` for the input items) turns a request into a
 //! domain `ChatRequest`, `stream` is the pure state machine from domain events to Responses
-//! events, `handler` is the thin axum route around them, and `doc` describes the raw-JSON
+//! events, `handler` is the thin axum route around them, `input_tokens` the token-count route, and `doc` describes the raw-JSON
 //! request fields for the OpenAPI document. Stateless for now: nothing is stored, so
 //! `previous_response_id` and `background` are refused.
 
@@ -10,5 +10,6 @@ pub mod convert;
 pub mod doc;
 pub mod handler;
 pub mod input;
+pub mod input_tokens;
 pub mod stream;
 pub mod types;
