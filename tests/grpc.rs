@@ -354,6 +354,16 @@ async fn input_tokens_are_unimplemented_over_grpc_and_behind_a_facade() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        // The session layer puts a session's history in first: an unknown one is not found.
+        let mut in_session = params("gpt-4o", "Count me");
+        in_session.as_mut().unwrap().session_id = "no-such-session".into();
+        let status = client
+            .count_input_tokens(pb::CountInputTokensRequest { params: in_session })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        let code = status.metadata().get("error-code").unwrap();
+        assert_eq!(code.to_str().unwrap(), "session_not_found");
         assert!(
             !worker
                 .runs()

@@ -255,4 +255,20 @@ mod tests {
         });
         assert_eq!(status, StatusCode::BAD_GATEWAY);
     }
+
+    #[test]
+    fn not_implemented_is_a_501_the_sdks_do_not_retry() {
+        let err = ChatError::NotImplemented {
+            message: "no count".into(),
+        };
+        assert_eq!(
+            error_body(&err).error.code.as_deref(),
+            Some("not_implemented")
+        );
+        let response = ApiError(err).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let other = ApiError(ChatError::internal("x")).into_response();
+        assert!(other.headers().get("x-should-retry").is_none());
+    }
 }
