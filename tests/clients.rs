@@ -167,11 +167,33 @@ async fn buf_curl_inner() {
     assert_eq!(
         chat_methods,
         [
+            "claude_gateway.v1.ChatService/CountInputTokens",
             "claude_gateway.v1.ChatService/CreateChatCompletion",
             "claude_gateway.v1.ChatService/StreamChatCompletion",
         ],
         "{}",
         text(&out.stdout)
+    );
+
+    // A count is refused with its reason (the CLI gives no exact one), as any client sees it.
+    let out = buf_curl(
+        &buf,
+        &[
+            "-d",
+            r#"{"params":{"model":"sonnet","messages":[{"role":"ROLE_USER","content":[{"text":"Hi"}]}]}}"#,
+            &format!("{base}/claude_gateway.v1.ChatService/CountInputTokens"),
+        ],
+    )
+    .await;
+    let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "{}",
+        describe("CountInputTokens", &out)
+    );
+    assert!(
+        printed.contains("unimplemented") && printed.contains("get_context_usage"),
+        "{printed}"
     );
 
     // Health.

@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/responses/{response_id}", "get"),
     ("/v1/responses/{response_id}", "delete"),
     ("/v1/responses/{response_id}/input_items", "get"),
+    ("/v1/responses/input_tokens", "post"),
     ("/v1/models", "get"),
     ("/v1/models/{id}", "get"),
     ("/v1/sessions", "post"),
@@ -1214,6 +1215,54 @@ async fn the_responses_route_is_documented_as_it_answers() {
         assert_eq!(status, 404);
         documented_status(&doc, "/v1/responses", "post", status);
         assert_matches(&doc, "ErrorResponse", &error);
+    })
+    .await;
+}
+
+/// `POST /v1/responses/input_tokens`: documented with the Responses request body, OpenAI's
+/// `TokenCountsResource` shape for a count, and the 501 it answers on the claude engine.
+#[tokio::test]
+async fn the_input_tokens_route_is_documented_as_it_answers() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let doc = openapi(&fake).await;
+        let path = "/v1/responses/input_tokens";
+        let op = &doc["paths"][path]["post"];
+        assert_eq!(
+            op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/CreateResponseRequest"
+        );
+        assert_eq!(
+            response_schema(&doc, op, "200", "application/json"),
+            "InputTokens"
+        );
+        let count = json!({"object": "response.input_tokens", "input_tokens": 12});
+        assert_matches(&doc, "InputTokens", &count);
+        assert!(
+            !violations(
+                &doc,
+                "InputTokens",
+                &json!({"object": "response.input_tokens"})
+            )
+            .is_empty()
+        );
+
+        let url = fake.gw.url(path);
+        for (request, expected) in [
+            (json!({"model": "gpt-4o", "input": "Count me."}), 501),
+            (json!({"model": "gpt-9", "input": "x"}), 404),
+            (json!({"model": "gpt-4o", "input": 3}), 400),
+        ] {
+            // The 400 is for a body the schema refuses too.
+            assert_eq!(
+                violations(&doc, "CreateResponseRequest", &request).is_empty(),
+                expected != 400
+            );
+            let (status, _, error) = post_json(&url, &request).await;
+            assert_eq!(status, expected, "{error}");
+            documented_status(&doc, path, "post", status);
+            assert_matches(&doc, "ErrorResponse", &error);
+        }
     })
     .await;
 }

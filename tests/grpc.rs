@@ -413,3 +413,92 @@ async fn stored_responses_over_grpc() {
     .await
     .unwrap();
 }
+
+/// `CountInputTokens`: the claude engine cannot count exactly, so a valid request is
+/// UNIMPLEMENTED with the reason and the `not_implemented` trailer, an invalid one the usual
+/// status, and no CLI runs; a façade with `--upstream` forwards it and answers 501 in OpenAI's
+/// shape with the worker's reason.
+#[tokio::test]
+async fn input_tokens_are_unimplemented_over_grpc_and_behind_a_facade() {
+    within(90, async {
+        let worker = FakeCliGateway::start(&[]).await;
+        let mut client = chat_client(&worker.gw).await;
+        let status = client
+            .count_input_tokens(pb::CountInputTokensRequest {
+                params: params("gpt-4o", "Count me #grpc-count"),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+        assert!(status.message().contains("get_context_usage"), "{status:?}");
+        let trailer = |k: &str| {
+            status
+                .metadata()
+                .get(k)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(trailer("error-code"), "not_implemented");
+        assert_eq!(trailer("error-type"), "invalid_request_error");
+        let status = client
+            .count_input_tokens(pb::CountInputTokensRequest {
+                params: params("gpt-9", "Count me"),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        // The session layer puts a session's history in first: an unknown one is not found.
+        let mut in_session = params("gpt-4o", "Count me");
+        in_session.as_mut().unwrap().session_id = "no-such-session".into();
+        let status = client
+            .count_input_tokens(pb::CountInputTokensRequest { params: in_session })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        let code = status.metadata().get("error-code").unwrap();
+        assert_eq!(code.to_str().unwrap(), "session_not_found");
+        assert!(
+            !worker
+                .runs()
+                .iter()
+                .any(|r| r["stdin"].to_string().contains("#grpc-count")),
+            "a count must not run the CLI"
+        );
+
+        let facade = Gateway::builder()
+            .args(["--upstream", worker.gw.grpc.as_str()])
+            .args(["--claude-bin", "/nonexistent/claude"])
+            .start()
+            .await;
+        let url = facade.url("/v1/responses/input_tokens");
+        let body = serde_json::json!({"model": "gpt-4o", "input": "Count me #facade-count",
+            "instructions": "Be brief."});
+        let (status, headers, body) = post_json(&url, &body).await;
+        assert_eq!(status, 501, "{body}");
+        assert_valid("ErrorResponse", &body);
+        assert_eq!(body["error"]["code"], "not_implemented");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("get_context_usage"),
+            "{body}"
+        );
+        assert_eq!(headers["x-should-retry"], "false");
+        let (status, _, body) =
+            post_json(&url, &serde_json::json!({"model": "gpt-9", "input": "x"})).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert!(
+            !worker
+                .runs()
+                .iter()
+                .any(|r| r["stdin"].to_string().contains("#facade-count")),
+            "a count must not run the CLI"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -306,7 +306,8 @@ fn is_client_error(err: &ChatError) -> bool {
         | ChatError::CliFailed { .. }
         | ChatError::Timeout { .. }
         | ChatError::Unavailable { .. }
-        | ChatError::Internal { .. } => false,
+        | ChatError::Internal { .. }
+        | ChatError::NotImplemented { .. } => false,
     }
 }
 

@@ -205,3 +205,39 @@ async fn python_openai_sdk_stored_responses_across_a_restart() {
         .await
         .expect("python_openai_sdk_stored_responses_across_a_restart timed out");
 }
+
+/// `client.responses.input_tokens.count` (`tests/python/test_input_tokens.py`): refused with a
+/// 501 the SDK does not retry. Afterwards the fake API has received nothing — no completion and
+/// no `count_tokens` — and the gateway has no claude process left.
+#[tokio::test]
+async fn python_openai_sdk_input_tokens() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let Some(cli) = real_cli() else { return };
+        let Some(python) = tool("venv/bin/python") else {
+            return;
+        };
+        let api = FakeAnthropic::start().await;
+        let gw = real_cli_gateway(&cli, &api, &[]).await;
+        let dir = tempfile::tempdir().unwrap();
+        pytest(
+            &python,
+            &gw,
+            &dir.path().join("record.jsonl"),
+            "tests/python/test_input_tokens.py",
+        )
+        .await;
+        assert!(
+            with_marker(&api.requests(), "#count-sdk").is_empty(),
+            "a count reached the API: {:#?}",
+            api.requests()
+        );
+        assert_eq!(api.count_requests(), Vec::<Value>::new());
+        // Only the startup's model discovery ever ran the CLI, and it is gone.
+        eventually("no claude process is left", || {
+            common::procs::live_children(gw.pid()).is_empty()
+        })
+        .await;
+    })
+    .await
+    .expect("python_openai_sdk_input_tokens timed out");
+}

@@ -48,6 +48,20 @@ pub trait ChatBackend: Send + Sync + 'static {
         collect(self.stream(req, ctx).await?).await
     }
 
+    /// How many input tokens `req` would cost Claude, counted, never estimated (OpenAI's
+    /// `POST /v1/responses/input_tokens`). A backend that cannot count answers `NotImplemented`
+    /// with the reason, which is what this default does.
+    async fn count_input_tokens(
+        &self,
+        req: ChatRequest,
+        ctx: RequestContext,
+    ) -> Result<u64, ChatError> {
+        let _ = (req, ctx);
+        Err(ChatError::NotImplemented {
+            message: "This backend cannot count input tokens.".into(),
+        })
+    }
+
     /// Every model id accepted.
     async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError>;
 

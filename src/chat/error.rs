@@ -67,6 +67,10 @@ pub enum ChatError {
     /// A bug or an unexpected local failure (500).
     #[error("{message}")]
     Internal { message: String },
+    /// An operation this backend does not offer, and why (501; gRPC `UNIMPLEMENTED`). Asking
+    /// again does not help.
+    #[error("{message}")]
+    NotImplemented { message: String },
 }
 
 /// The broad class of an error, which each protocol names in its own way (OpenAI's `type`,
@@ -102,7 +106,8 @@ impl ChatError {
             | ChatError::SessionNotFound { .. }
             | ChatError::ResponseNotFound { .. }
             | ChatError::SessionConflict { .. }
-            | ChatError::Unauthorized { .. } => ErrorKind::InvalidRequest,
+            | ChatError::Unauthorized { .. }
+            | ChatError::NotImplemented { .. } => ErrorKind::InvalidRequest,
             ChatError::RateLimited { .. } => ErrorKind::RateLimit,
             ChatError::CliNotFound { .. }
             | ChatError::UpstreamAuth { .. }
@@ -207,6 +212,7 @@ impl ChatError {
             ChatError::Timeout { .. } => Some("timeout"),
             ChatError::Unavailable { .. } => Some("unavailable"),
             ChatError::Internal { .. } => Some("internal_error"),
+            ChatError::NotImplemented { .. } => Some("not_implemented"),
         }
     }
 
@@ -229,7 +235,8 @@ impl ChatError {
             | ChatError::CliFailed { .. }
             | ChatError::Timeout { .. }
             | ChatError::Unavailable { .. }
-            | ChatError::Internal { .. } => None,
+            | ChatError::Internal { .. }
+            | ChatError::NotImplemented { .. } => None,
         }
     }
 
@@ -262,6 +269,7 @@ impl ChatError {
             Some("timeout") => ChatError::Timeout { message },
             Some("unavailable") => ChatError::Unavailable { message },
             Some("internal_error") => ChatError::Internal { message },
+            Some("not_implemented") => ChatError::NotImplemented { message },
             _ => return None,
         })
     }

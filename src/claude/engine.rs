@@ -408,6 +408,18 @@ impl ChatBackend for Engine {
         Ok(ChatStream { meta, events })
     }
 
+    async fn count_input_tokens(
+        &self,
+        req: ChatRequest,
+        _ctx: RequestContext,
+    ) -> Result<u64, ChatError> {
+        // A bad request is a 400 here too; a valid one cannot be counted (see `input_tokens`).
+        validate(req, &self.cfg.validation)?;
+        Err(ChatError::NotImplemented {
+            message: super::input_tokens::NOT_COUNTED.into(),
+        })
+    }
+
     async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
         let mut learned = self.cli_models.clone();
         // Right after startup the discovery may still run; it takes about a second.
@@ -476,7 +488,8 @@ fn retryable(err: &ChatError) -> bool {
         | ChatError::UpstreamAuth { .. }
         | ChatError::Upstream { .. }
         | ChatError::Timeout { .. }
-        | ChatError::Unavailable { .. } => false,
+        | ChatError::Unavailable { .. }
+        | ChatError::NotImplemented { .. } => false,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod control;
 pub mod engine;
 pub mod errors;
 pub mod input;
+pub mod input_tokens;
 pub mod limit;
 pub mod lines;
 pub mod live;

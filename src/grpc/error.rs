@@ -26,6 +26,7 @@ fn code_of(err: &ChatError) -> Code {
         ChatError::Timeout { .. } => Code::DeadlineExceeded,
         ChatError::Unavailable { .. } => Code::Unavailable,
         ChatError::Internal { .. } => Code::Internal,
+        ChatError::NotImplemented { .. } => Code::Unimplemented,
     }
 }
 
@@ -104,6 +105,10 @@ pub fn from_status(status: &Status) -> ChatError {
         },
         Code::NotFound => ChatError::ModelNotFound { message },
         Code::Unauthenticated => ChatError::Unauthorized { message },
+        // A worker too old to have the method answers this without our trailers.
+        Code::Unimplemented => ChatError::NotImplemented {
+            message: format!("The upstream gateway does not offer this: {message}"),
+        },
         _ => ChatError::Internal {
             message: format!("upstream gateway: {message}"),
         },
@@ -158,6 +163,9 @@ mod tests {
                 message: "n".into(),
             },
             ChatError::internal("i"),
+            ChatError::NotImplemented {
+                message: "no".into(),
+            },
         ];
         for err in errors {
             assert_eq!(from_status(&to_status(&err)), err);

@@ -140,6 +140,23 @@ impl ChatBackend for RemoteBackend {
         Ok(convert::completion_from_pb(response.into_inner()))
     }
 
+    async fn count_input_tokens(
+        &self,
+        req: ChatRequest,
+        ctx: RequestContext,
+    ) -> Result<u64, ChatError> {
+        let message = pb::CountInputTokensRequest {
+            params: Some(convert::chat_params(req)),
+        };
+        let mut client = ChatServiceClient::new(self.channel.clone());
+        let deadline = Deadline::after(self.deadlines.call);
+        let response = deadline
+            .run(client.count_input_tokens(Self::request(message, &ctx, deadline)))
+            .await
+            .map_err(|s| from_status(&s))?;
+        Ok(response.into_inner().input_tokens)
+    }
+
     async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
         let mut client = ModelServiceClient::new(self.channel.clone());
         let deadline = Deadline::after(self.deadlines.call);

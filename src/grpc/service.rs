@@ -71,6 +71,20 @@ impl pb::chat_service_server::ChatService for ChatGrpc {
         Ok(Response::new(convert::completion_to_pb(completion)))
     }
 
+    async fn count_input_tokens(
+        &self,
+        request: Request<pb::CountInputTokensRequest>,
+    ) -> Result<Response<pb::CountInputTokensResponse>, Status> {
+        let ctx = context(&request)?;
+        let pb::CountInputTokensRequest { params } = request.into_inner();
+        let req = convert::chat_request(params).map_err(|e| to_status(&e))?;
+        let input_tokens = tokio::select! {
+            count = self.backend.count_input_tokens(req, ctx) => count.map_err(|e| to_status(&e))?,
+            () = self.abort.cancelled() => return Err(shutting_down()),
+        };
+        Ok(Response::new(pb::CountInputTokensResponse { input_tokens }))
+    }
+
     type StreamChatCompletionStream =
         BoxStream<'static, Result<pb::StreamChatCompletionResponse, Status>>;
 

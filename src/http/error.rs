@@ -40,6 +40,7 @@ pub fn status_and_type(err: &ChatError) -> (StatusCode, &'static str) {
         | ChatError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ChatError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         ChatError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        ChatError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
     };
     (status, err.kind().as_str())
 }
@@ -79,6 +80,12 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if let ChatError::NotImplemented { .. } = &self.0 {
+            // The OpenAI SDKs retry every 5xx unless told not to; a 501 stays a 501.
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
         }
         if let ChatError::Unauthorized { .. } = &self.0 {
             // RFC 6750: a 401 names the scheme the client should use.
@@ -247,5 +254,21 @@ mod tests {
             message: String::new(),
         });
         assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn not_implemented_is_a_501_the_sdks_do_not_retry() {
+        let err = ChatError::NotImplemented {
+            message: "no count".into(),
+        };
+        assert_eq!(
+            error_body(&err).error.code.as_deref(),
+            Some("not_implemented")
+        );
+        let response = ApiError(err).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let other = ApiError(ChatError::internal("x")).into_response();
+        assert!(other.headers().get("x-should-retry").is_none());
     }
 }

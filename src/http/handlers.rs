@@ -318,6 +318,7 @@ pub async fn index() -> Json<serde_json::Value> {
             "GET /v1/responses/{response_id}",
             "DELETE /v1/responses/{response_id}",
             "GET /v1/responses/{response_id}/input_items",
+            "POST /v1/responses/input_tokens",
             "GET /v1/models",
             "GET /v1/models/{id}",
             "POST /v1/sessions",

@@ -24,6 +24,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(responses::handler::create))
         .routes(routes!(responses::lookup::get, responses::lookup::delete))
         .routes(routes!(responses::lookup::input_items))
+        .routes(routes!(responses::input_tokens::count))
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::clear))

@@ -203,14 +203,7 @@ pub async fn response_turn(
     let store = sessions.store().clone();
     let point =
         ChainPoint::find(store.as_ref(), &ctx.tenant, previous.as_deref(), &req.model).await?;
-    // The input the chain keeps: the request's messages without its instructions.
-    let skip = usize::from(instructions && req.messages.first().is_some_and(is_system));
-    let input: Vec<Message> = req.messages.iter().skip(skip).cloned().collect();
-    let mut messages = Vec::with_capacity(point.history.len() + req.messages.len());
-    messages.extend(req.messages.drain(..skip));
-    messages.extend(point.history.iter().cloned());
-    messages.append(&mut req.messages);
-    req.messages = messages;
+    let input = on_chain(&mut req, &point.history, instructions);
     if !keep {
         // Nothing will be kept: the chain's live process stays for the turns that are.
         return inner.stream(req, ctx).await;
@@ -259,6 +252,42 @@ pub async fn response_turn(
         meta,
         events: Box::pin(events),
     })
+}
+
+/// Puts the chain's history up to the previous response before the request's input (after its
+/// instructions), and returns the input as the chain keeps it: without the instructions.
+fn on_chain(req: &mut ChatRequest, history: &[Message], instructions: bool) -> Vec<Message> {
+    let skip = usize::from(instructions && req.messages.first().is_some_and(is_system));
+    let input: Vec<Message> = req.messages.iter().skip(skip).cloned().collect();
+    let mut messages = Vec::with_capacity(history.len() + req.messages.len());
+    messages.extend(req.messages.drain(..skip));
+    messages.extend(history.iter().cloned());
+    messages.append(&mut req.messages);
+    req.messages = messages;
+    input
+}
+
+/// The request as a turn of its chain would send it (the chain's history put in), for what
+/// only looks at a request: counting its tokens.
+pub async fn with_chain(
+    sessions: &Sessions,
+    mut req: ChatRequest,
+    tenant: &Tenant,
+) -> Result<ChatRequest, ChatError> {
+    let Some(turn) = req.response.take() else {
+        return Ok(req);
+    };
+    if let Some(previous) = turn.previous.as_deref() {
+        let point = ChainPoint::find(
+            sessions.store().as_ref(),
+            tenant,
+            Some(previous),
+            &req.model,
+        )
+        .await?;
+        on_chain(&mut req, &point.history, turn.instructions);
+    }
+    Ok(req)
 }
 
 fn is_system(m: &Message) -> bool {

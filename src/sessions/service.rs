@@ -286,6 +286,21 @@ impl ChatBackend for SessionBackend {
         })
     }
 
+    /// A request in a session is counted with the session's history before it, as its turn
+    /// would run; nothing is locked or stored.
+    async fn count_input_tokens(
+        &self,
+        req: ChatRequest,
+        ctx: RequestContext,
+    ) -> Result<u64, ChatError> {
+        let req = super::chains::with_chain(&self.sessions, req, &ctx.tenant).await?;
+        let req = match req.session_id.clone() {
+            Some(id) => with_history(req, &self.sessions.get(&ctx.tenant, &id).await?)?,
+            None => req,
+        };
+        self.inner.count_input_tokens(req, ctx).await
+    }
+
     async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
         self.inner.list_models().await
     }

@@ -23,6 +23,10 @@
 //! | `[[thinking]]` | a thinking block (2 `thinking_delta` + `signature_delta`) first |
 //! | `[[cache_read:N]]` | `cache_read_input_tokens: N` in usage |
 //!
+//! `POST /v1/messages/count_tokens` answers `{"input_tokens": N}` by the same rule as the usage
+//! below (≈ chars of system + messages + tools JSON / 4, `count_of`), records each body
+//! (`count_requests`), and fails with `fail_counts(Some(status))`.
+//!
 //! A last user message carrying `tool_result`s is answered `Tool said: <result text>` (`Done.` for
 //! `StructuredOutput`; `reply`/`words` still win). When `StructuredOutput` is offered and no tool
 //! directive applies, it is called with `[[json:..]]` or an object made of the schema's `required`
@@ -34,7 +38,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -62,6 +66,10 @@ struct Shared {
     /// `[[error_once:..]]` directives that have already failed once.
     fired: Mutex<HashSet<String>>,
     counter: AtomicU64,
+    /// Bodies of every `POST /v1/messages/count_tokens`.
+    counts: Mutex<Vec<Value>>,
+    /// The status every count fails with; 0 when counts succeed.
+    count_status: AtomicU16,
 }
 
 impl Shared {
@@ -121,6 +129,18 @@ impl FakeAnthropic {
         log.iter().map(|(_, headers)| headers.clone()).collect()
     }
 
+    /// JSON bodies of every `POST /v1/messages/count_tokens` received, in order.
+    pub fn count_requests(&self) -> Vec<Value> {
+        lock(&self.shared.counts).clone()
+    }
+
+    /// From now on every count fails with `status` (an Anthropic error), or succeeds (`None`).
+    pub fn fail_counts(&self, status: Option<u16>) {
+        self.shared
+            .count_status
+            .store(status.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// Forgets the recorded requests (which `error_once` directives already fired is kept).
     pub fn clear(&self) {
         lock(&self.shared.log).clear();
@@ -140,7 +160,14 @@ async fn handle(
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(req) if path == "/v1/messages/count_tokens" => {
-            axum::Json(json!({"input_tokens": input_tokens(&req)})).into_response()
+            lock(&shared.counts).push(req.clone());
+            match shared.count_status.load(Ordering::Relaxed) {
+                0 => axum::Json(json!({"input_tokens": count_of(&req)})).into_response(),
+                status => {
+                    let id = format!("req_fake_{:012}", shared.next());
+                    error_response(status, None, &id)
+                }
+            }
         }
         _ => axum::Json(json!({})).into_response(),
     }
@@ -203,7 +230,7 @@ async fn messages(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response
 
     let output_tokens = blocks.iter().map(|b| b.deltas.len()).sum::<usize>().max(1);
     let usage = json!({
-        "input_tokens": input_tokens(&req),
+        "input_tokens": count_of(&req),
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": d.cache_read,
         "output_tokens": output_tokens,
@@ -284,8 +311,9 @@ fn error_response(status: u16, retry_after: Option<&str>, request_id: &str) -> R
     response
 }
 
-/// ≈ characters of `system` + `messages` + `tools` JSON / 4, at least 1.
-fn input_tokens(req: &Value) -> usize {
+/// The fake's token count of a request (its usage and its `count_tokens` answer): characters of
+/// the `system`, `messages` and `tools` JSON / 4, at least 1.
+pub fn count_of(req: &Value) -> usize {
     let parts = ["system", "messages", "tools"].map(|k| req.get(k));
     let chars: usize = parts
         .iter()

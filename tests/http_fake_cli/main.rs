@@ -294,6 +294,7 @@ mod cancellation;
 mod cli_contract;
 mod completions;
 mod failures;
+mod input_tokens;
 mod model_map;
 mod models;
 mod refusals;

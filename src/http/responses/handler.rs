@@ -208,7 +208,7 @@ pub fn initial_response(echo: Echo, created_at: i64) -> ResponseObject {
 }
 
 /// The domain's validation names chat-completions fields; a Responses client sent others.
-fn in_dialect(err: ChatError) -> ApiError {
+pub(super) fn in_dialect(err: ChatError) -> ApiError {
     const RENAMES: &[(&str, &str)] = &[
         ("messages", "input"),
         ("max_tokens", "max_output_tokens"),
