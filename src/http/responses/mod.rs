@@ -13,6 +13,7 @@ pub mod doc;
 pub mod handler;
 pub mod input;
 pub mod lookup;
+pub mod namespace;
 pub mod stored;
 pub mod stream;
 pub mod types;

@@ -267,6 +267,9 @@ pub struct FunctionCallItem {
     pub id: String,
     /// The id a `function_call_output` answers.
     pub call_id: String,
+    /// The namespace of a namespaced function (`name` is then its name inside it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     /// JSON text of the arguments.
     pub arguments: String,
@@ -283,6 +286,9 @@ pub struct CustomToolCallItem {
     pub id: String,
     /// The id a `custom_tool_call_output` answers.
     pub call_id: String,
+    /// The namespace of a namespaced custom tool (`name` is then its name inside it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     pub input: String,
     /// `in_progress`, `completed` or `incomplete`.
