@@ -1,7 +1,8 @@
 //! The Responses stream as a pure state machine: domain `ChatEvent`s in, Responses events out.
 //! `start` gives `response.created` and `response.in_progress`; each `push` opens, extends and
 //! closes output items (a message with one `output_text` part, a function call, or a custom tool
-//! call whose JSON arguments are decoded to its raw `input` as they stream); `finish`
+//! call whose JSON arguments are decoded to its raw `input` as they stream; a call of a
+//! namespaced tool carries its `namespace` and inner name, see `namespace.rs`); `finish`
 //! closes what is open and ends with `response.completed` or `response.incomplete`, `fail` with
 //! `response.failed`. Whatever happens, exactly one terminal event is produced and nothing after
 //! it, and `sequence_number` counts every event from 0. The non-streaming answer is the final
