@@ -1,11 +1,12 @@
 //! Agents that speak only the Responses API, against the gateway binary on the real `claude`
 //! CLI with the fake Anthropic API: the OpenAI Agents SDK (`tests/python/test_agents.py`: an
 //! `Agent` with a `@function_tool` through `OpenAIResponsesModel`, `Runner.run` and
-//! `Runner.run_streamed`) and the Codex CLI (`codex exec` with a custom model provider: a plain
-//! answer, and one round trip through Codex's own shell tool run in its read-only sandbox).
+//! `Runner.run_streamed`) and the Codex CLI (`codex exec` with a custom model provider and its
+//! default tool set: a plain answer, one round trip through Codex's own shell tool run in its
+//! read-only sandbox, and one through a subagent tool of its `multi_agent_v1` namespace).
 //! Afterwards the requests the fake API received prove each tool round trip was native: the
-//! client's tool offered as `mcp__gw__<name>`, its call replayed as a `tool_use` and its output
-//! as the `tool_result` of that call.
+//! client's tool offered as `mcp__gw__<name>` (`mcp__gw__<namespace>__<name>` for a namespaced
+//! one), its call replayed as a `tool_use` and its output as the `tool_result` of that call.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -103,26 +104,20 @@ async fn openai_agents_sdk_function_tool() {
 // ---------------------------------------------------------------------------------------------
 // The Codex CLI
 
-/// Codex's configuration: the gateway as a custom Responses provider. What Codex offers besides
-/// `function` tools is switched off, since the gateway refuses it: the subagent tools come as a
-/// `namespace` tool (`multi_agent_v1`) and web search as the hosted `web_search` tool. The goal
-/// tools are noise, and plugins would try to sync from the network at start. What stays are
-/// function tools (`exec_command`, `write_stdin`, `request_user_input`, `view_image`). `gpt-5`
-/// gets Codex's fallback model metadata, which offers no `custom` tools; a model Codex knows
-/// (`gpt-5.5`) would add `apply_patch` as a `custom` (grammar) tool. No retries, so a refusal
-/// shows at once.
+/// Codex's configuration: the gateway as a custom Responses provider, with Codex's default tool
+/// set (function tools such as `exec_command`, the subagent tools as the `multi_agent_v1`
+/// namespace, the goal tools, and the hosted `web_search`, which the gateway leaves out). Only
+/// what would reach the network is off: plugins (they sync at start), update checks and
+/// analytics. `gpt-5` gets Codex's fallback model metadata, which offers no `custom` tools; a
+/// model Codex knows (`gpt-5.5`) would add `apply_patch` as a `custom` (grammar) tool. No
+/// retries, so a refusal shows at once.
 const CODEX_CONFIG: &str = r#"
 model = "gpt-5"
 model_provider = "gw"
-web_search = "disabled"
 check_for_update_on_startup = false
 
 [features]
-goals = false
 plugins = false
-
-[agents]
-enabled = false
 
 [analytics]
 enabled = false
@@ -261,6 +256,31 @@ async fn codex_plain_inner() {
         "{:#}",
         plain[0]
     );
+    // Codex's default tools reached Claude: its function tools by name, the subagent tools of
+    // its `multi_agent_v1` namespace under combined names; its hosted web search did not.
+    let offered: Vec<&str> = plain[0]["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for name in [
+        "exec_command",
+        "multi_agent_v1__spawn_agent",
+        "multi_agent_v1__send_input",
+        "multi_agent_v1__wait_agent",
+        "multi_agent_v1__close_agent",
+    ] {
+        let name = format!("mcp__gw__{name}");
+        assert!(offered.contains(&name.as_str()), "{name}: {offered:?}");
+    }
+    assert!(
+        !offered
+            .iter()
+            .any(|n| n.to_ascii_lowercase().replace('_', "").contains("websearch")),
+        "{offered:?}"
+    );
+    assert!(!plain[0]["tools"].to_string().contains("web_search"));
 }
 
 #[tokio::test]
@@ -320,4 +340,39 @@ async fn codex_exec_shell_round_trip() {
     tokio::time::timeout(Duration::from_secs(110), codex_shell_inner())
         .await
         .expect("codex_exec_shell_round_trip timed out");
+}
+
+/// The agent Claude asks Codex to close: none of that id exists, so Codex's own `close_agent`
+/// handler answers that it was not found.
+const NO_AGENT: &str = "00000000-0000-4000-8000-000000000042";
+
+async fn codex_namespaced_inner() {
+    let Some(s) = codex_setup().await else { return };
+    let call = json!({"target": NO_AGENT});
+    // The fake API calls the offered tool whose name ends in `__close_agent`.
+    let prompt = format!("#codex-ns Close that agent [[tool:close_agent:{call}]]");
+    let run = codex_exec(&s.codex, &s.gw, s.workdir.path(), &prompt).await;
+    let why = run.describe(&s.gw);
+    assert!(run.out.status.success(), "{why}");
+    // Codex took the call for its namespaced subagent tool (it came as a `function_call` with
+    // `namespace: "multi_agent_v1"` and `name: "close_agent"`) and ran its handler.
+    let not_found = format!("agent with id {NO_AGENT} not found");
+    assert_eq!(run.last_message, format!("Tool said: {not_found}"), "{why}");
+    // Codex sent the call back with its namespace: replayed under the combined name, its
+    // output the tool_result.
+    let requests = s.api.requests();
+    let (input, _) = round_trip(
+        &requests,
+        "#codex-ns",
+        "multi_agent_v1__close_agent",
+        &not_found,
+    );
+    assert_eq!(input, &call);
+}
+
+#[tokio::test]
+async fn codex_exec_namespaced_subagent_call() {
+    tokio::time::timeout(Duration::from_secs(110), codex_namespaced_inner())
+        .await
+        .expect("codex_exec_namespaced_subagent_call timed out");
 }

@@ -285,17 +285,20 @@ pub(crate) async fn refusals_before_the_first_event_are_http_errors() {
                 Some("unsupported_parameter"),
             ),
             (
-                json!({"model": "gpt-4o", "input": "x", "tools": [{"type": "web_search"}]}),
+                json!({"model": "gpt-4o", "input": "x", "stream": true,
+                       "tool_choice": {"type": "web_search_preview"},
+                       "tools": [{"type": "web_search_preview"}]}),
                 400,
-                Some("tools[0].type"),
+                Some("tool_choice.type"),
                 Some("unsupported_parameter"),
             ),
             (
-                json!({"model": "gpt-4o", "input": "x", "stream": true,
-                       "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}),
+                json!({"model": "gpt-4o", "input": "x", "tools": [
+                    {"type": "namespace", "name": "n", "description": "",
+                     "tools": [{"type": "function", "name": "x".repeat(60)}]}]}),
                 400,
-                Some("tools[0].type"),
-                Some("unsupported_parameter"),
+                Some("tools[0].tools[0].name"),
+                None,
             ),
             (
                 json!({"model": "no-such-model", "input": "x", "stream": true}),
@@ -322,15 +325,6 @@ pub(crate) async fn refusals_before_the_first_event_are_http_errors() {
             let (got, _, answer) = post_json(&url, &body).await;
             assert_error((got, &answer), status, param, code);
         }
-        let (got, _, answer) = post_json(
-            &url,
-            &json!({"model": "gpt-4o", "input": "x", "tools": [
-                {"type": "file_search", "vector_store_ids": ["vs_1"]}]}),
-        )
-        .await;
-        assert_eq!(got, 400);
-        assert!(message_of(&answer).contains("file_search"), "{answer}");
-
         // Anthropic's 429 before any output: a real 429, streaming or not.
         for stream in [false, true] {
             let body = json!({"model": "gpt-4o", "input": "[[api_error:429]]", "stream": stream});
@@ -358,6 +352,17 @@ pub(crate) async fn strict_params_refuses_what_would_be_ignored() {
             Some("truncation"),
             Some("unsupported_parameter"),
         );
+        // A hosted tool, otherwise left out and reported, is refused.
+        let body = json!({"model": "gpt-4o", "input": "x",
+            "tools": [{"type": "function", "name": "f"}, {"type": "web_search"}]});
+        let (status, _, answer) = post_json(&responses(&fake), &body).await;
+        assert_error(
+            (status, &answer),
+            400,
+            Some("tools.web_search"),
+            Some("unsupported_parameter"),
+        );
+        assert!(message_of(&answer).contains("--strict-params"), "{answer}");
     })
     .await;
 }
@@ -500,6 +505,105 @@ pub(crate) async fn custom_tool_items_replay_as_tool_use_and_tool_result() {
             results[0]["content"].to_string().contains("a.txt b.txt"),
             "{run}"
         );
+    })
+    .await;
+}
+
+/// The tools the gateway listed to the CLI (its answer to the MCP `tools/list`), by name.
+fn listed_tools(run: &Value) -> Vec<Value> {
+    run["stdin"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["response"]["response"]["mcp_response"]["result"]["tools"].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+pub(crate) async fn namespaced_tools_are_offered_flat_and_hosted_ones_left_out() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let spawn_params = json!({"type": "object",
+            "properties": {"task": {"type": "string"}}, "required": ["task"]});
+        let body = json!({"model": "gpt-4o",
+            "tools": [
+                {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+                {"type": "namespace", "name": "multi_agent_v1",
+                 "description": "Tools for spawning and managing sub-agents.",
+                 "tools": [
+                    {"type": "function", "name": "spawn_agent", "description": "Spawns one.",
+                     "strict": false, "parameters": spawn_params},
+                    {"type": "custom", "name": "note"}]},
+                {"type": "web_search", "external_web_access": false}],
+            "input": [
+                {"role": "user", "content": "RESPNS spawn a helper"},
+                {"type": "function_call", "call_id": "call_n1", "namespace": "multi_agent_v1",
+                 "name": "spawn_agent", "arguments": "{\"task\":\"look\"}"},
+                {"type": "function_call_output", "call_id": "call_n1", "output": "agent-7 spawned"},
+                {"role": "user", "content": "RESPNS2 and now?"}]});
+        for stream in [false, true] {
+            let mut body = body.clone();
+            body["stream"] = json!(stream);
+            let (status, headers, r) = if stream {
+                let (status, headers, events, raw) = post_stream(&responses(&fake), &body).await;
+                assert_eq!(status, 200, "{raw}");
+                assert_well_formed(&events);
+                let last = events.last().expect("events").data["response"].clone();
+                (status, headers, last)
+            } else {
+                post_json(&responses(&fake), &body).await
+            };
+            assert_eq!(status, 200, "{r}");
+            assert_valid("Response", &r);
+            // Web search is not offered, and says so; the echo lists what Claude could call.
+            assert_eq!(headers["x-ignored-params"], "tools.web_search");
+            let echoed: Vec<&Value> = r["tools"].as_array().unwrap().iter().collect();
+            assert_eq!(echoed.len(), 2, "{r}");
+            assert_eq!(echoed[1]["type"], "namespace");
+            assert_eq!(echoed[1]["tools"][0]["name"], "spawn_agent");
+        }
+
+        let run = run_with(&fake, "RESPNS2").expect("the run");
+        // Claude was offered the inner tools under combined names, with their schemas.
+        let listed = listed_tools(&run);
+        let names: Vec<&str> = listed.iter().filter_map(|t| t["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "exec_command",
+                "multi_agent_v1__spawn_agent",
+                "multi_agent_v1__note"
+            ],
+            "{run}"
+        );
+        assert_eq!(listed[1]["inputSchema"]["required"], json!(["task"]));
+        let described = listed[1]["description"].as_str().unwrap();
+        assert!(described.contains("Spawns one.") && described.contains("sub-agents"));
+        assert!(!run.to_string().contains("web_search"), "{run}");
+        // The namespaced call replayed natively under its combined name.
+        let uses = stdin_blocks(&run, "assistant", "tool_use");
+        assert_eq!(uses.len(), 1, "{run}");
+        assert_eq!(uses[0]["id"], "call_n1");
+        assert_eq!(uses[0]["name"], "mcp__gw__multi_agent_v1__spawn_agent");
+        assert_eq!(uses[0]["input"], json!({"task": "look"}));
+        let results = stdin_blocks(&run, "user", "tool_result");
+        assert_eq!(results[0]["tool_use_id"], "call_n1");
+        assert!(
+            results[0]["content"]
+                .to_string()
+                .contains("agent-7 spawned")
+        );
+
+        // A combined name another tool already has is refused, naming both.
+        let clash = json!({"model": "gpt-4o", "input": "x", "tools": [
+            {"type": "function", "name": "multi_agent_v1__spawn_agent"},
+            {"type": "namespace", "name": "multi_agent_v1", "description": "d",
+             "tools": [{"type": "function", "name": "spawn_agent"}]}]});
+        let (status, _, answer) = post_json(&responses(&fake), &clash).await;
+        assert_error((status, &answer), 400, Some("tools[1].tools[0].name"), None);
+        assert!(message_of(&answer).contains("`tools[0]`"), "{answer}");
     })
     .await;
 }

@@ -270,16 +270,27 @@ def test_input_image_data_url(client: OpenAI) -> None:
 
 
 def test_refusals_are_openai_errors(client: OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as err:
+    with pytest.raises(openai.NotFoundError) as err:
         client.responses.create(model=MODEL, input="x", previous_response_id="resp_123")
-    assert err.value.code == "unsupported_parameter"
+    assert err.value.code == "response_not_found"
     assert err.value.param == "previous_response_id"
-    assert "not supported" in err.value.message
 
+    # A hosted tool is not offered to Claude, and reported; forcing it is refused.
+    raw = client.responses.with_raw_response.create(
+        model=MODEL, input="#resp-hosted Hi", tools=[{"type": "web_search"}]
+    )
+    assert raw.headers["x-ignored-params"] == "tools.web_search"
+    assert raw.parse().output_text.startswith("You said: #resp-hosted"), raw.parse()
+    assert raw.parse().tools == []
     with pytest.raises(openai.BadRequestError) as err:
-        client.responses.create(model=MODEL, input="x", tools=[{"type": "web_search"}])
-    assert "web_search" in err.value.message
-    assert err.value.param == "tools[0].type"
+        client.responses.create(
+            model=MODEL,
+            input="x",
+            tools=[{"type": "web_search"}],
+            tool_choice={"type": "web_search"},
+        )
+    assert err.value.code == "unsupported_parameter"
+    assert err.value.param == "tool_choice.type"
 
     with pytest.raises(openai.NotFoundError) as err:
         client.responses.create(model="no-such-model", input="x", stream=True)

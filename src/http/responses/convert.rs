@@ -16,6 +16,7 @@ use crate::chat::types::{
 
 use super::custom::custom_tool;
 use super::input::{push_item, required_string};
+use super::namespace::{OfferedNames, combined, namespace_tools};
 use super::types::{CreateResponseRequest, KNOWN_UNUSED_FIELDS, STATEFUL_FIELDS};
 
 /// What the response object repeats of the request, as OpenAI's does. Kept in the stored
@@ -48,7 +49,8 @@ pub struct Converted {
     pub input: Option<Value>,
 }
 
-/// Hosted tools OpenAI runs on its own servers; Claude cannot run them here.
+/// Hosted tools OpenAI runs on its own servers; Claude cannot run them here, so they are not
+/// offered (and reported as ignored).
 const HOSTED_TOOLS: &[&str] = &[
     "web_search",
     "web_search_preview",
@@ -144,7 +146,7 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
     }
 
     let (parsed_tools, tools_echo) = match tools {
-        Some(Value::Array(items)) => parse_tools(&items)?,
+        Some(Value::Array(items)) => parse_tools(&items, &mut other)?,
         None => (Vec::new(), Vec::new()),
         Some(_) => return Err(ChatError::invalid("`tools` must be an array.", "tools")),
     };
@@ -200,64 +202,82 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
     })
 }
 
-/// `function` and `custom` tools to domain tools, and each as the response echoes it.
-fn parse_tools(items: &[Value]) -> Result<(Vec<Tool>, Vec<Value>), ChatError> {
+/// `function`, `custom` and `namespace` tools to domain tools (a namespace's inner tools under
+/// combined names), and each as the response echoes it. Hosted tools are not offered to Claude:
+/// each is reported in `x-ignored-params` as `tools.<type>` (refused under `--strict-params`)
+/// and left out of the echo, which lists what Claude could call.
+fn parse_tools(
+    items: &[Value],
+    other: &mut Vec<String>,
+) -> Result<(Vec<Tool>, Vec<Value>), ChatError> {
     let mut tools = Vec::new();
     let mut echo = Vec::new();
+    let mut names = OfferedNames::default();
     for (i, item) in items.iter().enumerate() {
         let p = format!("tools[{i}]");
-        match string_field(item, "type", &p)?.as_deref() {
-            Some("function") => {}
-            Some("custom") => {
-                let (tool, tool_echo) = custom_tool(item, &p)?;
-                tools.push(tool);
-                echo.push(tool_echo);
+        let (tool, tool_echo) = match string_field(item, "type", &p)?.as_deref() {
+            Some("function") => function_tool(item, &p)?,
+            Some("custom") => custom_tool(item, &p)?,
+            Some("namespace") => {
+                let (inner, ns_echo) = namespace_tools(item, &p)?;
+                for (tool, path) in inner {
+                    names.add(&tool.name, &path, true)?;
+                    tools.push(tool);
+                }
+                echo.push(ns_echo);
                 continue;
             }
             Some(hosted) if HOSTED_TOOLS.contains(&hosted) => {
-                return Err(ChatError::unsupported(
-                    format!(
-                        "`{p}` is the hosted tool `{hosted}`, which OpenAI runs on its own \
-                         servers; this gateway cannot run it. Offer `function` tools instead."
-                    ),
-                    format!("{p}.type"),
-                ));
+                let ignored = format!("tools.{hosted}");
+                if !other.contains(&ignored) {
+                    other.push(ignored);
+                }
+                continue;
             }
-            other => {
+            kind => {
                 return Err(ChatError::invalid(
                     format!(
-                        "`{p}.type` must be `function` or `custom`; got {}.",
-                        other.map_or("nothing".to_string(), |o| format!("`{o}`"))
+                        "`{p}.type` must be `function`, `custom`, `namespace` or a hosted tool; \
+                         got {}.",
+                        kind.map_or("nothing".to_string(), |o| format!("`{o}`"))
                     ),
                     format!("{p}.type"),
                 ));
             }
-        }
-        let name = required_string(item, "name", &p)?;
-        let parameters = field(item, "parameters").cloned();
-        if parameters.as_ref().is_some_and(|v| !v.is_object()) {
-            return Err(ChatError::invalid(
-                format!("`{p}.parameters` must be a JSON Schema object."),
-                format!("{p}.parameters"),
-            ));
-        }
-        let description = string_field(item, "description", &p)?;
-        let strict = field(item, "strict").and_then(Value::as_bool);
-        echo.push(json!({
-            "type": "function",
-            "name": name,
-            "description": description,
-            "parameters": parameters,
-            "strict": strict,
-        }));
-        tools.push(Tool {
-            name,
-            description,
-            parameters,
-            strict,
-        });
+        };
+        names.add(&tool.name, &p, false)?;
+        tools.push(tool);
+        echo.push(tool_echo);
     }
     Ok((tools, echo))
+}
+
+/// A `function` tool item at path `p` → the domain tool, and the tool as the response echoes it.
+pub fn function_tool(item: &Value, p: &str) -> Result<(Tool, Value), ChatError> {
+    let name = required_string(item, "name", p)?;
+    let parameters = field(item, "parameters").cloned();
+    if parameters.as_ref().is_some_and(|v| !v.is_object()) {
+        return Err(ChatError::invalid(
+            format!("`{p}.parameters` must be a JSON Schema object."),
+            format!("{p}.parameters"),
+        ));
+    }
+    let description = string_field(item, "description", p)?;
+    let strict = field(item, "strict").and_then(Value::as_bool);
+    let echo = json!({
+        "type": "function",
+        "name": name,
+        "description": description,
+        "parameters": parameters,
+        "strict": strict,
+    });
+    let tool = Tool {
+        name,
+        description,
+        parameters,
+        strict,
+    };
+    Ok((tool, echo))
 }
 
 fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ChatError> {
@@ -272,12 +292,17 @@ fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ChatError> {
             )),
         },
         obj => match string_field(obj, "type", "tool_choice")?.as_deref() {
-            // A custom tool is a function to Claude.
-            Some("function" | "custom") => Ok(ToolChoice::Function(required_string(
-                obj,
-                "name",
-                "tool_choice",
-            )?)),
+            // A custom tool is a function to Claude. OpenAI's schema names no `namespace`
+            // here; one that is sent picks the tool of that namespace.
+            Some("function" | "custom") => {
+                let name = required_string(obj, "name", "tool_choice")?;
+                Ok(ToolChoice::Function(
+                    match string_field(obj, "namespace", "tool_choice")? {
+                        Some(namespace) => combined(&namespace, &name),
+                        None => name,
+                    },
+                ))
+            }
             other => Err(ChatError::unsupported(
                 format!(
                     "`tool_choice` must be none, auto, required, \

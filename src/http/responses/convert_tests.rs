@@ -119,9 +119,14 @@ fn refusals_name_the_field_and_the_reason() {
             Some("unsupported_parameter"),
         ),
         (
-            r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+            r#"{"model":"m","input":"x","tools":[{"type":"wizardry"}]}"#,
             "tools[0].type",
-            Some("unsupported_parameter"),
+            None,
+        ),
+        (
+            r#"{"model":"m","input":"x","tools":[{"type":"namespace","name":"ns","description":"d","tools":[{"type":"function","name":"f"}]},{"type":"function","name":"ns__f"}]}"#,
+            "tools[1].name",
+            None,
         ),
         (
             r#"{"model":"m","input":"x","tools":[{"type":"function","name":"f"},{"type":"custom","name":"c","format":{"type":"grammar","syntax":"lark"}}]}"#,
@@ -170,8 +175,75 @@ fn refusals_name_the_field_and_the_reason() {
         assert_eq!(err.param(), Some(param), "{body}: {err}");
         assert_eq!(err.code(), code, "{body}: {err}");
     }
-    let err = convert(r#"{"model":"m","input":"x","tools":[{"type":"file_search"}]}"#).unwrap_err();
-    assert!(err.to_string().contains("file_search"), "{err}");
+}
+
+#[test]
+fn hosted_tools_are_not_offered_and_reported_as_ignored() {
+    let c = convert(
+        r#"{"model":"m","input":"x","tools":[{"type":"web_search","external_web_access":true},
+            {"type":"function","name":"f"},{"type":"web_search"},{"type":"file_search"}]}"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = c.request.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["f"]);
+    assert_eq!(
+        c.request.sampling.other,
+        vec!["tools.web_search", "tools.file_search"]
+    );
+    // The echo lists what Claude could call.
+    assert_eq!(c.echo.tools.len(), 1);
+    assert_eq!(c.echo.tools[0]["name"], "f");
+}
+
+#[test]
+fn namespaced_tools_are_offered_under_combined_names_and_their_calls_replay() {
+    let c = convert(
+        r#"{"model":"m","tools":[
+              {"type":"function","name":"exec_command"},
+              {"type":"namespace","name":"multi_agent_v1","description":"Sub-agents.",
+               "tools":[{"type":"function","name":"spawn_agent","parameters":{"type":"object"}},
+                        {"type":"custom","name":"note"}]}],
+            "tool_choice":{"type":"function","namespace":"multi_agent_v1","name":"spawn_agent"},
+            "input":[{"role":"user","content":"Spawn one"},
+                     {"type":"function_call","call_id":"call_1","namespace":"multi_agent_v1",
+                      "name":"spawn_agent","arguments":"{}"},
+                     {"type":"function_call_output","call_id":"call_1","output":"spawned"},
+                     {"type":"custom_tool_call","call_id":"call_2","namespace":"multi_agent_v1",
+                      "name":"note","input":"hi"},
+                     {"type":"custom_tool_call_output","call_id":"call_2","output":"noted"}]}"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = c.request.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "exec_command",
+            "multi_agent_v1__spawn_agent",
+            "multi_agent_v1__note"
+        ]
+    );
+    assert_eq!(
+        c.request.tool_choice,
+        Some(ToolChoice::Function("multi_agent_v1__spawn_agent".into()))
+    );
+    let calls = &c.request.messages[1];
+    assert_eq!(calls.tool_calls[0].name, "multi_agent_v1__spawn_agent");
+    assert_eq!(
+        c.request.messages[2].tool_call_id.as_deref(),
+        Some("call_1")
+    );
+    assert_eq!(
+        c.request.messages[3].tool_calls[0].name,
+        "multi_agent_v1__note"
+    );
+    assert_eq!(
+        c.request.messages[3].tool_calls[0].arguments,
+        r#"{"input":"hi"}"#
+    );
+    // The echo keeps the namespace as sent, inner names unchanged.
+    assert_eq!(c.echo.tools[1]["type"], "namespace");
+    assert_eq!(c.echo.tools[1]["tools"][0]["name"], "spawn_agent");
+    assert!(c.request.sampling.other.is_empty());
 }
 
 #[test]

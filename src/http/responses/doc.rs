@@ -75,12 +75,28 @@ pub enum InputContentPartType {
     InputImage,
 }
 
-/// A tool Claude may call: a function, or a custom tool with free-form input.
+/// A tool Claude may call: a function, a custom tool with free-form input, or a namespace of
+/// those.
 #[derive(ToSchema)]
 #[serde(untagged)]
 pub enum ResponseTool {
     Function(FunctionTool),
     Custom(CustomTool),
+    Namespace(NamespaceTool),
+}
+
+/// A group of function and custom tools (`type: "namespace"`); Claude sees each as
+/// `<namespace>__<name>`, and its calls come back with `namespace` and the inner `name`.
+#[derive(ToSchema)]
+pub struct NamespaceTool {
+    /// Always `namespace`.
+    pub r#type: String,
+    /// Letters, digits, `_` and `-`.
+    pub name: String,
+    pub description: String,
+    /// `function` and `custom` tools, as at the top level.
+    #[schema(value_type = Vec<Object>)]
+    pub tools: Vec<serde_json::Value>,
 }
 
 /// A function Claude may call.
@@ -117,12 +133,13 @@ pub enum ResponseToolChoice {
     Function(NamedFunction),
 }
 
-/// `{"type": "function" | "custom", "name": …}`.
+/// `{"type": "function" | "custom", "name": …}`, with `namespace` for a namespaced tool.
 #[derive(ToSchema)]
 pub struct NamedFunction {
     /// `function` or `custom`.
     pub r#type: String,
     pub name: String,
+    pub namespace: Option<String>,
 }
 
 #[derive(ToSchema)]

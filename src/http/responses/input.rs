@@ -11,6 +11,7 @@ use crate::chat::message_json::{field, string_field};
 use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
 
 use super::custom::arguments_of;
+use super::namespace::combined;
 
 /// Appends the domain message(s) of input item `i`.
 pub fn push_item(
@@ -45,9 +46,14 @@ pub fn push_item(
             } else {
                 string_field(item, "arguments", &path)?.unwrap_or_else(|| "{}".to_string())
             };
+            // A namespaced tool is known to Claude by its combined name.
+            let mut name = required_string(item, "name", &path)?;
+            if let Some(namespace) = string_field(item, "namespace", &path)? {
+                name = combined(&namespace, &name);
+            }
             let call = ToolCall {
                 id: required_string(item, "call_id", &path)?,
-                name: required_string(item, "name", &path)?,
+                name,
                 arguments,
             };
             // Calls right after an assistant message (or after other calls) belong to it.

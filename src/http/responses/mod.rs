@@ -15,6 +15,7 @@ pub mod handler;
 pub mod input;
 pub mod input_tokens;
 pub mod lookup;
+pub mod namespace;
 pub mod stored;
 pub mod stream;
 pub mod types;

@@ -1,7 +1,8 @@
 //! The Responses stream as a pure state machine: domain `ChatEvent`s in, Responses events out.
 //! `start` gives `response.created` and `response.in_progress`; each `push` opens, extends and
 //! closes output items (a message with one `output_text` part, a function call, or a custom tool
-//! call whose JSON arguments are decoded to its raw `input` as they stream); `finish`
+//! call whose JSON arguments are decoded to its raw `input` as they stream; a call of a
+//! namespaced tool carries its `namespace` and inner name, see `namespace.rs`); `finish`
 //! closes what is open and ends with `response.completed` or `response.incomplete`, `fail` with
 //! `response.failed`. Whatever happens, exactly one terminal event is produced and nothing after
 //! it, and `sequence_number` counts every event from 0. The non-streaming answer is the final
@@ -11,6 +12,7 @@ use crate::chat::ChatError;
 use crate::chat::types::{ChatEvent, FinishReason, ToolCallDelta, Usage};
 
 use super::custom::{InputDecoder, input_of};
+use super::namespace::ToolNames;
 use super::types::{
     CustomToolCallItem, EventPayload, FunctionCallItem, IncompleteDetails, InputTokensDetails,
     OutputItem, OutputMessage, OutputText, OutputTokensDetails, ResponseError, ResponseObject,
@@ -49,21 +51,15 @@ pub struct ResponseStream {
     usage: Usage,
     ended: bool,
     ids: IdMaker,
-    /// The request's custom tools, whose calls are `custom_tool_call` items.
-    custom_tools: Vec<String>,
+    /// The request's custom and namespaced tools, whose calls are shown as the client knows them.
+    names: ToolNames,
 }
 
 impl ResponseStream {
     /// A machine for `response`, which is in progress and has no output yet.
     pub fn new(response: ResponseObject, ids: IdMaker) -> Self {
-        let custom_tools = response
-            .tools
-            .iter()
-            .filter(|t| t["type"] == "custom")
-            .filter_map(|t| t["name"].as_str().map(str::to_string))
-            .collect();
         ResponseStream {
-            custom_tools,
+            names: ToolNames::new(&response.tools),
             response,
             next_seq: 0,
             open: None,
@@ -238,11 +234,13 @@ impl ResponseStream {
         if let Some(call_id) = call.id {
             // The first piece of a call: a new item.
             self.close("completed", out);
-            let name = call.name.unwrap_or_default();
-            let (item, open) = if self.custom_tools.contains(&name) {
+            let called = self.names.called(&call.name.unwrap_or_default());
+            let (namespace, name) = (called.namespace, called.name);
+            let (item, open) = if called.custom {
                 let item = OutputItem::CustomToolCall(CustomToolCallItem {
                     id: (self.ids)("ctc"),
                     call_id,
+                    namespace,
                     name,
                     input: String::new(),
                     status: "in_progress",
@@ -257,6 +255,7 @@ impl ResponseStream {
                 let item = OutputItem::FunctionCall(FunctionCallItem {
                     id: (self.ids)("fc"),
                     call_id,
+                    namespace,
                     name,
                     arguments: String::new(),
                     status: "in_progress",

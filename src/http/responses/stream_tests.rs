@@ -299,6 +299,77 @@ fn a_custom_tool_call_streams_its_decoded_input() {
 }
 
 #[test]
+fn a_namespaced_call_names_its_namespace_and_inner_tool() {
+    let mut m = machine(json!({"model": "gpt-4o", "input": "Spawn",
+        "tools": [{"type": "function", "name": "exec_command"},
+                  {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.",
+                   "tools": [{"type": "function", "name": "spawn_agent",
+                              "parameters": {"type": "object"}},
+                             {"type": "custom", "name": "note"}]}]}));
+    let events = run(
+        &mut m,
+        vec![
+            call(
+                0,
+                Some(("toolu_s", "multi_agent_v1__spawn_agent")),
+                "{\"task\":",
+            ),
+            call(0, None, "\"x\"}"),
+            call(
+                1,
+                Some(("toolu_n", "multi_agent_v1__note")),
+                "{\"input\":\"hi\"}",
+            ),
+            call(2, Some(("toolu_e", "exec_command")), "{}"),
+            finish(FinishReason::ToolCalls),
+            usage_event(),
+        ],
+        None,
+    );
+    assert_eq!(
+        types(&events)[2..7],
+        [
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+        ]
+    );
+    assert_eq!(
+        events[2]["item"],
+        json!({"type": "function_call", "id": "fc_1", "call_id": "toolu_s",
+               "namespace": "multi_agent_v1", "name": "spawn_agent", "arguments": "",
+               "status": "in_progress"})
+    );
+    assert_eq!(events[5]["name"], "spawn_agent");
+    assert_eq!(events[5]["arguments"], "{\"task\":\"x\"}");
+    let done = &events.last().unwrap()["response"];
+    let output = done["output"].as_array().unwrap();
+    assert_eq!(
+        output[1],
+        json!({"type": "custom_tool_call", "id": "ctc_2", "call_id": "toolu_n",
+               "namespace": "multi_agent_v1", "name": "note", "input": "hi",
+               "status": "completed"})
+    );
+    // A tool outside any namespace has no `namespace` field.
+    assert_eq!(output[2]["name"], "exec_command");
+    assert!(output[2].get("namespace").is_none(), "{}", output[2]);
+    // The response echoes the namespace as sent (a valid `NamespaceToolParam`).
+    assert_eq!(done["tools"][1]["type"], "namespace");
+    assert_eq!(done["tools"][1]["tools"][1]["name"], "note");
+    for item in output.iter().take(2) {
+        let schema = if item["type"] == "function_call" {
+            "FunctionToolCall"
+        } else {
+            "CustomToolCall"
+        };
+        openai_schema::assert_valid(schema, item);
+    }
+    openai_schema::assert_valid("NamespaceToolParam", &done["tools"][1]);
+}
+
+#[test]
 fn a_custom_call_of_another_shape_sends_its_input_at_the_end() {
     let mut m = machine(json!({"model": "gpt-4o", "input": "x",
         "tools": [{"type": "custom", "name": "run"}]}));

@@ -42,13 +42,15 @@ pub struct CreateResponseRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub stream_options: Option<Value>,
-    /// `function` and `custom` tools (a custom tool is offered to Claude as a function with one
-    /// string field); hosted tools are refused with a 400.
+    /// `function`, `custom` and `namespace` tools (a custom tool is offered to Claude as a
+    /// function with one string field, a namespace's tools as `<namespace>__<name>`); hosted
+    /// tools are not offered and are listed in `x-ignored-params` (a 400 under
+    /// `--strict-params`).
     #[serde(default)]
     #[schema(value_type = Option<Vec<doc::ResponseTool>>)]
     pub tools: Option<Value>,
     /// `none`, `auto`, `required`, `{"type":"function","name":…}` or
-    /// `{"type":"custom","name":…}`.
+    /// `{"type":"custom","name":…}` (with `namespace` for a namespaced tool).
     #[serde(default)]
     #[schema(value_type = Option<doc::ResponseToolChoice>)]
     pub tool_choice: Option<Value>,
@@ -202,7 +204,8 @@ pub struct OutputTokensDetails {
     pub reasoning_tokens: u32,
 }
 
-/// An item of `output`: an assistant message, a function call or a custom tool call.
+/// An item of `output`: an assistant message, a function call or a custom tool call (a call of a
+/// namespaced tool carries its `namespace`).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutputItem {
@@ -267,6 +270,9 @@ pub struct FunctionCallItem {
     pub id: String,
     /// The id a `function_call_output` answers.
     pub call_id: String,
+    /// The namespace of a namespaced function (`name` is then its name inside it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     /// JSON text of the arguments.
     pub arguments: String,
@@ -283,6 +289,9 @@ pub struct CustomToolCallItem {
     pub id: String,
     /// The id a `custom_tool_call_output` answers.
     pub call_id: String,
+    /// The namespace of a namespaced custom tool (`name` is then its name inside it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     pub input: String,
     /// `in_progress`, `completed` or `incomplete`.
