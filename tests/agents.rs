@@ -275,9 +275,10 @@ async fn codex_plain_inner() {
         assert!(offered.contains(&name.as_str()), "{name}: {offered:?}");
     }
     assert!(
-        !offered
-            .iter()
-            .any(|n| n.to_ascii_lowercase().replace('_', "").contains("websearch")),
+        !offered.iter().any(|n| n
+            .to_ascii_lowercase()
+            .replace('_', "")
+            .contains("websearch")),
         "{offered:?}"
     );
     assert!(!plain[0]["tools"].to_string().contains("web_search"));

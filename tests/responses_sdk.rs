@@ -197,6 +197,29 @@ async fn python_stored_responses_inner() {
     );
     // The unstored and deleted responses never continued anything.
     assert!(with_marker(&requests, "#stored-none").is_empty());
+    // The function call's output, sent alone with `previous_response_id`, reached Claude as a
+    // tool_result after the stored tool_use of the same id.
+    let call_id = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["stored_call_id"].as_str().map(str::to_string)
+        })
+        .expect("the call id was recorded");
+    let answered: Vec<&Value> = with_marker(&requests, "#stored-tool")
+        .into_iter()
+        .filter(|r| !blocks(r, "user", "tool_result").is_empty())
+        .collect();
+    assert_eq!(answered.len(), 1, "{requests:#?}");
+    assert_eq!(
+        blocks(answered[0], "assistant", "tool_use")[0]["id"],
+        call_id.as_str()
+    );
+    assert_eq!(
+        blocks(answered[0], "user", "tool_result")[0]["tool_use_id"],
+        call_id.as_str()
+    );
 }
 
 #[tokio::test]

@@ -105,7 +105,25 @@ def before(client: OpenAI) -> None:
     expect_not_found(lambda: client.responses.retrieve(unstored.id))
     expect_not_found(lambda: client.responses.create(
         model=MODEL, input="x #stored-none", previous_response_id=unstored.id))
-    record(stored_first=first.id, stored_first_text=first.output_text)
+    # A function call, stored and continued with only its output.
+    weather = {"type": "function", "name": "get_weather", "description": "Current weather.",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                              "required": ["city"]}}
+    raw = client.responses.with_raw_response.create(
+        model=MODEL, tools=[weather],
+        input='Weather in Paris? [[tool:get_weather:{"city":"Paris"}]] #stored-tool')
+    asked = raw_json(raw)
+    assert_schema("Response", asked)
+    calls = [i for i in asked["output"] if i["type"] == "function_call"]
+    assert len(calls) == 1 and calls[0]["name"] == "get_weather", asked
+    assert raw_json(client.responses.with_raw_response.retrieve(asked["id"])) == asked
+    answered = client.responses.create(
+        model=MODEL, tools=[weather], previous_response_id=asked["id"],
+        input=[{"type": "function_call_output", "call_id": calls[0]["call_id"],
+                "output": "Sunny, 22 C"}])
+    assert "Sunny, 22 C" in answered.output_text, answered.output_text
+    record(stored_first=first.id, stored_first_text=first.output_text,
+           stored_call_id=calls[0]["call_id"])
 
 
 def after(client: OpenAI) -> None:
