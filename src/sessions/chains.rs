@@ -24,7 +24,7 @@ use crate::chat::types::{
 };
 use crate::chat::{ChatBackend, ChatError, ChatStream, RequestContext, Tenant};
 
-use super::service::{Sessions, reply_message, store_error, valid_id};
+use super::mapping::{reply_message, store_error, valid_id};
 use super::store::{ChainBase, NewResponse, NewSession, ResponseOutcome, SessionStore, StoreError};
 
 /// A stored response as the protocols show it.
@@ -48,48 +48,6 @@ pub struct ResponseRecord {
 pub trait ResponseApi: Send + Sync {
     async fn get_response(&self, tenant: &Tenant, id: &str) -> Result<ResponseRecord, ChatError>;
     async fn delete_response(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError>;
-}
-
-#[async_trait::async_trait]
-impl ResponseApi for Sessions {
-    async fn get_response(&self, tenant: &Tenant, id: &str) -> Result<ResponseRecord, ChatError> {
-        let stored = self
-            .store()
-            .get_response(tenant, id)
-            .await
-            .map_err(|e| store_error(id, e))?
-            .ok_or_else(|| ChatError::response_not_found(id, None))?;
-        let mut history = stored.history;
-        let reply = history.pop().unwrap_or_else(|| Message {
-            role: Role::Assistant,
-            content: Vec::new(),
-            name: None,
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        });
-        let input = history.split_off(stored.input_start.min(history.len()));
-        Ok(ResponseRecord {
-            id: stored.id,
-            created_at: stored.created_at,
-            document: stored.document,
-            input,
-            reply,
-            usage: stored.outcome.usage,
-            finish: stored.outcome.finish,
-        })
-    }
-
-    async fn delete_response(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
-        match self
-            .store()
-            .delete_response(tenant, id)
-            .await
-            .map_err(|e| store_error(id, e))?
-        {
-            true => Ok(()),
-            false => Err(ChatError::response_not_found(id, None)),
-        }
-    }
 }
 
 /// Where a response's turn starts: the chain's history up to the previous response, and where
@@ -167,7 +125,7 @@ impl ChainPoint {
 /// A Responses turn through the session layer: runs it on its chain and, when it is to be
 /// stored, commits it before passing the usage (the stream's last event) on.
 pub async fn response_turn(
-    sessions: &Arc<Sessions>,
+    store: &Arc<dyn SessionStore>,
     inner: &Arc<dyn ChatBackend>,
     mut req: ChatRequest,
     mut ctx: RequestContext,
@@ -200,7 +158,7 @@ pub async fn response_turn(
             "response.id",
         ));
     }
-    let store = sessions.store().clone();
+    let store = store.clone();
     let point =
         ChainPoint::find(store.as_ref(), &ctx.tenant, previous.as_deref(), &req.model).await?;
     let input = on_chain(&mut req, &point.history, instructions);
@@ -270,7 +228,7 @@ fn on_chain(req: &mut ChatRequest, history: &[Message], instructions: bool) -> V
 /// The request as a turn of its chain would send it (the chain's history put in), for what
 /// only looks at a request: counting its tokens.
 pub async fn with_chain(
-    sessions: &Sessions,
+    store: &dyn SessionStore,
     mut req: ChatRequest,
     tenant: &Tenant,
 ) -> Result<ChatRequest, ChatError> {
@@ -278,13 +236,7 @@ pub async fn with_chain(
         return Ok(req);
     };
     if let Some(previous) = turn.previous.as_deref() {
-        let point = ChainPoint::find(
-            sessions.store().as_ref(),
-            tenant,
-            Some(previous),
-            &req.model,
-        )
-        .await?;
+        let point = ChainPoint::find(store, tenant, Some(previous), &req.model).await?;
         on_chain(&mut req, &point.history, turn.instructions);
     }
     Ok(req)

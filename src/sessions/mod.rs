@@ -25,6 +25,7 @@
 //! Sessions idle past the configured TTL read as absent everywhere before they are purged.
 
 mod chains;
+mod mapping;
 mod postgres;
 mod record;
 mod service;

@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
 use crate::chat::message_json::parse_message;
 use crate::chat::types::{ContentPart, FinishReason, ImageDetail, Message, Role, ToolCall, Usage};
 
-use super::store::ResponseOutcome;
-
 /// A body that cannot be written or read; the store reports it as a backend failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -240,9 +238,8 @@ enum StoredFinish {
     ContentFilter,
 }
 
-/// The `outcome` column of a stored response.
-pub fn encode_outcome(outcome: &ResponseOutcome) -> Result<String> {
-    let ResponseOutcome { usage, finish } = outcome;
+/// The `outcome` column of a stored response: how its turn ended and what it used.
+pub fn encode_outcome(usage: &Usage, finish: FinishReason) -> Result<String> {
     let Usage {
         prompt_tokens,
         completion_tokens,
@@ -269,7 +266,7 @@ pub fn encode_outcome(outcome: &ResponseOutcome) -> Result<String> {
 }
 
 /// A stored `outcome` column back.
-pub fn decode_outcome(text: &str) -> Result<ResponseOutcome> {
+pub fn decode_outcome(text: &str) -> Result<(Usage, FinishReason)> {
     let StoredOutcome {
         record,
         finish,
@@ -286,22 +283,21 @@ pub fn decode_outcome(text: &str) -> Result<ResponseOutcome> {
              {RECORD_VERSION}"
         )));
     }
-    Ok(ResponseOutcome {
-        usage: Usage {
-            prompt_tokens: input_tokens,
-            completion_tokens: output_tokens,
-            cached_tokens,
-            reasoning_tokens,
-            estimated,
-            cost_usd,
-        },
-        finish: match finish {
-            StoredFinish::Stop => FinishReason::Stop,
-            StoredFinish::Length => FinishReason::Length,
-            StoredFinish::ToolCalls => FinishReason::ToolCalls,
-            StoredFinish::ContentFilter => FinishReason::ContentFilter,
-        },
-    })
+    let usage = Usage {
+        prompt_tokens: input_tokens,
+        completion_tokens: output_tokens,
+        cached_tokens,
+        reasoning_tokens,
+        estimated,
+        cost_usd,
+    };
+    let finish = match finish {
+        StoredFinish::Stop => FinishReason::Stop,
+        StoredFinish::Length => FinishReason::Length,
+        StoredFinish::ToolCalls => FinishReason::ToolCalls,
+        StoredFinish::ContentFilter => FinishReason::ContentFilter,
+    };
+    Ok((usage, finish))
 }
 
 #[cfg(test)]
@@ -371,23 +367,23 @@ mod tests {
 
     #[test]
     fn outcomes_round_trip() {
-        let outcome = ResponseOutcome {
-            usage: Usage {
-                prompt_tokens: 12,
-                completion_tokens: 5,
-                cached_tokens: 3,
-                reasoning_tokens: 2,
-                estimated: true,
-                cost_usd: 0.25,
-            },
-            finish: FinishReason::Length,
+        let usage = Usage {
+            prompt_tokens: 12,
+            completion_tokens: 5,
+            cached_tokens: 3,
+            reasoning_tokens: 2,
+            estimated: true,
+            cost_usd: 0.25,
         };
-        let text = encode_outcome(&outcome).unwrap();
+        let text = encode_outcome(&usage, FinishReason::Length).unwrap();
         assert!(
             text.starts_with(r#"{"record":1,"finish":"length""#),
             "{text}"
         );
-        assert_eq!(decode_outcome(&text).unwrap(), outcome);
+        assert_eq!(
+            decode_outcome(&text).unwrap(),
+            (usage, FinishReason::Length)
+        );
         assert!(decode_outcome(r#"{"record":2,"finish":"stop"}"#).is_err());
     }
 

@@ -21,10 +21,12 @@ use futures::StreamExt;
 
 use crate::chat::backend::Accumulator;
 use crate::chat::models::ModelInfo;
-use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, ContentPart, Message, Role};
+use crate::chat::types::{ChatEvent, ChatRequest, Message, Role};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext, Tenant};
 use crate::claude::limit::WaitQueue;
 
+use super::chains::{ResponseApi, ResponseRecord};
+use super::mapping::{not_found, reply_message, store_error, valid_id};
 use super::store::{
     NewSession, Page, PageRequest, Session, SessionStore, SessionSummary, StoreError,
 };
@@ -53,30 +55,6 @@ pub struct Sessions {
     queue: Arc<WaitQueue>,
 }
 
-fn not_found(id: &str) -> ChatError {
-    ChatError::SessionNotFound {
-        message: format!("No session `{id}` (it never existed, was deleted, or expired)."),
-    }
-}
-
-pub(super) fn store_error(id: &str, err: StoreError) -> ChatError {
-    match err {
-        StoreError::NotFound(_) => not_found(id),
-        StoreError::AlreadyExists(_) => ChatError::invalid_with_code(
-            format!("A session `{id}` already exists."),
-            "id",
-            "session_exists",
-        ),
-        StoreError::Conflict { expected, actual } => ChatError::SessionConflict {
-            message: format!(
-                "Another turn changed session `{id}` first (its history had {actual} messages, \
-                 this turn was computed on {expected}); nothing was stored. Send it again."
-            ),
-        },
-        StoreError::Backend(message) => ChatError::internal(format!("session store: {message}")),
-    }
-}
-
 impl Sessions {
     /// Sessions whose turn waits count as queued work in `queue` (the engine's).
     pub fn with_queue(store: Arc<dyn SessionStore>, queue: Arc<WaitQueue>) -> Arc<Self> {
@@ -103,10 +81,6 @@ impl Sessions {
         self.queue
             .wait("the session's previous turn to end", lock.lock_owned())
             .await
-    }
-
-    pub(super) fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.store
     }
 
     fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -203,14 +177,6 @@ impl SessionApi for Sessions {
     }
 }
 
-pub(super) fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
 /// The engine with sessions: requests carrying a `session_id` run on the stored history.
 pub struct SessionBackend {
     inner: Arc<dyn ChatBackend>,
@@ -231,7 +197,7 @@ impl ChatBackend for SessionBackend {
         mut ctx: RequestContext,
     ) -> Result<ChatStream, ChatError> {
         if req.response.is_some() {
-            return super::chains::response_turn(&self.sessions, &self.inner, req, ctx).await;
+            return super::chains::response_turn(&self.sessions.store, &self.inner, req, ctx).await;
         }
         let Some(id) = req.session_id.clone() else {
             return self.inner.stream(req, ctx).await;
@@ -293,7 +259,7 @@ impl ChatBackend for SessionBackend {
         req: ChatRequest,
         ctx: RequestContext,
     ) -> Result<u64, ChatError> {
-        let req = super::chains::with_chain(&self.sessions, req, &ctx.tenant).await?;
+        let req = super::chains::with_chain(self.sessions.store.as_ref(), req, &ctx.tenant).await?;
         let req = match req.session_id.clone() {
             Some(id) => with_history(req, &self.sessions.get(&ctx.tenant, &id).await?)?,
             None => req,
@@ -337,16 +303,44 @@ fn with_history(mut req: ChatRequest, session: &Session) -> Result<ChatRequest, 
     Ok(req)
 }
 
-/// Choice 0 of what was streamed, as the assistant message to store.
-pub(super) fn reply_message(acc: Accumulator, meta: &CompletionMeta) -> Message {
-    let completion = acc.finish(meta.clone());
-    let choice = completion.choices.into_iter().next();
-    let (content, tool_calls) = choice.map_or((None, Vec::new()), |c| (c.content, c.tool_calls));
-    Message {
-        role: Role::Assistant,
-        content: content.into_iter().map(ContentPart::Text).collect(),
-        name: None,
-        tool_calls,
-        tool_call_id: None,
+#[async_trait::async_trait]
+impl ResponseApi for Sessions {
+    async fn get_response(&self, tenant: &Tenant, id: &str) -> Result<ResponseRecord, ChatError> {
+        let stored = self
+            .store
+            .get_response(tenant, id)
+            .await
+            .map_err(|e| store_error(id, e))?
+            .ok_or_else(|| ChatError::response_not_found(id, None))?;
+        let mut history = stored.history;
+        let reply = history.pop().unwrap_or_else(|| Message {
+            role: Role::Assistant,
+            content: Vec::new(),
+            name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        });
+        let input = history.split_off(stored.input_start.min(history.len()));
+        Ok(ResponseRecord {
+            id: stored.id,
+            created_at: stored.created_at,
+            document: stored.document,
+            input,
+            reply,
+            usage: stored.outcome.usage,
+            finish: stored.outcome.finish,
+        })
+    }
+
+    async fn delete_response(&self, tenant: &Tenant, id: &str) -> Result<(), ChatError> {
+        match self
+            .store
+            .delete_response(tenant, id)
+            .await
+            .map_err(|e| store_error(id, e))?
+        {
+            true => Ok(()),
+            false => Err(ChatError::response_not_found(id, None)),
+        }
     }
 }

@@ -434,7 +434,10 @@ impl ResponseRow {
         Ok(StoredResponse {
             at_tip: self.len == self.session_len,
             input_start: from_db(self.input_start)?,
-            outcome: record::decode_outcome(&self.outcome)?,
+            outcome: {
+                let (usage, finish) = record::decode_outcome(&self.outcome)?;
+                ResponseOutcome { usage, finish }
+            },
             id: self.id,
             session: self.session_id,
             session_created_at: secs(self.session_created_ms),
@@ -447,7 +450,7 @@ impl ResponseRow {
 
 /// The `outcome` column of a response.
 pub fn outcome_text(outcome: &ResponseOutcome) -> Result<String> {
-    Ok(record::encode_outcome(outcome)?)
+    Ok(record::encode_outcome(&outcome.usage, outcome.finish)?)
 }
 
 /// The session `create` made: what it was given, stamped `now_ms`.
