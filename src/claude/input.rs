@@ -150,6 +150,10 @@ fn block_json(block: &Block) -> Value {
             "type": "image",
             "source": {"type": "url", "url": url},
         }),
+        Block::Thinking {
+            thinking,
+            signature,
+        } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
         Block::ToolUse { id, name, input } => json!({
             "type": "tool_use", "id": id, "name": cli_tool_name(name), "input": input,
         }),

@@ -63,6 +63,11 @@ enum StoredPart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<StoredDetail>,
     },
+    /// Added after version 1 shipped; records without it read as before.
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +108,13 @@ impl From<&Message> for StoredMessage {
                 .iter()
                 .map(|part| match part {
                     ContentPart::Text(text) => StoredPart::Text { text: text.clone() },
+                    ContentPart::Thinking {
+                        thinking,
+                        signature,
+                    } => StoredPart::Thinking {
+                        thinking: thinking.clone(),
+                        signature: signature.clone(),
+                    },
                     ContentPart::ImageUrl { url, detail } => StoredPart::Image {
                         url: url.clone(),
                         detail: match detail {
@@ -157,6 +169,13 @@ impl From<StoredMessage> for Message {
                 .into_iter()
                 .map(|part| match part {
                     StoredPart::Text { text } => ContentPart::Text(text),
+                    StoredPart::Thinking {
+                        thinking,
+                        signature,
+                    } => ContentPart::Thinking {
+                        thinking,
+                        signature,
+                    },
                     StoredPart::Image { url, detail } => ContentPart::ImageUrl {
                         url,
                         detail: match detail {
@@ -277,6 +296,35 @@ mod tests {
         }
         let old = r#"{"role":"user","content":[{"type":"text","text":"Hi"}]}"#;
         assert_eq!(decode(old, 0).unwrap(), Message::text(Role::User, "Hi"));
+    }
+
+    #[test]
+    fn an_assistant_turn_keeps_its_thinking_and_its_signature() {
+        let m = Message {
+            role: Role::Assistant,
+            content: vec![
+                ContentPart::Thinking {
+                    thinking: "Let me think.".into(),
+                    signature: "sig_1".into(),
+                },
+                ContentPart::Text("Hello".into()),
+            ],
+            name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        };
+        let body = encode(&m).unwrap();
+        assert!(
+            body.contains(r#"{"type":"thinking","thinking":"Let me think.","signature":"sig_1"}"#),
+            "{body}"
+        );
+        assert_eq!(decode(&body, 0).unwrap(), m);
+        // A version-1 record written before thinking was kept reads as it did.
+        let old = r#"{"record":1,"role":"assistant","content":[{"type":"text","text":"Hi"}]}"#;
+        assert_eq!(
+            decode(old, 0).unwrap(),
+            Message::text(Role::Assistant, "Hi")
+        );
     }
 
     #[test]

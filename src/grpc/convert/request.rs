@@ -188,6 +188,13 @@ pub fn message(i: usize, m: pb::ChatMessage) -> Result<d::Message, ChatError> {
         .filter_map(|p| p.part)
         .map(|part| match part {
             pb::content_part::Part::Text(t) => d::ContentPart::Text(t),
+            pb::content_part::Part::Thinking(pb::Thinking {
+                thinking,
+                signature,
+            }) => d::ContentPart::Thinking {
+                thinking,
+                signature,
+            },
             pb::content_part::Part::ImageUrl(pb::ImageUrl { url, detail }) => {
                 d::ContentPart::ImageUrl {
                     url,
@@ -364,6 +371,13 @@ pub fn message_to_pb(m: d::Message) -> pb::ChatMessage {
             .map(|p| pb::ContentPart {
                 part: Some(match p {
                     d::ContentPart::Text(t) => pb::content_part::Part::Text(t),
+                    d::ContentPart::Thinking {
+                        thinking,
+                        signature,
+                    } => pb::content_part::Part::Thinking(pb::Thinking {
+                        thinking,
+                        signature,
+                    }),
                     d::ContentPart::ImageUrl { url, detail } => {
                         pb::content_part::Part::ImageUrl(pb::ImageUrl {
                             url,

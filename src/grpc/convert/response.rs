@@ -198,6 +198,17 @@ pub fn event_to_pb(
             };
             (vec![choice(index, delta, None)], None)
         }
+        d::ChatEvent::Reasoning { index, delta } => {
+            let part = match delta {
+                d::ReasoningDelta::Text(t) => pb::reasoning_delta::Part::Text(t),
+                d::ReasoningDelta::Signature(s) => pb::reasoning_delta::Part::Signature(s),
+            };
+            let delta = pb::Delta {
+                reasoning: Some(pb::ReasoningDelta { part: Some(part) }),
+                ..Default::default()
+            };
+            (vec![choice(index, delta, None)], None)
+        }
         d::ChatEvent::Finish { index, reason } => (
             vec![choice(index, pb::Delta::default(), Some(reason))],
             None,
@@ -239,9 +250,17 @@ pub fn events_from_pb(msg: pb::StreamChatCompletionResponse) -> Vec<d::ChatEvent
             role,
             content,
             tool_calls,
+            reasoning,
         } = delta.unwrap_or_default();
         if role == pb::Role::Assistant as i32 {
             events.push(d::ChatEvent::Role { index });
+        }
+        if let Some(pb::ReasoningDelta { part: Some(part) }) = reasoning {
+            let delta = match part {
+                pb::reasoning_delta::Part::Text(t) => d::ReasoningDelta::Text(t),
+                pb::reasoning_delta::Part::Signature(s) => d::ReasoningDelta::Signature(s),
+            };
+            events.push(d::ChatEvent::Reasoning { index, delta });
         }
         if let Some(text) = content {
             events.push(d::ChatEvent::Text { index, text });

@@ -15,7 +15,9 @@ use crate::chat::types::{
 };
 
 use super::custom::custom_tool;
-use super::input::{push_item, required_string};
+use super::input::{ItemContext, push_item, required_string};
+use super::seal::SealKey;
+use super::stream::ReasoningOptions;
 use super::types::{CreateResponseRequest, KNOWN_UNUSED_FIELDS, STATEFUL_FIELDS};
 
 /// What the response object repeats of the request, as OpenAI's does.
@@ -32,13 +34,18 @@ pub struct Echo {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// The converted request, whether to stream, and the echo.
-#[derive(Debug, Clone, PartialEq)]
+/// The converted request, whether to stream, the echo, and what the answer's reasoning items
+/// must carry.
+#[derive(Debug, Clone)]
 pub struct Converted {
     pub request: ChatRequest,
     pub stream: bool,
     pub echo: Echo,
+    pub reasoning: ReasoningOptions,
 }
+
+/// The `include` value that asks for sealed thinking in reasoning items.
+const ENCRYPTED_REASONING: &str = "reasoning.encrypted_content";
 
 /// Hosted tools OpenAI runs on its own servers; Claude cannot run them here.
 const HOSTED_TOOLS: &[&str] = &[
@@ -58,7 +65,8 @@ const HOSTED_TOOLS: &[&str] = &[
     "tool_search",
 ];
 
-pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError> {
+/// `key` seals (and opens) the thinking of reasoning items.
+pub fn create_request(req: CreateResponseRequest, key: &SealKey) -> Result<Converted, ChatError> {
     let CreateResponseRequest {
         model,
         input,
@@ -120,6 +128,18 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
         .map(|(k, _)| k.clone())
         .collect();
+    // `include` is honoured for sealed reasoning only; any other value is reported.
+    let include: Vec<&str> = extra
+        .get("include")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let encrypted = include.contains(&ENCRYPTED_REASONING);
+    if include.iter().all(|i| *i == ENCRYPTED_REASONING)
+        && extra.get("include").is_some_and(Value::is_array)
+    {
+        other.retain(|o| o != "include");
+    }
     if store == Some(true) {
         other.push("store".into());
     }
@@ -132,8 +152,13 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         None => {}
         Some(Value::String(s)) => messages.push(Message::text(Role::User, s)),
         Some(Value::Array(items)) => {
+            let mut ctx = ItemContext {
+                other: &mut other,
+                key,
+                model: &model,
+            };
             for (i, item) in items.iter().enumerate() {
-                push_item(&mut messages, i, item, &mut other)?;
+                push_item(&mut messages, i, item, &mut ctx)?;
             }
         }
         Some(_) => {
@@ -154,7 +179,12 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         Some(v) => (Some(parse_tool_choice(&v)?), v),
     };
     let (response_format, text_echo) = parse_text(text.as_ref(), &mut other)?;
-    let (reasoning_effort, reasoning_echo) = parse_reasoning(reasoning.as_ref(), &mut other)?;
+    let (reasoning_effort, reasoning_echo, summary) = parse_reasoning(reasoning.as_ref())?;
+    let reasoning = ReasoningOptions {
+        requested: reasoning_effort.is_some() || summary,
+        summary,
+        seal: encrypted.then(|| (key.clone(), model.clone())),
+    };
     let metadata = metadata.unwrap_or_default();
 
     let request = ChatRequest {
@@ -182,6 +212,7 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
     Ok(Converted {
         request,
         stream: stream.unwrap_or(false),
+        reasoning,
         echo: Echo {
             model,
             instructions,
@@ -346,20 +377,30 @@ fn parse_text(
     Ok((parsed, echo))
 }
 
-/// `reasoning.effort` to the domain effort, and the `reasoning` the response echoes.
+/// `reasoning.effort` to the domain effort, the `reasoning` the response echoes, and whether a
+/// summary was asked for (`summary`, or the older `generate_summary`).
 fn parse_reasoning(
     reasoning: Option<&Value>,
-    other: &mut Vec<String>,
-) -> Result<(Option<String>, Option<Value>), ChatError> {
+) -> Result<(Option<String>, Option<Value>, bool), ChatError> {
     let Some(reasoning) = reasoning else {
-        return Ok((None, None));
+        return Ok((None, None, false));
     };
-    if field(reasoning, "summary").is_some() || field(reasoning, "generate_summary").is_some() {
-        other.push("reasoning.summary".into());
-    }
     let effort = string_field(reasoning, "effort", "reasoning")?;
-    let echo = json!({"effort": effort, "summary": null});
-    Ok((effort, Some(echo)))
+    let mut summary = None;
+    for key in ["summary", "generate_summary"] {
+        match string_field(reasoning, key, "reasoning")?.as_deref() {
+            None => {}
+            Some(s @ ("auto" | "concise" | "detailed")) => summary = Some(s.to_string()),
+            Some(other) => {
+                return Err(ChatError::invalid(
+                    format!("`reasoning.{key}` must be auto, concise or detailed; got `{other}`."),
+                    format!("reasoning.{key}"),
+                ));
+            }
+        }
+    }
+    let echo = json!({"effort": effort, "summary": summary});
+    Ok((effort, Some(echo), summary.is_some()))
 }
 
 #[cfg(test)]

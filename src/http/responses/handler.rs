@@ -68,7 +68,8 @@ pub async fn create(
         request,
         stream,
         echo,
-    } = convert::create_request(body)?;
+        reasoning,
+    } = convert::create_request(body, &state.reasoning_key)?;
     let started = tokio::select! {
         started = state.backend.stream(request, ctx) => started.map_err(in_dialect)?,
         () = state.abort.cancelled() => return Err(ApiError(shutting_down())),
@@ -77,7 +78,8 @@ pub async fn create(
     let mut machine = ResponseStream::new(
         initial_response(echo, started.meta.created),
         Box::new(random_id),
-    );
+    )
+    .with_reasoning(reasoning);
     let mut events = started.events;
     if !stream {
         let response = tokio::select! {

@@ -11,5 +11,6 @@ pub mod custom;
 pub mod doc;
 pub mod handler;
 pub mod input;
+pub mod seal;
 pub mod stream;
 pub mod types;

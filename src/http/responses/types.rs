@@ -202,6 +202,7 @@ pub struct OutputTokensDetails {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutputItem {
+    Reasoning(ReasoningItem),
     Message(OutputMessage),
     FunctionCall(FunctionCallItem),
     CustomToolCall(CustomToolCallItem),
@@ -210,6 +211,7 @@ pub enum OutputItem {
 impl OutputItem {
     pub fn id(&self) -> &str {
         match self {
+            OutputItem::Reasoning(r) => &r.id,
             OutputItem::Message(m) => &m.id,
             OutputItem::FunctionCall(f) => &f.id,
             OutputItem::CustomToolCall(c) => &c.id,
@@ -271,6 +273,37 @@ pub struct FunctionCallItem {
     pub status: &'static str,
 }
 
+/// Claude's thinking: its text as the one summary part when `reasoning.summary` asked for it, and
+/// sealed (with its signature) in `encrypted_content` when `include` asked for that.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ReasoningItem {
+    #[schema(example = "rs_0123456789abcdef0123456789abcdef")]
+    pub id: String,
+    pub summary: Vec<SummaryText>,
+    /// Opaque; send the item back in `input` to replay the thinking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted_content: Option<String>,
+}
+
+/// A `summary_text` part of a reasoning item.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SummaryText {
+    /// Always `summary_text`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub kind: &'static str,
+    pub text: String,
+}
+
+impl SummaryText {
+    pub fn new(text: String) -> Self {
+        SummaryText {
+            kind: "summary_text",
+            text,
+        }
+    }
+}
+
 /// A call of a `custom` tool: its free-form `input` (what Claude wrote in the one string field of
 /// the function the tool was offered as).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -305,6 +338,34 @@ pub enum EventPayload {
     InProgress { response: ResponseObject },
     #[serde(rename = "response.output_item.added")]
     OutputItemAdded { output_index: u32, item: OutputItem },
+    #[serde(rename = "response.reasoning_summary_part.added")]
+    ReasoningSummaryPartAdded {
+        item_id: String,
+        output_index: u32,
+        summary_index: u32,
+        part: SummaryText,
+    },
+    #[serde(rename = "response.reasoning_summary_text.delta")]
+    ReasoningSummaryTextDelta {
+        item_id: String,
+        output_index: u32,
+        summary_index: u32,
+        delta: String,
+    },
+    #[serde(rename = "response.reasoning_summary_text.done")]
+    ReasoningSummaryTextDone {
+        item_id: String,
+        output_index: u32,
+        summary_index: u32,
+        text: String,
+    },
+    #[serde(rename = "response.reasoning_summary_part.done")]
+    ReasoningSummaryPartDone {
+        item_id: String,
+        output_index: u32,
+        summary_index: u32,
+        part: SummaryText,
+    },
     #[serde(rename = "response.content_part.added")]
     ContentPartAdded {
         item_id: String,
@@ -379,6 +440,14 @@ impl EventPayload {
             EventPayload::Created { .. } => "response.created",
             EventPayload::InProgress { .. } => "response.in_progress",
             EventPayload::OutputItemAdded { .. } => "response.output_item.added",
+            EventPayload::ReasoningSummaryPartAdded { .. } => {
+                "response.reasoning_summary_part.added"
+            }
+            EventPayload::ReasoningSummaryTextDelta { .. } => {
+                "response.reasoning_summary_text.delta"
+            }
+            EventPayload::ReasoningSummaryTextDone { .. } => "response.reasoning_summary_text.done",
+            EventPayload::ReasoningSummaryPartDone { .. } => "response.reasoning_summary_part.done",
             EventPayload::ContentPartAdded { .. } => "response.content_part.added",
             EventPayload::OutputTextDelta { .. } => "response.output_text.delta",
             EventPayload::OutputTextDone { .. } => "response.output_text.done",
