@@ -102,6 +102,32 @@ async fn python_responses_inner() {
         "{offered:#}"
     );
 
+    // A reasoning item sent back in a tool loop: the gateway writes Claude's signed thinking
+    // block first in the replayed assistant line (tests/http_fake_cli/responses.rs sees it on
+    // the CLI's stdin), but the real CLI 2.1.330 leaves thinking blocks of replayed assistant
+    // lines out of its API request; the turn itself is replayed whole. This assertion is the
+    // README's documented limitation: when a CLI version forwards them, it fails and the README
+    // row changes.
+    let tool_loop: Vec<&Value> = with_marker(&requests, "#resp-think-tool")
+        .into_iter()
+        .filter(|r| !blocks(r, "user", "tool_result").is_empty())
+        .collect();
+    assert_eq!(tool_loop.len(), 1, "{requests:#?}");
+    let req = tool_loop[0];
+    assert_eq!(blocks(req, "assistant", "tool_use").len(), 1, "{req:#}");
+    assert_eq!(blocks(req, "user", "tool_result").len(), 1, "{req:#}");
+    assert!(
+        blocks(req, "assistant", "thinking").is_empty(),
+        "the CLI now forwards replayed thinking: update README's reasoning rows: {req:#}"
+    );
+    // The first request asked for thinking the CLI's way (adaptive, with the effort).
+    let first = with_marker(&requests, "#resp-think-tool")
+        .into_iter()
+        .find(|r| blocks(r, "user", "tool_result").is_empty())
+        .unwrap();
+    assert_eq!(first["thinking"]["type"], "adaptive", "{first:#}");
+    assert_eq!(first["output_config"]["effort"], "medium", "{first:#}");
+
     // The image is an image block; the JSON schema is the StructuredOutput tool's.
     let image = with_marker(&requests, "#resp-image");
     assert!(

@@ -53,6 +53,10 @@ fn schema_of(kind: &str) -> &'static str {
         "response.content_part.done" => "ResponseContentPartDoneEvent",
         "response.function_call_arguments.delta" => "ResponseFunctionCallArgumentsDeltaEvent",
         "response.function_call_arguments.done" => "ResponseFunctionCallArgumentsDoneEvent",
+        "response.reasoning_summary_part.added" => "ResponseReasoningSummaryPartAddedEvent",
+        "response.reasoning_summary_text.delta" => "ResponseReasoningSummaryTextDeltaEvent",
+        "response.reasoning_summary_text.done" => "ResponseReasoningSummaryTextDoneEvent",
+        "response.reasoning_summary_part.done" => "ResponseReasoningSummaryPartDoneEvent",
         "response.output_item.done" => "ResponseOutputItemDoneEvent",
         "response.completed" => "ResponseCompletedEvent",
         "response.incomplete" => "ResponseIncompleteEvent",
@@ -498,6 +502,89 @@ pub(crate) async fn custom_tool_items_replay_as_tool_use_and_tool_result() {
         assert_eq!(results[0]["tool_use_id"], "call_c1");
         assert!(
             results[0]["content"].to_string().contains("a.txt b.txt"),
+            "{run}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn thinking_is_a_reasoning_item_and_its_sealed_form_replays_natively() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = responses(&fake);
+        let question = json!({"role": "user", "content": "RESPTHINK hi [[thinking]]"});
+        let body = json!({"model": "gpt-4o", "input": [question], "stream": true,
+            "reasoning": {"effort": "high", "summary": "concise"},
+            "include": ["reasoning.encrypted_content"]});
+        let (status, headers, events, raw) = post_stream(&url, &body).await;
+        assert_eq!(status, 200, "{raw}");
+        assert!(headers.get("x-ignored-params").is_none(), "{headers:?}");
+        let kinds = assert_well_formed(&events);
+        assert_eq!(
+            kinds[2..4],
+            [
+                "response.output_item.added",
+                "response.reasoning_summary_part.added"
+            ]
+        );
+        let thought = "Let me think about this. I will answer briefly.";
+        let summary: String = events
+            .iter()
+            .filter(|e| e.data["type"] == "response.reasoning_summary_text.delta")
+            .map(|e| e.data["delta"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(summary, thought);
+        assert!(!deltas(&events).contains("Let me think"), "{raw}");
+        let done = &events.last().unwrap().data["response"];
+        let item = &done["output"][0];
+        assert_eq!(item["type"], "reasoning");
+        assert_eq!(item["summary"][0]["text"], thought);
+        assert!(item["encrypted_content"].is_string(), "{item}");
+        assert_eq!(done["output"][1]["type"], "message");
+        // The effort reached the CLI.
+        let run = run_with(&fake, "RESPTHINK hi").expect("the run");
+        assert!(run["argv"].to_string().contains("high"), "{run}");
+
+        // Sent back (stateless), the item is Claude's signed thinking block again.
+        let history = json!([question, item, done["output"][1],
+            {"role": "user", "content": "RESPTHINK2 more"}]);
+        let (status, _, r) = post_json(&url, &json!({"model": "gpt-4o", "input": history})).await;
+        assert_eq!(status, 200, "{r}");
+        let run = run_with(&fake, "RESPTHINK2").expect("the run");
+        let thinking = stdin_blocks(&run, "assistant", "thinking");
+        assert_eq!(thinking.len(), 1, "{run}");
+        assert_eq!(thinking[0]["thinking"], thought);
+        assert!(
+            thinking[0]["signature"]
+                .as_str()
+                .unwrap()
+                .starts_with("sig_fake_")
+        );
+
+        // Tampered: a 400 naming the item. Without `encrypted_content`: left out, reported.
+        let mut bad = item.clone();
+        bad["encrypted_content"] =
+            json!(format!("{}x", item["encrypted_content"].as_str().unwrap()));
+        let tampered = json!([question, bad, done["output"][1], {"role": "user", "content": "x"}]);
+        let (status, _, answer) =
+            post_json(&url, &json!({"model": "gpt-4o", "input": tampered})).await;
+        assert_error(
+            (status, &answer),
+            400,
+            Some("input[1].encrypted_content"),
+            Some("invalid_encrypted_content"),
+        );
+        let mut plain = item.clone();
+        plain.as_object_mut().unwrap().remove("encrypted_content");
+        let body = json!({"model": "gpt-4o", "input": [question, plain, done["output"][1],
+            {"role": "user", "content": "RESPTHINK3"}]});
+        let (status, headers, r) = post_json(&url, &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(headers["x-ignored-params"], "input.reasoning");
+        let run = run_with(&fake, "RESPTHINK3").expect("the run");
+        assert!(
+            stdin_blocks(&run, "assistant", "thinking").is_empty(),
             "{run}"
         );
     })
