@@ -16,7 +16,7 @@ use super::doc;
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(
     description = "A Responses API request. `null` counts as absent. Parameters Claude cannot \
-        honour (`temperature`, `top_p`, `user`, `truncation`, `include`, `prompt_cache_key`, …) \
+        honour (`temperature`, `top_p`, `user`, `truncation`, `prompt_cache_key`, …) \
         are accepted and listed in the `x-ignored-params` response header, or refused with a 400 \
         under `--strict-params`. Stored state (`previous_response_id`, `conversation`, \
         `background`) is refused with a 400; responses are not stored yet.",
@@ -62,7 +62,8 @@ pub struct CreateResponseRequest {
     #[serde(default)]
     #[schema(value_type = Option<doc::TextParam>)]
     pub text: Option<Value>,
-    /// `{"effort": "low" | "medium" | "high"}`; `summary` is ignored and reported.
+    /// `{"effort": "low" | "medium" | "high", "summary": "auto" | "concise" | "detailed"}`:
+    /// the CLI's `--effort`, and Claude's thinking as the reasoning items' summary.
     #[serde(default)]
     #[schema(value_type = Option<doc::ReasoningParam>)]
     pub reasoning: Option<Value>,
