@@ -246,7 +246,9 @@ pub fn message_to_json(m: &Message) -> Value {
                     ContentPart::Thinking {
                         thinking,
                         signature,
-                    } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+                        model,
+                    } => json!({"type": "thinking", "thinking": thinking,
+                                "signature": signature, "model": model}),
                 })
                 .collect(),
         ),

@@ -46,6 +46,7 @@ pub enum Block {
     Thinking {
         thinking: String,
         signature: String,
+        model: String,
     },
     /// A call Claude made earlier; `name` is the client's function name.
     ToolUse {
@@ -147,9 +148,11 @@ pub fn split_messages(
                         ContentPart::Thinking {
                             thinking,
                             signature,
+                            model,
                         } => blocks.push(Block::Thinking {
                             thinking,
                             signature,
+                            model,
                         }),
                         ContentPart::ImageUrl { .. } => {
                             return Err(ChatError::invalid(

@@ -104,6 +104,9 @@ pub enum ContentPart {
     Thinking {
         thinking: String,
         signature: String,
+        /// The Claude model that wrote it (empty if unknown): the CLI replays thinking only in
+        /// turns of that same model.
+        model: String,
     },
 }
 
@@ -239,7 +242,12 @@ pub enum ChatEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReasoningDelta {
     Text(String),
-    Signature(String),
+    /// `model`: the Claude model that wrote the block (empty if unknown); a signature is only
+    /// good for that model.
+    Signature {
+        signature: String,
+        model: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

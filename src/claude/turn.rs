@@ -78,6 +78,8 @@ pub struct TurnState {
     /// Thinking that came before a withheld answer began; it goes out when the answer does,
     /// so thinking alone does not commit a JSON or required-tool answer.
     held_reasoning: Vec<ReasoningDelta>,
+    /// The model of the API message being streamed (its `message_start`).
+    model: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -107,6 +109,7 @@ impl TurnState {
             emitted: String::new(),
             last_retry: None,
             held_reasoning: Vec::new(),
+            model: None,
         }
     }
 
@@ -178,6 +181,9 @@ impl TurnState {
         match event {
             StreamEvent::MessageStart { message } => {
                 self.blocks.clear();
+                if message.model.is_some() {
+                    self.model.clone_from(&message.model);
+                }
                 if let Some(usage) = message.usage {
                     self.stream_usage.input += usage.input_tokens.unwrap_or(0);
                     self.stream_usage.cache_read += usage.cache_read_input_tokens.unwrap_or(0);
@@ -203,7 +209,8 @@ impl TurnState {
                     self.on_reasoning(ReasoningDelta::Text(thinking), out);
                 }
                 BlockDelta::SignatureDelta { signature } if !signature.is_empty() => {
-                    self.on_reasoning(ReasoningDelta::Signature(signature), out);
+                    let model = self.model.clone().unwrap_or_default();
+                    self.on_reasoning(ReasoningDelta::Signature { signature, model }, out);
                 }
                 BlockDelta::TextDelta { .. }
                 | BlockDelta::ThinkingDelta { .. }

@@ -401,12 +401,13 @@ fn a_real_thinking_block_streams_its_text_then_its_signature_before_the_answer()
         .iter()
         .filter_map(|d| match d {
             ReasoningDelta::Text(t) => Some(t.as_str()),
-            ReasoningDelta::Signature(_) => None,
+            ReasoningDelta::Signature { .. } => None,
         })
         .collect();
     assert_eq!(thinking, "The user greets me. I should greet back briefly.");
     assert!(
-        matches!(reasoning.last(), Some(ReasoningDelta::Signature(s)) if s.starts_with("sig_mock_")),
+        matches!(reasoning.last(), Some(ReasoningDelta::Signature { signature, model })
+            if signature.starts_with("sig_mock_") && model.starts_with("claude-")),
         "{reasoning:?}"
     );
     // The thinking comes before the text, and is never part of it.
@@ -441,7 +442,10 @@ fn thinking_before_a_withheld_json_answer_waits_for_it() {
         out[1..3],
         [
             TurnOutput::Reasoning(ReasoningDelta::Text("Hmm.".into())),
-            TurnOutput::Reasoning(ReasoningDelta::Signature("sig_1".into())),
+            TurnOutput::Reasoning(ReasoningDelta::Signature {
+                signature: "sig_1".into(),
+                model: String::new(),
+            }),
         ]
     );
     assert_eq!(text_of(&out), "{\"age\":3}");

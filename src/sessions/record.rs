@@ -67,6 +67,8 @@ enum StoredPart {
     Thinking {
         thinking: String,
         signature: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        model: String,
     },
 }
 
@@ -111,9 +113,11 @@ impl From<&Message> for StoredMessage {
                     ContentPart::Thinking {
                         thinking,
                         signature,
+                        model,
                     } => StoredPart::Thinking {
                         thinking: thinking.clone(),
                         signature: signature.clone(),
+                        model: model.clone(),
                     },
                     ContentPart::ImageUrl { url, detail } => StoredPart::Image {
                         url: url.clone(),
@@ -172,9 +176,11 @@ impl From<StoredMessage> for Message {
                     StoredPart::Thinking {
                         thinking,
                         signature,
+                        model,
                     } => ContentPart::Thinking {
                         thinking,
                         signature,
+                        model,
                     },
                     StoredPart::Image { url, detail } => ContentPart::ImageUrl {
                         url,
@@ -306,6 +312,7 @@ mod tests {
                 ContentPart::Thinking {
                     thinking: "Let me think.".into(),
                     signature: "sig_1".into(),
+                    model: "claude-sonnet-5-5".into(),
                 },
                 ContentPart::Text("Hello".into()),
             ],
@@ -315,7 +322,7 @@ mod tests {
         };
         let body = encode(&m).unwrap();
         assert!(
-            body.contains(r#"{"type":"thinking","thinking":"Let me think.","signature":"sig_1"}"#),
+            body.contains(r#"{"type":"thinking","thinking":"Let me think.","signature":"sig_1","model":"claude-sonnet-5-5"}"#),
             "{body}"
         );
         assert_eq!(decode(&body, 0).unwrap(), m);

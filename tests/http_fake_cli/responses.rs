@@ -554,6 +554,20 @@ pub(crate) async fn thinking_is_a_reasoning_item_and_its_sealed_form_replays_nat
         let run = run_with(&fake, "RESPTHINK2").expect("the run");
         let thinking = stdin_blocks(&run, "assistant", "thinking");
         assert_eq!(thinking.len(), 1, "{run}");
+        // The line names the model that wrote the thinking (the CLI keeps thinking only for
+        // its own model).
+        let line = run["stdin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["type"] == "assistant")
+            .unwrap();
+        assert!(
+            line["message"]["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("claude-")),
+            "{line}"
+        );
         assert_eq!(thinking[0]["thinking"], thought);
         assert!(
             thinking[0]["signature"]

@@ -239,9 +239,15 @@ def test_reasoning_summary_and_encrypted_replay(client: OpenAI) -> None:
     assert accumulated.output[0].summary[0].text == THOUGHT
     assert accumulated.output_text == "You said: #resp-think Hello"
 
-    # An altered item is refused, naming it.
+    # Stateless: the reasoning item goes back with the answer; the thinking is replayed natively
+    # (the fake API's log is checked in tests/responses_sdk.rs).
     history = [question] + [i.model_dump(exclude_none=True) for i in accumulated.output]
     history.append({"role": "user", "content": "#resp-think-again And now?"})
+    second = create_raw(client, model=MODEL, input=history,
+                        include=["reasoning.encrypted_content"], store=False)
+    assert second.output_text == "You said: #resp-think-again And now?", second
+
+    # An altered item is refused, naming it.
     history[1] = dict(history[1], encrypted_content=sealed[:-6] + "AAAAAA")
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model=MODEL, input=history)

@@ -40,6 +40,7 @@ mod tests {
                     content: vec![d::ContentPart::Thinking {
                         thinking: "Let me think.".into(),
                         signature: "sig_1".into(),
+                        model: "claude-sonnet-5-5".into(),
                     }],
                     name: None,
                     tool_calls: vec![d::ToolCall {
@@ -103,7 +104,10 @@ mod tests {
             },
             d::ChatEvent::Reasoning {
                 index: 0,
-                delta: d::ReasoningDelta::Signature("sig_1".into()),
+                delta: d::ReasoningDelta::Signature {
+                    signature: "sig_1".into(),
+                    model: "claude-sonnet-5-5".into(),
+                },
             },
             d::ChatEvent::Text {
                 index: 0,

@@ -191,9 +191,11 @@ pub fn message(i: usize, m: pb::ChatMessage) -> Result<d::Message, ChatError> {
             pb::content_part::Part::Thinking(pb::Thinking {
                 thinking,
                 signature,
+                model,
             }) => d::ContentPart::Thinking {
                 thinking,
                 signature,
+                model,
             },
             pb::content_part::Part::ImageUrl(pb::ImageUrl { url, detail }) => {
                 d::ContentPart::ImageUrl {
@@ -374,9 +376,11 @@ pub fn message_to_pb(m: d::Message) -> pb::ChatMessage {
                     d::ContentPart::Thinking {
                         thinking,
                         signature,
+                        model,
                     } => pb::content_part::Part::Thinking(pb::Thinking {
                         thinking,
                         signature,
+                        model,
                     }),
                     d::ContentPart::ImageUrl { url, detail } => {
                         pb::content_part::Part::ImageUrl(pb::ImageUrl {

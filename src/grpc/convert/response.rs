@@ -199,12 +199,17 @@ pub fn event_to_pb(
             (vec![choice(index, delta, None)], None)
         }
         d::ChatEvent::Reasoning { index, delta } => {
-            let part = match delta {
-                d::ReasoningDelta::Text(t) => pb::reasoning_delta::Part::Text(t),
-                d::ReasoningDelta::Signature(s) => pb::reasoning_delta::Part::Signature(s),
+            let (part, model) = match delta {
+                d::ReasoningDelta::Text(t) => (pb::reasoning_delta::Part::Text(t), String::new()),
+                d::ReasoningDelta::Signature { signature, model } => {
+                    (pb::reasoning_delta::Part::Signature(signature), model)
+                }
             };
             let delta = pb::Delta {
-                reasoning: Some(pb::ReasoningDelta { part: Some(part) }),
+                reasoning: Some(pb::ReasoningDelta {
+                    part: Some(part),
+                    model,
+                }),
                 ..Default::default()
             };
             (vec![choice(index, delta, None)], None)
@@ -255,10 +260,16 @@ pub fn events_from_pb(msg: pb::StreamChatCompletionResponse) -> Vec<d::ChatEvent
         if role == pb::Role::Assistant as i32 {
             events.push(d::ChatEvent::Role { index });
         }
-        if let Some(pb::ReasoningDelta { part: Some(part) }) = reasoning {
+        if let Some(pb::ReasoningDelta {
+            part: Some(part),
+            model,
+        }) = reasoning
+        {
             let delta = match part {
                 pb::reasoning_delta::Part::Text(t) => d::ReasoningDelta::Text(t),
-                pb::reasoning_delta::Part::Signature(s) => d::ReasoningDelta::Signature(s),
+                pb::reasoning_delta::Part::Signature(signature) => {
+                    d::ReasoningDelta::Signature { signature, model }
+                }
             };
             events.push(d::ChatEvent::Reasoning { index, delta });
         }

@@ -155,7 +155,6 @@ pub fn create_request(req: CreateResponseRequest, key: &SealKey) -> Result<Conve
             let mut ctx = ItemContext {
                 other: &mut other,
                 key,
-                model: &model,
             };
             for (i, item) in items.iter().enumerate() {
                 push_item(&mut messages, i, item, &mut ctx)?;
@@ -183,7 +182,7 @@ pub fn create_request(req: CreateResponseRequest, key: &SealKey) -> Result<Conve
     let reasoning = ReasoningOptions {
         requested: reasoning_effort.is_some() || summary,
         summary,
-        seal: encrypted.then(|| (key.clone(), model.clone())),
+        seal: encrypted.then(|| key.clone()),
     };
     let metadata = metadata.unwrap_or_default();
 

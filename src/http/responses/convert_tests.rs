@@ -237,13 +237,12 @@ fn sealed_reasoning_items_replay_as_thinking_at_the_start_of_their_turn() {
     };
     let body = json!({"model": "gpt-4o", "include": ["reasoning.encrypted_content"], "input": [
         {"role": "user", "content": "Weather?"},
-        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": sealed("gpt-4o", "s1")},
-        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": sealed("gpt-4o", "s2")},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": sealed("claude-a", "s1")},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": sealed("claude-a", "s2")},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c1", "output": "Sunny"},
         {"type": "reasoning", "id": "rs_3", "summary": [{"type": "summary_text", "text": "x"}]},
-        {"type": "reasoning", "id": "rs_4", "summary": [], "encrypted_content": sealed("other-model", "s4")},
         {"role": "user", "content": "Thanks"}]});
     let c = convert(&body.to_string()).unwrap();
     let turn = &c.request.messages[1];
@@ -253,19 +252,21 @@ fn sealed_reasoning_items_replay_as_thinking_at_the_start_of_their_turn() {
         vec![
             ContentPart::Thinking {
                 thinking: "thought s1".into(),
-                signature: "s1".into()
+                signature: "s1".into(),
+                model: "claude-a".into()
             },
             ContentPart::Thinking {
                 thinking: "thought s2".into(),
-                signature: "s2".into()
+                signature: "s2".into(),
+                model: "claude-a".into()
             },
             ContentPart::Text("Checking.".into()),
         ]
     );
     assert_eq!(turn.tool_calls[0].id, "c1");
     assert_eq!(c.request.messages.len(), 4, "{:?}", c.request.messages);
-    // Items without sealed content, or sealed for another model, are left out and reported;
-    // `include` is honoured, so it is not.
+    // Items without sealed content are left out and reported; `include` is honoured, so it
+    // is not.
     assert_eq!(c.request.sampling.other, vec!["input.reasoning"]);
     assert!(c.reasoning.seal.is_some());
     assert!(

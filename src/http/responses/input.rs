@@ -20,8 +20,6 @@ pub struct ItemContext<'a> {
     pub other: &'a mut Vec<String>,
     /// The key reasoning items' `encrypted_content` was sealed with.
     pub key: &'a SealKey,
-    /// The model the client asked for.
-    pub model: &'a str,
 }
 
 /// Appends the domain message(s) of input item `i`.
@@ -131,10 +129,10 @@ pub fn push_item(
     Ok(())
 }
 
-/// A reasoning item this gateway sealed becomes Claude's thinking block, at the start of the
-/// assistant turn the items after it make. One without `encrypted_content` (a summary only, or
-/// an OpenAI model's) cannot be rebuilt into a thinking block and is left out (reported as
-/// `input.reasoning`), as is one sealed for another model; one that does not open is refused.
+/// A reasoning item this gateway sealed becomes Claude's thinking block (with the model that
+/// wrote it), at the start of the assistant turn the items after it make. One without
+/// `encrypted_content` (a summary only, or an OpenAI model's) cannot be rebuilt into a thinking
+/// block and is left out (reported as `input.reasoning`); one that does not open is refused.
 fn reasoning(
     messages: &mut Vec<Message>,
     item: &Value,
@@ -166,13 +164,10 @@ fn reasoning(
             "invalid_encrypted_content",
         )
     })?;
-    if opened.model != ctx.model {
-        ignore_reasoning(ctx);
-        return Ok(());
-    }
     let part = ContentPart::Thinking {
         thinking: opened.thinking,
         signature: opened.signature,
+        model: opened.model,
     };
     match messages.last_mut() {
         Some(last) if only_thinking(last) => last.content.push(part),

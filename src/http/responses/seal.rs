@@ -24,7 +24,7 @@ const KEY_LEN: usize = 32;
 pub struct SealedThinking {
     pub thinking: String,
     pub signature: String,
-    /// The model the client asked for when Claude thought this.
+    /// The Claude model that wrote it (its signature is only good for that model).
     pub model: String,
 }
 
@@ -124,7 +124,7 @@ mod tests {
         SealedThinking {
             thinking: "Let me think about this.".into(),
             signature: "sig_fake_1".into(),
-            model: "gpt-4o".into(),
+            model: "claude-sonnet-5-5".into(),
         }
     }
 

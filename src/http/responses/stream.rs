@@ -28,10 +28,11 @@ pub fn random_id(prefix: &str) -> String {
 
 /// The item being streamed now.
 enum Open {
-    /// A thinking block: its text so far, and its signature once the block is complete.
+    /// A thinking block: its text so far, and its signature (with the model that wrote it)
+    /// once the block is complete.
     Reasoning {
         thinking: String,
-        signature: Option<String>,
+        signature: Option<(String, String)>,
     },
     Message {
         text: String,

@@ -19,8 +19,8 @@ pub struct ReasoningOptions {
     pub requested: bool,
     /// `reasoning.summary` was set: the thinking text is the item's summary.
     pub summary: bool,
-    /// `include: ["reasoning.encrypted_content"]`: the key to seal with, and the client's model.
-    pub seal: Option<(SealKey, String)>,
+    /// `include: ["reasoning.encrypted_content"]`: the key to seal with.
+    pub seal: Option<SealKey>,
 }
 
 impl ResponseStream {
@@ -56,8 +56,11 @@ impl ResponseStream {
                     );
                 }
             }
-            ReasoningDelta::Signature(sig) => match &mut self.open {
-                Some(Open::Reasoning { signature, .. }) => *signature = Some(sig),
+            ReasoningDelta::Signature {
+                signature: sig,
+                model,
+            } => match &mut self.open {
+                Some(Open::Reasoning { signature, .. }) => *signature = Some((sig, model)),
                 _ => tracing::warn!("a thinking signature outside a thinking block dropped"),
             },
         }
@@ -136,14 +139,14 @@ impl ResponseStream {
         &self,
         item: &mut ReasoningItem,
         thinking: String,
-        signature: Option<String>,
+        signature: Option<(String, String)>,
     ) {
         item.encrypted_content = match (&self.options.seal, signature) {
-            (Some((key, model)), Some(signature)) if !thinking.is_empty() => {
+            (Some(key), Some((signature, model))) if !thinking.is_empty() => {
                 let sealed = key.seal(&SealedThinking {
                     thinking: thinking.clone(),
                     signature,
-                    model: model.clone(),
+                    model,
                 });
                 if sealed.is_none() {
                     tracing::warn!("reasoning could not be sealed; encrypted_content left out");

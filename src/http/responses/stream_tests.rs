@@ -495,7 +495,10 @@ fn think(t: &str) -> ChatEvent {
 fn signature(s: &str) -> ChatEvent {
     ChatEvent::Reasoning {
         index: 0,
-        delta: ReasoningDelta::Signature(s.into()),
+        delta: ReasoningDelta::Signature {
+            signature: s.into(),
+            model: "claude-sonnet-5-5".into(),
+        },
     }
 }
 
@@ -560,7 +563,7 @@ fn thinking_with_a_summary_then_text() {
     let opened = key().open(sealed).unwrap();
     assert_eq!(opened.thinking, "Let me think about this.");
     assert_eq!(opened.signature, "sig_1");
-    assert_eq!(opened.model, "gpt-4o");
+    assert_eq!(opened.model, "claude-sonnet-5-5", "the model that wrote it");
     let done = &events[15]["response"];
     assert_eq!(done["output"][0]["type"], "reasoning");
     assert_eq!(done["output"][1]["content"][0]["text"], "Hello");
