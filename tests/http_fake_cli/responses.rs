@@ -420,6 +420,34 @@ pub(crate) async fn responses_work_behind_upstream() {
         assert_well_formed(&events);
         assert_eq!(deltas(&events), "w1 w2");
 
+        // Thinking crosses gRPC both ways: the reasoning item and its sealed content come from
+        // the worker's stream, and the sealed item sent back reaches the worker's CLI natively.
+        let question = json!({"role": "user", "content": "RESPUPTHINK [[thinking]]"});
+        let body = json!({"model": "gpt-4o", "input": [question],
+            "reasoning": {"summary": "auto"}, "include": ["reasoning.encrypted_content"]});
+        let (status, _, r) = post_json(&url, &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_valid("Response", &r);
+        let item = &r["output"][0];
+        assert_eq!(item["type"], "reasoning", "{r}");
+        assert_eq!(
+            item["summary"][0]["text"],
+            "Let me think about this. I will answer briefly."
+        );
+        let history = json!([question, item, r["output"][1],
+            {"role": "user", "content": "RESPUPTHINK2"}]);
+        let (status, _, r) = post_json(&url, &json!({"model": "gpt-4o", "input": history})).await;
+        assert_eq!(status, 200, "{r}");
+        let run = run_with(&worker, "RESPUPTHINK2").expect("the worker ran the CLI");
+        let thinking = stdin_blocks(&run, "assistant", "thinking");
+        assert_eq!(thinking.len(), 1, "{run}");
+        assert!(
+            thinking[0]["signature"]
+                .as_str()
+                .unwrap()
+                .starts_with("sig_fake_")
+        );
+
         let body = json!({"model": "gpt-4o", "input": "[[api_error:429]]", "stream": true});
         let (status, _, answer) = post_json(&url, &body).await;
         assert_error((status, &answer), 429, None, Some("rate_limit_exceeded"));
