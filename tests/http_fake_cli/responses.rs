@@ -447,6 +447,19 @@ pub(crate) async fn responses_work_behind_upstream() {
                 .unwrap()
                 .starts_with("sig_fake_")
         );
+        // The model that wrote it crossed gRPC too: the replayed line names it.
+        let line = run["stdin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["type"] == "assistant")
+            .unwrap();
+        assert!(
+            line["message"]["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("claude-")),
+            "{line}"
+        );
 
         let body = json!({"model": "gpt-4o", "input": "[[api_error:429]]", "stream": true});
         let (status, _, answer) = post_json(&url, &body).await;
