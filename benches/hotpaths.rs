@@ -64,6 +64,7 @@ fn line_to_chunks(
             TurnOutput::Started => vec![ChatEvent::Role { index: 0 }],
             TurnOutput::Text(text) => vec![ChatEvent::Text { index: 0, text }],
             TurnOutput::ToolCall(call) => vec![ChatEvent::ToolCall { index: 0, call }],
+            TurnOutput::Reasoning(delta) => vec![ChatEvent::Reasoning { index: 0, delta }],
             TurnOutput::Finished { reason, usage } => vec![
                 ChatEvent::Finish { index: 0, reason },
                 ChatEvent::Usage(usage),

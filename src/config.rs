@@ -149,6 +149,13 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
+    /// A file with the key (64 hex digits: `openssl rand -hex 32`) that seals Claude's thinking
+    /// into the `encrypted_content` of Responses reasoning items. Without it a random key is
+    /// drawn at start, and such items are valid only on this instance until it restarts; give
+    /// every instance behind one address the same file.
+    #[arg(long, env = "REASONING_KEY_FILE")]
+    pub reasoning_key_file: Option<PathBuf>,
+
     /// Whether /health…, /metrics and grpc.health.v1 answer without a key when there are keys.
     /// The docs (/, /openapi.json, /docs, /redoc) and gRPC reflection are always open.
     #[arg(long, env = "PUBLIC_HEALTH", default_value_t = true, num_args = 0..=1,

@@ -139,6 +139,11 @@ pub async fn run(
     let abort = CancellationToken::new();
     // Cancelled the moment shutdown begins: readiness turns false while requests drain.
     let draining = CancellationToken::new();
+    let reasoning_key = match &config.reasoning_key_file {
+        Some(path) => http::responses::seal::SealKey::from_hex_file(path),
+        None => http::responses::seal::SealKey::random(),
+    }
+    .map_err(|e| anyhow::anyhow!(e))?;
     let app = http::router(
         http::AppState {
             backend: services.backend.clone(),
@@ -147,6 +152,7 @@ pub async fn run(
             started,
             abort: abort.clone(),
             draining: draining.clone(),
+            reasoning_key,
         },
         config.max_body_bytes,
         services.access.clone(),

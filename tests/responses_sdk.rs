@@ -102,6 +102,46 @@ async fn python_responses_inner() {
         "{offered:#}"
     );
 
+    // A reasoning item sent back in a tool loop replays Claude's thinking natively: the
+    // thinking block, with the signature the fake API gave it, first in the assistant turn that
+    // holds the tool_use. (The CLI keeps a replayed turn's thinking only when the line names the
+    // model it runs, which the sealed item remembers.)
+    let tool_loop: Vec<&Value> = with_marker(&requests, "#resp-think-tool")
+        .into_iter()
+        .filter(|r| !blocks(r, "user", "tool_result").is_empty())
+        .collect();
+    assert_eq!(tool_loop.len(), 1, "{requests:#?}");
+    let req = tool_loop[0];
+    let thinking = blocks(req, "assistant", "thinking");
+    assert_eq!(thinking.len(), 1, "{req:#}");
+    assert_eq!(thinking[0]["thinking"], "Let me think about this.");
+    assert!(
+        thinking[0]["signature"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sig_fake_")),
+        "{req:#}"
+    );
+    let turn = req["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant" && m["content"].to_string().contains("tool_use"))
+        .unwrap();
+    assert_eq!(turn["content"][0]["type"], "thinking", "{req:#}");
+    // A plain text turn's thinking is replayed the same way.
+    let again = with_marker(&requests, "#resp-think-again");
+    assert_eq!(again.len(), 1, "{again:#?}");
+    let thinking = blocks(again[0], "assistant", "thinking");
+    assert_eq!(thinking.len(), 1, "{:#}", again[0]);
+    assert_eq!(thinking[0]["thinking"], "Let me think about this.");
+    // The first request asked for thinking the CLI's way (adaptive, with the effort).
+    let first = with_marker(&requests, "#resp-think-tool")
+        .into_iter()
+        .find(|r| blocks(r, "user", "tool_result").is_empty())
+        .unwrap();
+    assert_eq!(first["thinking"]["type"], "adaptive", "{first:#}");
+    assert_eq!(first["output_config"]["effort"], "medium", "{first:#}");
+
     // The image is an image block; the JSON schema is the StructuredOutput tool's.
     let image = with_marker(&requests, "#resp-image");
     assert!(

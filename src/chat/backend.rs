@@ -161,6 +161,8 @@ impl Accumulator {
                 }
                 slot.arguments.push_str(&call.arguments);
             }
+            // The chat-completions answer has no place for Claude's thinking.
+            ChatEvent::Reasoning { .. } => {}
             ChatEvent::Finish { index, reason } => {
                 self.choice(index).finish_reason = Some(reason);
             }

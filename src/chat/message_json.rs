@@ -241,6 +241,14 @@ pub fn message_to_json(m: &Message) -> Value {
                         }
                         json!({"type": "image_url", "image_url": image})
                     }
+                    // Not an OpenAI content part; this JSON only counts tokens and shows
+                    // messages, so Claude's own block shape is the honest one.
+                    ContentPart::Thinking {
+                        thinking,
+                        signature,
+                        model,
+                    } => json!({"type": "thinking", "thinking": thinking,
+                                "signature": signature, "model": model}),
                 })
                 .collect(),
         ),

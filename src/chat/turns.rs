@@ -41,6 +41,13 @@ pub enum Block {
         url: String,
         param: String,
     },
+    /// Claude's thinking in an earlier assistant turn, sent back as the API's `thinking` block
+    /// (the API checks the signature).
+    Thinking {
+        thinking: String,
+        signature: String,
+        model: String,
+    },
     /// A call Claude made earlier; `name` is the client's function name.
     ToolUse {
         id: String,
@@ -138,6 +145,15 @@ pub fn split_messages(
                     match part {
                         ContentPart::Text(t) if t.is_empty() => {}
                         ContentPart::Text(t) => blocks.push(Block::Text(t)),
+                        ContentPart::Thinking {
+                            thinking,
+                            signature,
+                            model,
+                        } => blocks.push(Block::Thinking {
+                            thinking,
+                            signature,
+                            model,
+                        }),
                         ContentPart::ImageUrl { .. } => {
                             return Err(ChatError::invalid(
                                 "Assistant messages cannot carry images.",
@@ -222,7 +238,7 @@ fn text_only(message: &Message, param: &str) -> Result<String, ChatError> {
     for part in &message.content {
         match part {
             ContentPart::Text(t) => text.push_str(t),
-            ContentPart::ImageUrl { .. } => {
+            ContentPart::ImageUrl { .. } | ContentPart::Thinking { .. } => {
                 return Err(ChatError::invalid(
                     format!(
                         "`{param}` is a {} message; only text is allowed there.",
@@ -247,6 +263,12 @@ fn user_blocks(
         match part {
             ContentPart::Text(t) if t.is_empty() => {}
             ContentPart::Text(t) => blocks.push(Block::Text(t)),
+            ContentPart::Thinking { .. } => {
+                return Err(ChatError::invalid(
+                    "Only assistant messages can carry Claude's thinking.",
+                    format!("{param}.content[{j}]"),
+                ));
+            }
             ContentPart::ImageUrl { url, .. } => {
                 let part_param = format!("{param}.content[{j}].image_url");
                 *images += 1;

@@ -117,7 +117,19 @@ impl Message {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContentPart {
     Text(String),
-    ImageUrl { url: String, detail: ImageDetail },
+    ImageUrl {
+        url: String,
+        detail: ImageDetail,
+    },
+    /// Claude's thinking in an earlier assistant turn, with the signature the Anthropic API
+    /// checks when it is sent back (only assistant messages carry it; other doors ignore it).
+    Thinking {
+        thinking: String,
+        signature: String,
+        /// The Claude model that wrote it (empty if unknown): the CLI replays thinking only in
+        /// turns of that same model.
+        model: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -239,10 +251,25 @@ pub enum ChatEvent {
     Text { index: u32, text: String },
     /// A piece of a tool call: id and name on its first piece, then argument fragments.
     ToolCall { index: u32, call: ToolCallDelta },
+    /// A piece of Claude's thinking (before the answer it leads to); dialects without a place
+    /// for it ignore it.
+    Reasoning { index: u32, delta: ReasoningDelta },
     /// A choice is complete.
     Finish { index: u32, reason: FinishReason },
     /// Accounting for the whole completion; the last event.
     Usage(Usage),
+}
+
+/// A thinking block as it streams: its text in pieces, then its signature, which ends it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReasoningDelta {
+    Text(String),
+    /// `model`: the Claude model that wrote the block (empty if unknown); a signature is only
+    /// good for that model.
+    Signature {
+        signature: String,
+        model: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -127,13 +127,25 @@ pub fn turn_line(turn: &Turn, query: bool) -> String {
             }
             Value::Object(line).to_string()
         }
-        TurnRole::Assistant => json!({
-            "type": "assistant",
-            "session_id": "",
-            "message": {"role": "assistant", "content": content},
-            "parent_tool_use_id": null,
-        })
-        .to_string(),
+        TurnRole::Assistant => {
+            let mut message = json!({"role": "assistant", "content": content});
+            // The CLI (2.1.330) sends a replayed turn's thinking to the API only when the
+            // message names the model the CLI runs now; signatures are bound to their model.
+            let model = turn.blocks.iter().find_map(|b| match b {
+                Block::Thinking { model, .. } if !model.is_empty() => Some(model),
+                _ => None,
+            });
+            if let Some(model) = model {
+                message["model"] = json!(model);
+            }
+            json!({
+                "type": "assistant",
+                "session_id": "",
+                "message": message,
+                "parent_tool_use_id": null,
+            })
+            .to_string()
+        }
     }
 }
 
@@ -150,6 +162,11 @@ fn block_json(block: &Block) -> Value {
             "type": "image",
             "source": {"type": "url", "url": url},
         }),
+        Block::Thinking {
+            thinking,
+            signature,
+            model: _,
+        } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
         Block::ToolUse { id, name, input } => json!({
             "type": "tool_use", "id": id, "name": cli_tool_name(name), "input": input,
         }),

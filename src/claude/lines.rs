@@ -114,8 +114,14 @@ pub enum BlockDelta {
     InputJsonDelta {
         partial_json: String,
     },
-    ThinkingDelta {},
-    SignatureDelta {},
+    ThinkingDelta {
+        #[serde(default)]
+        thinking: String,
+    },
+    SignatureDelta {
+        #[serde(default)]
+        signature: String,
+    },
     #[serde(other)]
     Other,
 }

@@ -193,6 +193,7 @@ impl Run {
                         TurnOutput::Started | TurnOutput::Write(_) => {}
                         TurnOutput::Text(text) => yield Ok(ChatEvent::Text { index, text }),
                         TurnOutput::ToolCall(call) => yield Ok(ChatEvent::ToolCall { index, call }),
+                        TurnOutput::Reasoning(delta) => yield Ok(ChatEvent::Reasoning { index, delta }),
                         TurnOutput::Finished { reason, usage } => break 'run (reason, usage),
                         TurnOutput::Failed(err) => {
                             yield Err(err);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::chat::ChatError;
 use crate::chat::stop::{StopMatcher, StopOutcome};
-use crate::chat::types::{FinishReason, Tool, ToolCallDelta, Usage};
+use crate::chat::types::{FinishReason, ReasoningDelta, Tool, ToolCallDelta, Usage};
 use crate::chat::validate::{OutputMode, RequiredTool};
 
 use super::control::{self, ControlAction, STRUCTURED_OUTPUT, client_tool_name};
@@ -24,6 +24,8 @@ pub enum TurnOutput {
     Started,
     Text(String),
     ToolCall(ToolCallDelta),
+    /// A piece of a thinking block (text, then its signature).
+    Reasoning(ReasoningDelta),
     /// A line the host must write on the CLI's stdin (control answers, a nudge).
     Write(String),
     Finished {
@@ -73,6 +75,11 @@ pub struct TurnState {
     /// Output produced so far, for an estimate when the API reported no output count.
     emitted: String,
     last_retry: Option<(Option<u16>, Option<u64>)>,
+    /// Thinking that came before a withheld answer began; it goes out when the answer does,
+    /// so thinking alone does not commit a JSON or required-tool answer.
+    held_reasoning: Vec<ReasoningDelta>,
+    /// The model of the API message being streamed (its `message_start`).
+    model: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -101,6 +108,8 @@ impl TurnState {
             stream_usage: ApiTotals::default(),
             emitted: String::new(),
             last_retry: None,
+            held_reasoning: Vec::new(),
+            model: None,
         }
     }
 
@@ -172,6 +181,9 @@ impl TurnState {
         match event {
             StreamEvent::MessageStart { message } => {
                 self.blocks.clear();
+                if message.model.is_some() {
+                    self.model.clone_from(&message.model);
+                }
                 if let Some(usage) = message.usage {
                     self.stream_usage.input += usage.input_tokens.unwrap_or(0);
                     self.stream_usage.cache_read += usage.cache_read_input_tokens.unwrap_or(0);
@@ -193,9 +205,16 @@ impl TurnState {
                 BlockDelta::InputJsonDelta { partial_json } => {
                     self.on_tool_input(index, partial_json, out);
                 }
+                BlockDelta::ThinkingDelta { thinking } if !thinking.is_empty() => {
+                    self.on_reasoning(ReasoningDelta::Text(thinking), out);
+                }
+                BlockDelta::SignatureDelta { signature } if !signature.is_empty() => {
+                    let model = self.model.clone().unwrap_or_default();
+                    self.on_reasoning(ReasoningDelta::Signature { signature, model }, out);
+                }
                 BlockDelta::TextDelta { .. }
-                | BlockDelta::ThinkingDelta {}
-                | BlockDelta::SignatureDelta {}
+                | BlockDelta::ThinkingDelta { .. }
+                | BlockDelta::SignatureDelta { .. }
                 | BlockDelta::Other => {}
             },
             StreamEvent::ContentBlockStop { index } => self.on_block_stop(index, out),
@@ -223,6 +242,14 @@ impl TurnState {
             StreamEvent::ContentBlockStart { .. }
             | StreamEvent::MessageStop {}
             | StreamEvent::Other => {}
+        }
+    }
+
+    fn on_reasoning(&mut self, delta: ReasoningDelta, out: &mut Vec<TurnOutput>) {
+        if self.started {
+            out.push(TurnOutput::Reasoning(delta));
+        } else {
+            self.held_reasoning.push(delta);
         }
     }
 
@@ -393,6 +420,7 @@ impl TurnState {
         if !self.started {
             self.started = true;
             out.push(TurnOutput::Started);
+            out.extend(self.held_reasoning.drain(..).map(TurnOutput::Reasoning));
         }
     }
 

@@ -382,3 +382,71 @@ fn json_mode_without_structured_output_is_an_error() {
     );
     assert!(matches!(out.last(), Some(TurnOutput::Failed(_))));
 }
+
+fn reasoning_of(outputs: &[TurnOutput]) -> Vec<ReasoningDelta> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            TurnOutput::Reasoning(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_real_thinking_block_streams_its_text_then_its_signature_before_the_answer() {
+    let out = run_file("24a-thinking-block-stream-json.out", vec![]);
+    let reasoning = reasoning_of(&out);
+    let thinking: String = reasoning
+        .iter()
+        .filter_map(|d| match d {
+            ReasoningDelta::Text(t) => Some(t.as_str()),
+            ReasoningDelta::Signature { .. } => None,
+        })
+        .collect();
+    assert_eq!(thinking, "The user greets me. I should greet back briefly.");
+    assert!(
+        matches!(reasoning.last(), Some(ReasoningDelta::Signature { signature, model })
+            if signature.starts_with("sig_mock_") && model.starts_with("claude-")),
+        "{reasoning:?}"
+    );
+    // The thinking comes before the text, and is never part of it.
+    let first_text = out
+        .iter()
+        .position(|o| matches!(o, TurnOutput::Text(_)))
+        .unwrap();
+    let last_reasoning = out
+        .iter()
+        .rposition(|o| matches!(o, TurnOutput::Reasoning(_)))
+        .unwrap();
+    assert!(last_reasoning < first_text, "{out:?}");
+    assert!(!text_of(&out).contains("greet back"), "{out:?}");
+}
+
+#[test]
+fn thinking_before_a_withheld_json_answer_waits_for_it() {
+    let mut state = TurnState::new(json_schema_config());
+    let thinking = [
+        start(),
+        r#"{"type":"stream_event","event":{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}}"#,
+        r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hmm."}}}"#,
+        r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig_1"}}}"#,
+    ];
+    // Thinking alone does not begin the answer (so a failure after it is still a real status).
+    assert!(feed(&mut state, &thinking).is_empty());
+    let lines = structured_lines(&["{\"age\":", "3}"]);
+    let refs: Vec<&str> = lines.iter().skip(1).map(String::as_str).collect();
+    let out = feed(&mut state, &refs);
+    assert_eq!(out[0], TurnOutput::Started);
+    assert_eq!(
+        out[1..3],
+        [
+            TurnOutput::Reasoning(ReasoningDelta::Text("Hmm.".into())),
+            TurnOutput::Reasoning(ReasoningDelta::Signature {
+                signature: "sig_1".into(),
+                model: String::new(),
+            }),
+        ]
+    );
+    assert_eq!(text_of(&out), "{\"age\":3}");
+}

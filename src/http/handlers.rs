@@ -33,6 +33,8 @@ pub struct AppState {
     pub abort: tokio_util::sync::CancellationToken,
     /// Cancelled as soon as shutdown begins: `/health/ready` answers 503 from then on.
     pub draining: tokio_util::sync::CancellationToken,
+    /// Seals and opens the thinking in Responses reasoning items (`--reasoning-key-file`).
+    pub reasoning_key: super::responses::seal::SealKey,
 }
 
 pub(crate) fn shutting_down() -> ChatError {

@@ -36,6 +36,8 @@ impl ChunkTranscoder {
     /// The chunks (as JSON text) for one event; usage is sent only when the client asked.
     pub fn push(&mut self, event: ChatEvent) -> Option<String> {
         let chunk = match event {
+            // Chat completions has no place for Claude's thinking.
+            ChatEvent::Reasoning { .. } => return None,
             ChatEvent::Role { index } => self.chunk(
                 index,
                 ChunkDelta {

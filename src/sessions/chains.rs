@@ -20,7 +20,8 @@ use futures::StreamExt;
 
 use crate::chat::backend::Accumulator;
 use crate::chat::types::{
-    ChatEvent, ChatRequest, FinishReason, Message, ResponseTurn, Role, Usage,
+    ChatEvent, ChatRequest, ContentPart, FinishReason, Message, ReasoningDelta, ResponseTurn, Role,
+    Usage,
 };
 use crate::chat::{ChatBackend, ChatError, ChatStream, RequestContext, Tenant};
 
@@ -173,11 +174,16 @@ pub async fn response_turn(
     let reply_meta = meta.clone();
     let events = async_stream::stream! {
         let mut acc = Accumulator::default();
+        let mut thinking = Thinking::default();
         let mut finish = FinishReason::Stop;
         while let Some(item) = events.next().await {
             match item {
                 Ok(ChatEvent::Usage(usage)) => {
-                    let reply = reply_message(acc, &reply_meta);
+                    let mut reply = reply_message(acc, &reply_meta);
+                    // Claude's thinking goes first in its turn, as it was written.
+                    let text = std::mem::take(&mut reply.content);
+                    reply.content = thinking.blocks;
+                    reply.content.extend(text);
                     let commit = Commit {
                         id: id.clone(),
                         document: document.clone(),
@@ -193,8 +199,10 @@ pub async fn response_turn(
                     return;
                 }
                 Ok(event) => {
-                    if let ChatEvent::Finish { index: 0, reason } = &event {
-                        finish = *reason;
+                    match &event {
+                        ChatEvent::Finish { index: 0, reason } => finish = *reason,
+                        ChatEvent::Reasoning { index: 0, delta } => thinking.push(delta),
+                        _ => {}
                     }
                     acc.push(event.clone());
                     yield Ok(event);
@@ -240,6 +248,28 @@ pub async fn with_chain(
         on_chain(&mut req, &point.history, turn.instructions);
     }
     Ok(req)
+}
+
+/// Claude's thinking blocks as a turn streams them, for the stored reply.
+#[derive(Default)]
+struct Thinking {
+    blocks: Vec<ContentPart>,
+    text: String,
+}
+
+impl Thinking {
+    fn push(&mut self, delta: &ReasoningDelta) {
+        match delta {
+            ReasoningDelta::Text(text) => self.text.push_str(text),
+            ReasoningDelta::Signature { signature, model } => {
+                self.blocks.push(ContentPart::Thinking {
+                    thinking: std::mem::take(&mut self.text),
+                    signature: signature.clone(),
+                    model: model.clone(),
+                });
+            }
+        }
+    }
 }
 
 fn is_system(m: &Message) -> bool {

@@ -63,6 +63,13 @@ enum StoredPart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<StoredDetail>,
     },
+    /// Added after version 1 shipped; records without it read as before.
+    Thinking {
+        thinking: String,
+        signature: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        model: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +110,15 @@ impl From<&Message> for StoredMessage {
                 .iter()
                 .map(|part| match part {
                     ContentPart::Text(text) => StoredPart::Text { text: text.clone() },
+                    ContentPart::Thinking {
+                        thinking,
+                        signature,
+                        model,
+                    } => StoredPart::Thinking {
+                        thinking: thinking.clone(),
+                        signature: signature.clone(),
+                        model: model.clone(),
+                    },
                     ContentPart::ImageUrl { url, detail } => StoredPart::Image {
                         url: url.clone(),
                         detail: match detail {
@@ -157,6 +173,15 @@ impl From<StoredMessage> for Message {
                 .into_iter()
                 .map(|part| match part {
                     StoredPart::Text { text } => ContentPart::Text(text),
+                    StoredPart::Thinking {
+                        thinking,
+                        signature,
+                        model,
+                    } => ContentPart::Thinking {
+                        thinking,
+                        signature,
+                        model,
+                    },
                     StoredPart::Image { url, detail } => ContentPart::ImageUrl {
                         url,
                         detail: match detail {
@@ -385,6 +410,36 @@ mod tests {
             (usage, FinishReason::Length)
         );
         assert!(decode_outcome(r#"{"record":2,"finish":"stop"}"#).is_err());
+    }
+
+    #[test]
+    fn an_assistant_turn_keeps_its_thinking_and_its_signature() {
+        let m = Message {
+            role: Role::Assistant,
+            content: vec![
+                ContentPart::Thinking {
+                    thinking: "Let me think.".into(),
+                    signature: "sig_1".into(),
+                    model: "claude-sonnet-5-5".into(),
+                },
+                ContentPart::Text("Hello".into()),
+            ],
+            name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        };
+        let body = encode(&m).unwrap();
+        assert!(
+            body.contains(r#"{"type":"thinking","thinking":"Let me think.","signature":"sig_1","model":"claude-sonnet-5-5"}"#),
+            "{body}"
+        );
+        assert_eq!(decode(&body, 0).unwrap(), m);
+        // A version-1 record written before thinking was kept reads as it did.
+        let old = r#"{"record":1,"role":"assistant","content":[{"type":"text","text":"Hi"}]}"#;
+        assert_eq!(
+            decode(old, 0).unwrap(),
+            Message::text(Role::Assistant, "Hi")
+        );
     }
 
     #[test]

@@ -53,6 +53,10 @@ fn schema_of(kind: &str) -> &'static str {
         "response.content_part.done" => "ResponseContentPartDoneEvent",
         "response.function_call_arguments.delta" => "ResponseFunctionCallArgumentsDeltaEvent",
         "response.function_call_arguments.done" => "ResponseFunctionCallArgumentsDoneEvent",
+        "response.reasoning_summary_part.added" => "ResponseReasoningSummaryPartAddedEvent",
+        "response.reasoning_summary_text.delta" => "ResponseReasoningSummaryTextDeltaEvent",
+        "response.reasoning_summary_text.done" => "ResponseReasoningSummaryTextDoneEvent",
+        "response.reasoning_summary_part.done" => "ResponseReasoningSummaryPartDoneEvent",
         "response.output_item.done" => "ResponseOutputItemDoneEvent",
         "response.completed" => "ResponseCompletedEvent",
         "response.incomplete" => "ResponseIncompleteEvent",
@@ -421,6 +425,47 @@ pub(crate) async fn responses_work_behind_upstream() {
         assert_well_formed(&events);
         assert_eq!(deltas(&events), "w1 w2");
 
+        // Thinking crosses gRPC both ways: the reasoning item and its sealed content come from
+        // the worker's stream, and the sealed item sent back reaches the worker's CLI natively.
+        let question = json!({"role": "user", "content": "RESPUPTHINK [[thinking]]"});
+        let body = json!({"model": "gpt-4o", "input": [question],
+            "reasoning": {"summary": "auto"}, "include": ["reasoning.encrypted_content"]});
+        let (status, _, r) = post_json(&url, &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_valid("Response", &r);
+        let item = &r["output"][0];
+        assert_eq!(item["type"], "reasoning", "{r}");
+        assert_eq!(
+            item["summary"][0]["text"],
+            "Let me think about this. I will answer briefly."
+        );
+        let history = json!([question, item, r["output"][1],
+            {"role": "user", "content": "RESPUPTHINK2"}]);
+        let (status, _, r) = post_json(&url, &json!({"model": "gpt-4o", "input": history})).await;
+        assert_eq!(status, 200, "{r}");
+        let run = run_with(&worker, "RESPUPTHINK2").expect("the worker ran the CLI");
+        let thinking = stdin_blocks(&run, "assistant", "thinking");
+        assert_eq!(thinking.len(), 1, "{run}");
+        assert!(
+            thinking[0]["signature"]
+                .as_str()
+                .unwrap()
+                .starts_with("sig_fake_")
+        );
+        // The model that wrote it crossed gRPC too: the replayed line names it.
+        let line = run["stdin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["type"] == "assistant")
+            .unwrap();
+        assert!(
+            line["message"]["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("claude-")),
+            "{line}"
+        );
+
         let body = json!({"model": "gpt-4o", "input": "[[api_error:429]]", "stream": true});
         let (status, _, answer) = post_json(&url, &body).await;
         assert_error((status, &answer), 429, None, Some("rate_limit_exceeded"));
@@ -604,6 +649,103 @@ pub(crate) async fn namespaced_tools_are_offered_flat_and_hosted_ones_left_out()
         let (status, _, answer) = post_json(&responses(&fake), &clash).await;
         assert_error((status, &answer), 400, Some("tools[1].tools[0].name"), None);
         assert!(message_of(&answer).contains("`tools[0]`"), "{answer}");
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn thinking_is_a_reasoning_item_and_its_sealed_form_replays_natively() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = responses(&fake);
+        let question = json!({"role": "user", "content": "RESPTHINK hi [[thinking]]"});
+        let body = json!({"model": "gpt-4o", "input": [question], "stream": true,
+            "reasoning": {"effort": "high", "summary": "concise"},
+            "include": ["reasoning.encrypted_content"]});
+        let (status, headers, events, raw) = post_stream(&url, &body).await;
+        assert_eq!(status, 200, "{raw}");
+        assert!(headers.get("x-ignored-params").is_none(), "{headers:?}");
+        let kinds = assert_well_formed(&events);
+        assert_eq!(
+            kinds[2..4],
+            [
+                "response.output_item.added",
+                "response.reasoning_summary_part.added"
+            ]
+        );
+        let thought = "Let me think about this. I will answer briefly.";
+        let summary: String = events
+            .iter()
+            .filter(|e| e.data["type"] == "response.reasoning_summary_text.delta")
+            .map(|e| e.data["delta"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(summary, thought);
+        assert!(!deltas(&events).contains("Let me think"), "{raw}");
+        let done = &events.last().unwrap().data["response"];
+        let item = &done["output"][0];
+        assert_eq!(item["type"], "reasoning");
+        assert_eq!(item["summary"][0]["text"], thought);
+        assert!(item["encrypted_content"].is_string(), "{item}");
+        assert_eq!(done["output"][1]["type"], "message");
+        // The effort reached the CLI.
+        let run = run_with(&fake, "RESPTHINK hi").expect("the run");
+        assert!(run["argv"].to_string().contains("high"), "{run}");
+
+        // Sent back (stateless), the item is Claude's signed thinking block again.
+        let history = json!([question, item, done["output"][1],
+            {"role": "user", "content": "RESPTHINK2 more"}]);
+        let (status, _, r) = post_json(&url, &json!({"model": "gpt-4o", "input": history})).await;
+        assert_eq!(status, 200, "{r}");
+        let run = run_with(&fake, "RESPTHINK2").expect("the run");
+        let thinking = stdin_blocks(&run, "assistant", "thinking");
+        assert_eq!(thinking.len(), 1, "{run}");
+        // The line names the model that wrote the thinking (the CLI keeps thinking only for
+        // its own model).
+        let line = run["stdin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["type"] == "assistant")
+            .unwrap();
+        assert!(
+            line["message"]["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("claude-")),
+            "{line}"
+        );
+        assert_eq!(thinking[0]["thinking"], thought);
+        assert!(
+            thinking[0]["signature"]
+                .as_str()
+                .unwrap()
+                .starts_with("sig_fake_")
+        );
+
+        // Tampered: a 400 naming the item. Without `encrypted_content`: left out, reported.
+        let mut bad = item.clone();
+        bad["encrypted_content"] =
+            json!(format!("{}x", item["encrypted_content"].as_str().unwrap()));
+        let tampered = json!([question, bad, done["output"][1], {"role": "user", "content": "x"}]);
+        let (status, _, answer) =
+            post_json(&url, &json!({"model": "gpt-4o", "input": tampered})).await;
+        assert_error(
+            (status, &answer),
+            400,
+            Some("input[1].encrypted_content"),
+            Some("invalid_encrypted_content"),
+        );
+        let mut plain = item.clone();
+        plain.as_object_mut().unwrap().remove("encrypted_content");
+        let body = json!({"model": "gpt-4o", "input": [question, plain, done["output"][1],
+            {"role": "user", "content": "RESPTHINK3"}]});
+        let (status, headers, r) = post_json(&url, &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(headers["x-ignored-params"], "input.reasoning");
+        let run = run_with(&fake, "RESPTHINK3").expect("the run");
+        assert!(
+            stdin_blocks(&run, "assistant", "thinking").is_empty(),
+            "{run}"
+        );
     })
     .await;
 }

@@ -387,3 +387,49 @@ async fn a_facade_stores_and_continues_on_its_worker() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_stored_responses_thinking_is_shown_again_and_replayed_natively() {
+    bounded(async {
+        let g = FakeCliGateway::start(&[]).await;
+        let first = create(
+            &g.gw,
+            &json!({"model": "gpt-4o", "input": "RESPSTORETHINK [[thinking]]",
+                "reasoning": {"effort": "high", "summary": "auto"}}),
+        )
+        .await;
+        assert_eq!(first["output"][0]["type"], "reasoning", "{first}");
+        let id = first["id"].as_str().expect("id");
+        let (status, got) = get(&g.gw, &format!("/v1/responses/{id}")).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got, first, "the reasoning item and its summary shown again");
+        // Continued with other instructions (so not in the live process): the replayed assistant
+        // turn carries Claude's signed thinking.
+        create(
+            &g.gw,
+            &json!({"model": "gpt-4o", "instructions": "Other.", "input": "RESPSTORETHINK2",
+                "previous_response_id": id}),
+        )
+        .await;
+        let runs = g.runs();
+        let replay = runs
+            .iter()
+            .find(|r| r["stdin"].to_string().contains("RESPSTORETHINK2"))
+            .expect("the continuation's run");
+        let assistant = replay["stdin"]
+            .as_array()
+            .expect("stdin")
+            .iter()
+            .find(|l| l["type"] == "assistant")
+            .expect("the replayed assistant turn");
+        let blocks = assistant["message"]["content"].as_array().expect("blocks");
+        assert_eq!(blocks[0]["type"], "thinking", "{assistant}");
+        assert!(
+            blocks[0]["signature"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("sig_fake_")),
+            "{assistant}"
+        );
+    })
+    .await;
+}

@@ -201,6 +201,80 @@ def test_custom_tool_streamed_and_round_trip(client: OpenAI) -> None:
     record(responses_custom_call_id=call.call_id)
 
 
+THOUGHT = "Let me think about this."
+
+
+def test_reasoning_summary_and_encrypted_replay(client: OpenAI) -> None:
+    question = {"role": "user", "content": "#resp-think Hello [[thinking]]"}
+    kwargs = dict(model=MODEL, input=[question], reasoning={"effort": "low", "summary": "auto"},
+                  include=["reasoning.encrypted_content"], store=False)
+    events = stream_raw(client, **kwargs)
+    kinds = [e["type"] for e in events]
+    n = kinds.count("response.reasoning_summary_text.delta")
+    assert n >= 1, kinds
+    assert kinds[2:4] == ["response.output_item.added", "response.reasoning_summary_part.added"], kinds
+    assert kinds[4 + n:7 + n] == [
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+    ], kinds
+    assert kinds[7 + n] == "response.output_item.added" and kinds[-1] == "response.completed"
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta")
+    assert deltas == THOUGHT, deltas
+    item = events[6 + n]["item"]
+    assert item["type"] == "reasoning" and item["id"].startswith("rs_"), item
+    assert item["summary"] == [{"type": "summary_text", "text": THOUGHT}], item
+    sealed = item["encrypted_content"]
+    assert sealed and "think" not in sealed, item
+    final = events[-1]["response"]
+    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert text == "You said: #resp-think Hello", text
+    assert THOUGHT not in json.dumps(final["output"][1]), final
+
+    # The SDK's accumulator takes the reasoning item and its summary events.
+    with client.responses.stream(**kwargs) as stream:
+        list(stream)
+        accumulated = stream.get_final_response()
+    assert accumulated.output[0].type == "reasoning", accumulated
+    assert accumulated.output[0].summary[0].text == THOUGHT
+    assert accumulated.output_text == "You said: #resp-think Hello"
+
+    # Stateless: the reasoning item goes back with the answer; the thinking is replayed natively
+    # (the fake API's log is checked in tests/responses_sdk.rs).
+    history = [question] + [i.model_dump(exclude_none=True) for i in accumulated.output]
+    history.append({"role": "user", "content": "#resp-think-again And now?"})
+    second = create_raw(client, model=MODEL, input=history,
+                        include=["reasoning.encrypted_content"], store=False)
+    assert second.output_text == "You said: #resp-think-again And now?", second
+
+    # An altered item is refused, naming it.
+    history[1] = dict(history[1], encrypted_content=sealed[:-6] + "AAAAAA")
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model=MODEL, input=history)
+    assert err.value.code == "invalid_encrypted_content", err.value
+    assert err.value.param == "input[1].encrypted_content", err.value
+
+
+def test_reasoning_replayed_in_a_tool_loop(client: OpenAI) -> None:
+    # Claude thinks, then calls a function; the client runs it and sends everything back
+    # statelessly, the reasoning item included. The thinking must reach the API again, signed,
+    # before the tool_use it led to (the fake API's log is checked in tests/responses_sdk.rs).
+    question = {"role": "user", "content": f"#resp-think-tool Weather? [[thinking]] {CALL_WEATHER}"}
+    first = create_raw(client, model=MODEL, input=[question], tools=[WEATHER],
+                       reasoning={"effort": "medium"}, include=["reasoning.encrypted_content"],
+                       store=False)
+    kinds = [item.type for item in first.output]
+    assert kinds[0] == "reasoning" and "function_call" in kinds, kinds
+    assert first.output[0].summary == [], first.output[0]
+    assert first.output[0].encrypted_content, first.output[0]
+    call = next(item for item in first.output if item.type == "function_call")
+    history = [question] + [item.model_dump(exclude_none=True) for item in first.output]
+    history.append({"type": "function_call_output", "call_id": call.call_id, "output": "Rainy"})
+    second = create_raw(client, model=MODEL, input=history, tools=[WEATHER],
+                        include=["reasoning.encrypted_content"], store=False)
+    assert second.output_text == "Tool said: Rainy", second
+
+
 class Place(BaseModel):
     city: str
     country: str

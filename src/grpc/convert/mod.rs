@@ -37,7 +37,11 @@ mod tests {
                 },
                 d::Message {
                     role: d::Role::Assistant,
-                    content: vec![],
+                    content: vec![d::ContentPart::Thinking {
+                        thinking: "Let me think.".into(),
+                        signature: "sig_1".into(),
+                        model: "claude-sonnet-5-5".into(),
+                    }],
                     name: None,
                     tool_calls: vec![d::ToolCall {
                         id: "t1".into(),
@@ -101,6 +105,17 @@ mod tests {
         };
         let events = vec![
             d::ChatEvent::Role { index: 0 },
+            d::ChatEvent::Reasoning {
+                index: 0,
+                delta: d::ReasoningDelta::Text("Let me think.".into()),
+            },
+            d::ChatEvent::Reasoning {
+                index: 0,
+                delta: d::ReasoningDelta::Signature {
+                    signature: "sig_1".into(),
+                    model: "claude-sonnet-5-5".into(),
+                },
+            },
             d::ChatEvent::Text {
                 index: 0,
                 text: "hi".into(),

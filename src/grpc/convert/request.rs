@@ -190,6 +190,15 @@ pub fn message(i: usize, m: pb::ChatMessage) -> Result<d::Message, ChatError> {
         .filter_map(|p| p.part)
         .map(|part| match part {
             pb::content_part::Part::Text(t) => d::ContentPart::Text(t),
+            pb::content_part::Part::Thinking(pb::Thinking {
+                thinking,
+                signature,
+                model,
+            }) => d::ContentPart::Thinking {
+                thinking,
+                signature,
+                model,
+            },
             pb::content_part::Part::ImageUrl(pb::ImageUrl { url, detail }) => {
                 d::ContentPart::ImageUrl {
                     url,
@@ -402,6 +411,15 @@ pub fn message_to_pb(m: d::Message) -> pb::ChatMessage {
             .map(|p| pb::ContentPart {
                 part: Some(match p {
                     d::ContentPart::Text(t) => pb::content_part::Part::Text(t),
+                    d::ContentPart::Thinking {
+                        thinking,
+                        signature,
+                        model,
+                    } => pb::content_part::Part::Thinking(pb::Thinking {
+                        thinking,
+                        signature,
+                        model,
+                    }),
                     d::ContentPart::ImageUrl { url, detail } => {
                         pb::content_part::Part::ImageUrl(pb::ImageUrl {
                             url,

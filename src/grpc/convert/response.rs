@@ -198,6 +198,22 @@ pub fn event_to_pb(
             };
             (vec![choice(index, delta, None)], None)
         }
+        d::ChatEvent::Reasoning { index, delta } => {
+            let (part, model) = match delta {
+                d::ReasoningDelta::Text(t) => (pb::reasoning_delta::Part::Text(t), String::new()),
+                d::ReasoningDelta::Signature { signature, model } => {
+                    (pb::reasoning_delta::Part::Signature(signature), model)
+                }
+            };
+            let delta = pb::Delta {
+                reasoning: Some(pb::ReasoningDelta {
+                    part: Some(part),
+                    model,
+                }),
+                ..Default::default()
+            };
+            (vec![choice(index, delta, None)], None)
+        }
         d::ChatEvent::Finish { index, reason } => (
             vec![choice(index, pb::Delta::default(), Some(reason))],
             None,
@@ -239,9 +255,23 @@ pub fn events_from_pb(msg: pb::StreamChatCompletionResponse) -> Vec<d::ChatEvent
             role,
             content,
             tool_calls,
+            reasoning,
         } = delta.unwrap_or_default();
         if role == pb::Role::Assistant as i32 {
             events.push(d::ChatEvent::Role { index });
+        }
+        if let Some(pb::ReasoningDelta {
+            part: Some(part),
+            model,
+        }) = reasoning
+        {
+            let delta = match part {
+                pb::reasoning_delta::Part::Text(t) => d::ReasoningDelta::Text(t),
+                pb::reasoning_delta::Part::Signature(signature) => {
+                    d::ReasoningDelta::Signature { signature, model }
+                }
+            };
+            events.push(d::ChatEvent::Reasoning { index, delta });
         }
         if let Some(text) = content {
             events.push(d::ChatEvent::Text { index, text });

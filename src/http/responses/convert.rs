@@ -4,7 +4,6 @@
 //! that protect the engine (sizes, counts, the last turn being the user's) are not checked here
 //! but in `chat::validate`, the same for every door.
 
-use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
@@ -15,27 +14,15 @@ use crate::chat::types::{
 };
 
 use super::custom::custom_tool;
-use super::input::{push_item, required_string};
+use super::input::{ItemContext, push_item, required_string};
 use super::namespace::{OfferedNames, combined, namespace_tools};
-use super::types::{CreateResponseRequest, KNOWN_UNUSED_FIELDS, STATEFUL_FIELDS};
+use super::seal::SealKey;
+use super::stream::ReasoningOptions;
+use super::types::{CreateResponseRequest, Echo, KNOWN_UNUSED_FIELDS, STATEFUL_FIELDS};
 
-/// What the response object repeats of the request, as OpenAI's does. Kept in the stored
-/// response's document, so a stored response shows it again.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Echo {
-    pub model: String,
-    pub instructions: Option<String>,
-    pub max_output_tokens: Option<u32>,
-    pub parallel_tool_calls: bool,
-    pub tools: Vec<Value>,
-    pub tool_choice: Value,
-    pub text: Value,
-    pub reasoning: Option<Value>,
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// The converted request, whether to stream, the echo, and what stored state it asks for.
-#[derive(Debug, Clone, PartialEq)]
+/// The converted request, whether to stream, the echo, what stored state it asks for, and what
+/// the answer's reasoning items must carry.
+#[derive(Debug, Clone)]
 pub struct Converted {
     pub request: ChatRequest,
     pub stream: bool,
@@ -47,7 +34,11 @@ pub struct Converted {
     pub instructions: bool,
     /// `input` as the client sent it (a string or the item list), for the stored input items.
     pub input: Option<Value>,
+    pub reasoning: ReasoningOptions,
 }
+
+/// The `include` value that asks for sealed thinking in reasoning items.
+const ENCRYPTED_REASONING: &str = "reasoning.encrypted_content";
 
 /// Hosted tools OpenAI runs on its own servers; Claude cannot run them here, so they are not
 /// offered (and reported as ignored).
@@ -68,7 +59,8 @@ const HOSTED_TOOLS: &[&str] = &[
     "tool_search",
 ];
 
-pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError> {
+/// `key` seals (and opens) the thinking of reasoning items.
+pub fn create_request(req: CreateResponseRequest, key: &SealKey) -> Result<Converted, ChatError> {
     let CreateResponseRequest {
         model,
         input,
@@ -122,6 +114,18 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
         .map(|(k, _)| k.clone())
         .collect();
+    // `include` is honoured for sealed reasoning only; any other value is reported.
+    let include: Vec<&str> = extra
+        .get("include")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let encrypted = include.contains(&ENCRYPTED_REASONING);
+    if include.iter().all(|i| *i == ENCRYPTED_REASONING)
+        && extra.get("include").is_some_and(Value::is_array)
+    {
+        other.retain(|o| o != "include");
+    }
 
     let mut messages = Vec::new();
     let has_instructions = instructions.as_ref().is_some_and(|t| !t.is_empty());
@@ -133,8 +137,12 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         None => {}
         Some(Value::String(s)) => messages.push(Message::text(Role::User, s)),
         Some(Value::Array(items)) => {
+            let mut ctx = ItemContext {
+                other: &mut other,
+                key,
+            };
             for (i, item) in items.iter().enumerate() {
-                push_item(&mut messages, i, item, &mut other)?;
+                push_item(&mut messages, i, item, &mut ctx)?;
             }
         }
         Some(_) => {
@@ -155,7 +163,12 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         Some(v) => (Some(parse_tool_choice(&v)?), v),
     };
     let (response_format, text_echo) = parse_text(text.as_ref(), &mut other)?;
-    let (reasoning_effort, reasoning_echo) = parse_reasoning(reasoning.as_ref(), &mut other)?;
+    let (reasoning_effort, reasoning_echo, summary) = parse_reasoning(reasoning.as_ref())?;
+    let reasoning = ReasoningOptions {
+        requested: reasoning_effort.is_some() || summary,
+        summary,
+        seal: encrypted.then(|| key.clone()),
+    };
     let metadata = metadata.unwrap_or_default();
 
     let request = ChatRequest {
@@ -188,6 +201,7 @@ pub fn create_request(req: CreateResponseRequest) -> Result<Converted, ChatError
         instructions: has_instructions,
         input: raw_input,
         stream: stream.unwrap_or(false),
+        reasoning,
         echo: Echo {
             model,
             instructions,
@@ -375,20 +389,30 @@ fn parse_text(
     Ok((parsed, echo))
 }
 
-/// `reasoning.effort` to the domain effort, and the `reasoning` the response echoes.
+/// `reasoning.effort` to the domain effort, the `reasoning` the response echoes, and whether a
+/// summary was asked for (`summary`, or the older `generate_summary`).
 fn parse_reasoning(
     reasoning: Option<&Value>,
-    other: &mut Vec<String>,
-) -> Result<(Option<String>, Option<Value>), ChatError> {
+) -> Result<(Option<String>, Option<Value>, bool), ChatError> {
     let Some(reasoning) = reasoning else {
-        return Ok((None, None));
+        return Ok((None, None, false));
     };
-    if field(reasoning, "summary").is_some() || field(reasoning, "generate_summary").is_some() {
-        other.push("reasoning.summary".into());
-    }
     let effort = string_field(reasoning, "effort", "reasoning")?;
-    let echo = json!({"effort": effort, "summary": null});
-    Ok((effort, Some(echo)))
+    let mut summary = None;
+    for key in ["summary", "generate_summary"] {
+        match string_field(reasoning, key, "reasoning")?.as_deref() {
+            None => {}
+            Some(s @ ("auto" | "concise" | "detailed")) => summary = Some(s.to_string()),
+            Some(other) => {
+                return Err(ChatError::invalid(
+                    format!("`reasoning.{key}` must be auto, concise or detailed; got `{other}`."),
+                    format!("reasoning.{key}"),
+                ));
+            }
+        }
+    }
+    let echo = json!({"effort": effort, "summary": summary});
+    Ok((effort, Some(echo), summary.is_some()))
 }
 
 #[cfg(test)]

@@ -5,9 +5,16 @@
 use super::*;
 use crate::chat::types::{ContentPart, ImageDetail};
 use crate::http::error::parse_json;
+use serde_json::json;
 
 fn convert(body: &str) -> Result<Converted, ChatError> {
-    create_request(parse_json(body.as_bytes())?)
+    create_request(parse_json(body.as_bytes())?, &key())
+}
+
+/// One key for the whole test binary, so what one conversion seals another opens.
+fn key() -> SealKey {
+    static KEY: std::sync::OnceLock<SealKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SealKey::random().unwrap()).clone()
 }
 
 #[test]
@@ -31,10 +38,17 @@ fn a_string_input_with_instructions() {
     assert_eq!(r.max_tokens, Some(9));
     assert_eq!(r.reasoning_effort.as_deref(), Some("high"));
     assert_eq!(r.sampling.temperature, Some(0.2));
-    assert_eq!(r.sampling.other, vec!["truncation", "reasoning.summary"]);
+    // `reasoning.summary` is honoured now: no longer reported; `store` is honoured too.
+    assert_eq!(r.sampling.other, vec!["truncation"]);
     assert!(c.store && c.instructions);
     assert_eq!(c.previous_response_id, None);
     assert_eq!(c.input, Some(json!("Hi")));
+    assert!(c.reasoning.requested && c.reasoning.summary);
+    assert!(c.reasoning.seal.is_none(), "include did not ask for it");
+    assert_eq!(
+        c.echo.reasoning,
+        Some(json!({"effort": "high", "summary": "auto"}))
+    );
     assert_eq!(c.echo.metadata["k"], "v");
     assert_eq!(c.echo.tool_choice, json!("auto"));
     assert_eq!(c.echo.text, json!({"format": {"type": "text"}}));
@@ -290,4 +304,82 @@ fn custom_tools_are_functions_with_one_string_field_and_their_items_replay() {
         c.echo.tools[0],
         serde_json::json!({"type":"custom","name":"shell","description":"Runs a command"})
     );
+}
+
+#[test]
+fn sealed_reasoning_items_replay_as_thinking_at_the_start_of_their_turn() {
+    use crate::http::responses::seal::SealedThinking;
+    let sealed = |model: &str, sig: &str| {
+        key()
+            .seal(&SealedThinking {
+                thinking: format!("thought {sig}"),
+                signature: sig.into(),
+                model: model.into(),
+            })
+            .unwrap()
+    };
+    let body = json!({"model": "gpt-4o", "include": ["reasoning.encrypted_content"], "input": [
+        {"role": "user", "content": "Weather?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": sealed("claude-a", "s1")},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": sealed("claude-a", "s2")},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "Sunny"},
+        {"type": "reasoning", "id": "rs_3", "summary": [{"type": "summary_text", "text": "x"}]},
+        {"role": "user", "content": "Thanks"}]});
+    let c = convert(&body.to_string()).unwrap();
+    let turn = &c.request.messages[1];
+    assert_eq!(turn.role, Role::Assistant);
+    assert_eq!(
+        turn.content,
+        vec![
+            ContentPart::Thinking {
+                thinking: "thought s1".into(),
+                signature: "s1".into(),
+                model: "claude-a".into()
+            },
+            ContentPart::Thinking {
+                thinking: "thought s2".into(),
+                signature: "s2".into(),
+                model: "claude-a".into()
+            },
+            ContentPart::Text("Checking.".into()),
+        ]
+    );
+    assert_eq!(turn.tool_calls[0].id, "c1");
+    assert_eq!(c.request.messages.len(), 4, "{:?}", c.request.messages);
+    // Items without sealed content are left out and reported; `include` is honoured, so it
+    // is not.
+    assert_eq!(c.request.sampling.other, vec!["input.reasoning"]);
+    assert!(c.reasoning.seal.is_some());
+    assert!(
+        !c.reasoning.requested,
+        "include alone does not ask for reasoning"
+    );
+
+    // Altered, foreign or garbage content is refused, naming the item.
+    let mut altered = sealed("gpt-4o", "s1");
+    altered.insert(10, 'x');
+    let foreign = SealKey::random()
+        .unwrap()
+        .seal(&SealedThinking {
+            thinking: "t".into(),
+            signature: "s".into(),
+            model: "gpt-4o".into(),
+        })
+        .unwrap();
+    for bad in [altered, foreign, "gAAAAABopenai".to_string()] {
+        let body = json!({"model": "gpt-4o", "input": [
+            {"role": "user", "content": "x"},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": bad},
+            {"role": "assistant", "content": "y"}, {"role": "user", "content": "z"}]});
+        let err = convert(&body.to_string()).unwrap_err();
+        assert_eq!(err.param(), Some("input[1].encrypted_content"), "{err}");
+        assert_eq!(err.code(), Some("invalid_encrypted_content"), "{err}");
+    }
+    // Other `include` values are reported.
+    let c = convert(r#"{"model":"m","input":"x","include":["reasoning.encrypted_content","message.output_text.logprobs"]}"#).unwrap();
+    assert_eq!(c.request.sampling.other, vec!["include"]);
+    let err = convert(r#"{"model":"m","input":"x","reasoning":{"summary":"long"}}"#).unwrap_err();
+    assert_eq!(err.param(), Some("reasoning.summary"));
 }

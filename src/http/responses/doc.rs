@@ -17,8 +17,8 @@ pub enum ResponseInput {
 }
 
 /// One input item: a `message` (`type` may be left out), a `function_call` or
-/// `custom_tool_call` (an earlier call of the assistant) or a `function_call_output` /
-/// `custom_tool_call_output` (its result).
+/// `custom_tool_call` (an earlier call of the assistant), a `function_call_output` /
+/// `custom_tool_call_output` (its result), or a `reasoning` item an earlier response gave.
 #[derive(ToSchema)]
 pub struct InputItem {
     #[schema(inline)]
@@ -35,6 +35,8 @@ pub struct InputItem {
     pub arguments: Option<String>,
     /// `custom_tool_call`: the free-form input.
     pub input: Option<String>,
+    /// `reasoning`: the sealed thinking this gateway produced; replayed as Claude's thinking.
+    pub encrypted_content: Option<String>,
     /// `function_call_output`: what the function returned.
     pub output: Option<MessageContent>,
 }
@@ -47,6 +49,7 @@ pub enum InputItemType {
     FunctionCallOutput,
     CustomToolCall,
     CustomToolCallOutput,
+    Reasoning,
 }
 
 #[derive(ToSchema)]
@@ -167,7 +170,8 @@ pub enum TextFormatType {
     JsonSchema,
 }
 
-/// `effort` is the CLI's `--effort`; `summary` is ignored and reported.
+/// `effort` is the CLI's `--effort`; `summary` (`auto`, `concise`, `detailed`) puts Claude's
+/// thinking text in the reasoning items' summary.
 #[derive(ToSchema)]
 pub struct ReasoningParam {
     #[schema(inline)]

@@ -19,10 +19,10 @@ use crate::chat::types::{ChatEvent, ResponseTurn};
 
 use super::super::error::{ApiError, OpenAiJson};
 use super::super::handlers::{AppState, request_context, set_ignored, shutting_down};
-use super::convert::{self, Converted, Echo};
-use super::stored::{Document, item_ids};
+use super::convert::{self, Converted};
+use super::stored::{Document, ShownReasoning, item_ids};
 use super::stream::{ResponseStream, random_id};
-use super::types::{CreateResponseRequest, ResponseObject, StreamEvent};
+use super::types::{CreateResponseRequest, ResponseObject, StreamEvent, initial_response};
 use crate::chat::Tenant;
 
 #[utoipa::path(
@@ -74,15 +74,17 @@ pub async fn create(
         previous_response_id,
         instructions,
         input,
-    } = convert::create_request(body)?;
+        reasoning,
+    } = convert::create_request(body, &state.reasoning_key)?;
     let id = random_id("resp");
     let created_at = unix_now();
-    let document = Document::new(
+    let mut document = Document::new(
         echo.clone(),
         created_at,
         previous_response_id.clone(),
         input.as_ref(),
     );
+    document.reasoning = ShownReasoning::of(&reasoning);
     request.response = Some(ResponseTurn {
         id: id.clone(),
         previous: previous_response_id.clone(),
@@ -99,7 +101,7 @@ pub async fn create(
     response.id = id.clone();
     response.previous_response_id = previous_response_id;
     response.store = store;
-    let mut machine = ResponseStream::new(response, item_ids(&id));
+    let mut machine = ResponseStream::new(response, item_ids(&id)).with_reasoning(reasoning);
     let mut events = started.events;
     if !stream {
         let response = tokio::select! {
@@ -165,46 +167,6 @@ pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The response before any output: in progress, echoing the request.
-pub fn initial_response(echo: Echo, created_at: i64) -> ResponseObject {
-    let Echo {
-        model,
-        instructions,
-        max_output_tokens,
-        parallel_tool_calls,
-        tools,
-        tool_choice,
-        text,
-        reasoning,
-        metadata,
-    } = echo;
-    ResponseObject {
-        id: random_id("resp"),
-        object: "response",
-        created_at,
-        status: "in_progress",
-        completed_at: None,
-        error: None,
-        incomplete_details: None,
-        instructions,
-        max_output_tokens,
-        model,
-        output: Vec::new(),
-        parallel_tool_calls,
-        previous_response_id: None,
-        reasoning,
-        store: false,
-        temperature: None,
-        top_p: None,
-        text,
-        tool_choice,
-        tools,
-        truncation: "disabled",
-        usage: None,
-        metadata,
-    }
 }
 
 /// The domain's validation names chat-completions fields; a Responses client sent others.

@@ -2,7 +2,8 @@
 //! `output_text`, `input_image` parts), `function_call` and `custom_tool_call` items (joined to
 //! the assistant message before them, as chat completions' `tool_calls`; a custom call's `input`
 //! becomes the `{"input": …}` arguments Claude wrote) and `function_call_output` /
-//! `custom_tool_call_output` items (tool messages). Each error names its path (`input[2].content[0].image_url`).
+//! `custom_tool_call_output` items (tool messages), and `reasoning` items this gateway sealed
+//! (Claude's thinking blocks, replayed at the start of their assistant turn). Each error names its path (`input[2].content[0].image_url`).
 
 use serde_json::Value;
 
@@ -12,13 +13,22 @@ use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
 
 use super::custom::arguments_of;
 use super::namespace::combined;
+use super::seal::SealKey;
+
+/// What reading input items needs besides the items.
+pub struct ItemContext<'a> {
+    /// Parameters accepted and not honoured (`x-ignored-params`).
+    pub other: &'a mut Vec<String>,
+    /// The key reasoning items' `encrypted_content` was sealed with.
+    pub key: &'a SealKey,
+}
 
 /// Appends the domain message(s) of input item `i`.
 pub fn push_item(
     messages: &mut Vec<Message>,
     i: usize,
     item: &Value,
-    other: &mut Vec<String>,
+    ctx: &mut ItemContext<'_>,
 ) -> Result<(), ChatError> {
     let path = format!("input[{i}]");
     if !item.is_object() {
@@ -39,7 +49,16 @@ pub fn push_item(
         }
     };
     match kind.as_str() {
-        "message" => messages.push(message(item, &path)?),
+        "message" => {
+            let m = message(item, &path)?;
+            match messages.last_mut() {
+                // The answer after its reasoning items: one assistant turn, thinking first.
+                Some(last) if m.role == Role::Assistant && only_thinking(last) => {
+                    last.content.extend(m.content);
+                }
+                _ => messages.push(m),
+            }
+        }
         "function_call" | "custom_tool_call" => {
             let arguments = if kind == "custom_tool_call" {
                 arguments_of(&required_string(item, "input", &path)?)
@@ -92,13 +111,7 @@ pub fn push_item(
                 tool_call_id: Some(call_id),
             });
         }
-        // Reasoning items come from OpenAI models; Claude's thinking cannot be rebuilt from
-        // them, and leaving them out changes no visible turn.
-        "reasoning" => {
-            if !other.iter().any(|o| o == "input.reasoning") {
-                other.push("input.reasoning".into());
-            }
-        }
+        "reasoning" => reasoning(messages, item, &path, ctx)?,
         "item_reference" => {
             return Err(ChatError::unsupported(
                 format!(
@@ -120,6 +133,75 @@ pub fn push_item(
         }
     }
     Ok(())
+}
+
+/// A reasoning item this gateway sealed becomes Claude's thinking block (with the model that
+/// wrote it), at the start of the assistant turn the items after it make. One without
+/// `encrypted_content` (a summary only, or an OpenAI model's) cannot be rebuilt into a thinking
+/// block and is left out (reported as `input.reasoning`); one that does not open is refused.
+fn reasoning(
+    messages: &mut Vec<Message>,
+    item: &Value,
+    path: &str,
+    ctx: &mut ItemContext<'_>,
+) -> Result<(), ChatError> {
+    let sealed = match field(item, "encrypted_content") {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => {
+            ignore_reasoning(ctx);
+            return Ok(());
+        }
+        Some(_) => {
+            return Err(ChatError::invalid(
+                format!("`{path}.encrypted_content` must be a string."),
+                format!("{path}.encrypted_content"),
+            ));
+        }
+    };
+    let opened = ctx.key.open(sealed).ok_or_else(|| {
+        ChatError::invalid_with_code(
+            format!(
+                "`{path}.encrypted_content` could not be verified: it was not produced by \
+                 this gateway instance (or one sharing its --reasoning-key-file), it was \
+                 altered, or the gateway restarted without a key file. Send reasoning items \
+                 back exactly as they came, or leave them out."
+            ),
+            format!("{path}.encrypted_content"),
+            "invalid_encrypted_content",
+        )
+    })?;
+    let part = ContentPart::Thinking {
+        thinking: opened.thinking,
+        signature: opened.signature,
+        model: opened.model,
+    };
+    match messages.last_mut() {
+        Some(last) if only_thinking(last) => last.content.push(part),
+        _ => messages.push(Message {
+            role: Role::Assistant,
+            content: vec![part],
+            name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }),
+    }
+    Ok(())
+}
+
+fn ignore_reasoning(ctx: &mut ItemContext<'_>) {
+    if !ctx.other.iter().any(|o| o == "input.reasoning") {
+        ctx.other.push("input.reasoning".into());
+    }
+}
+
+/// An assistant message made of thinking so far (its reasoning items), waiting for its answer.
+fn only_thinking(m: &Message) -> bool {
+    m.role == Role::Assistant
+        && m.tool_calls.is_empty()
+        && !m.content.is_empty()
+        && m.content
+            .iter()
+            .all(|p| matches!(p, ContentPart::Thinking { .. }))
 }
 
 pub fn required_string(item: &Value, key: &str, path: &str) -> Result<String, ChatError> {

@@ -79,7 +79,8 @@ pub async fn count(
         previous_response_id,
         instructions,
         input: _,
-    } = convert::create_request(body)?;
+        reasoning: _,
+    } = convert::create_request(body, &state.reasoning_key)?;
     request.response = Some(ResponseTurn {
         id: String::new(),
         previous: previous_response_id,

@@ -38,7 +38,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<ResponseObject>, ApiError> {
     let record = state.responses.get_response(&tenant, &id).await?;
-    Ok(Json(render(record)?))
+    Ok(Json(render(record, &state.reasoning_key)?))
 }
 
 #[utoipa::path(

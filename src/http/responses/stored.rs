@@ -10,13 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::chat::ChatError;
-use crate::chat::types::{ChatEvent, ContentPart, ToolCallDelta};
+use crate::chat::types::{ChatEvent, ContentPart, ReasoningDelta, ToolCallDelta};
 use crate::sessions::ResponseRecord;
 
-use super::convert::Echo;
-use super::handler::initial_response;
-use super::stream::{IdMaker, ResponseStream, random_id};
-use super::types::ResponseObject;
+use super::seal::SealKey;
+use super::stream::{IdMaker, ReasoningOptions, ResponseStream, random_id};
+use super::types::{Echo, ResponseObject, initial_response};
 
 /// The version of the document format this code writes.
 const DOCUMENT_VERSION: u32 = 1;
@@ -29,8 +28,29 @@ pub struct Document {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_response_id: Option<String>,
     pub echo: Echo,
+    /// How the response showed Claude's thinking.
+    #[serde(default)]
+    pub reasoning: ShownReasoning,
     /// The input items as `input_items` lists them.
     pub input_items: Vec<Value>,
+}
+
+/// What the request asked of reasoning items (`ReasoningOptions` without the key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShownReasoning {
+    pub requested: bool,
+    pub summary: bool,
+    pub sealed: bool,
+}
+
+impl ShownReasoning {
+    pub fn of(options: &ReasoningOptions) -> Self {
+        ShownReasoning {
+            requested: options.requested,
+            summary: options.summary,
+            sealed: options.seal.is_some(),
+        }
+    }
 }
 
 impl Document {
@@ -45,6 +65,7 @@ impl Document {
             created_at,
             previous_response_id,
             echo,
+            reasoning: ShownReasoning::default(),
             input_items: input_items(input),
         }
     }
@@ -79,8 +100,9 @@ pub fn item_ids(response_id: &str) -> IdMaker {
     })
 }
 
-/// A stored response as the `response` object its creating request answered.
-pub fn render(record: ResponseRecord) -> Result<ResponseObject, ChatError> {
+/// A stored response as the `response` object its creating request answered (a sealed
+/// `encrypted_content` is sealed again with `key`: the same thinking, another nonce).
+pub fn render(record: ResponseRecord, key: &SealKey) -> Result<ResponseObject, ChatError> {
     let ResponseRecord {
         id,
         created_at,
@@ -95,11 +117,34 @@ pub fn render(record: ResponseRecord) -> Result<ResponseObject, ChatError> {
     response.id = id.clone();
     response.previous_response_id = doc.previous_response_id;
     response.store = true;
-    let mut machine = ResponseStream::new(response, item_ids(&id));
+    let shown = doc.reasoning;
+    let mut machine =
+        ResponseStream::new(response, item_ids(&id)).with_reasoning(ReasoningOptions {
+            requested: shown.requested,
+            summary: shown.summary,
+            seal: shown.sealed.then(|| key.clone()),
+        });
     machine.push(ChatEvent::Role { index: 0 });
     for part in reply.content {
-        if let ContentPart::Text(text) = part {
-            machine.push(ChatEvent::Text { index: 0, text });
+        match part {
+            ContentPart::Text(text) => {
+                machine.push(ChatEvent::Text { index: 0, text });
+            }
+            ContentPart::Thinking {
+                thinking,
+                signature,
+                model,
+            } => {
+                machine.push(ChatEvent::Reasoning {
+                    index: 0,
+                    delta: ReasoningDelta::Text(thinking),
+                });
+                machine.push(ChatEvent::Reasoning {
+                    index: 0,
+                    delta: ReasoningDelta::Signature { signature, model },
+                });
+            }
+            ContentPart::ImageUrl { .. } => {}
         }
     }
     for (index, call) in (0u32..).zip(reply.tool_calls) {

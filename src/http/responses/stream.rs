@@ -18,6 +18,7 @@ use super::types::{
     OutputItem, OutputMessage, OutputText, OutputTokensDetails, ResponseError, ResponseObject,
     ResponseUsage, StreamEvent,
 };
+pub use reasoning::ReasoningOptions;
 
 /// Makes the ids of output items (`msg_…`, `fc_…`); injected so tests are deterministic.
 pub type IdMaker = Box<dyn FnMut(&str) -> String + Send>;
@@ -29,6 +30,12 @@ pub fn random_id(prefix: &str) -> String {
 
 /// The item being streamed now.
 enum Open {
+    /// A thinking block: its text so far, and its signature (with the model that wrote it)
+    /// once the block is complete.
+    Reasoning {
+        thinking: String,
+        signature: Option<(String, String)>,
+    },
     Message {
         text: String,
     },
@@ -53,6 +60,9 @@ pub struct ResponseStream {
     ids: IdMaker,
     /// The request's custom and namespaced tools, whose calls are shown as the client knows them.
     names: ToolNames,
+    options: ReasoningOptions,
+    /// Whether a reasoning item was produced.
+    reasoned: bool,
 }
 
 impl ResponseStream {
@@ -60,6 +70,8 @@ impl ResponseStream {
     pub fn new(response: ResponseObject, ids: IdMaker) -> Self {
         ResponseStream {
             names: ToolNames::new(&response.tools),
+            options: ReasoningOptions::default(),
+            reasoned: false,
             response,
             next_seq: 0,
             open: None,
@@ -68,6 +80,12 @@ impl ResponseStream {
             ended: false,
             ids,
         }
+    }
+
+    /// What the request asked of reasoning (nothing by default).
+    pub fn with_reasoning(mut self, options: ReasoningOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// The response as it stands (the final one after `finish` or `fail`).
@@ -102,6 +120,8 @@ impl ResponseStream {
         match event {
             // The Responses API has one answer: other choices cannot be asked for (`n`).
             ChatEvent::Role { .. } => {}
+            ChatEvent::Reasoning { index: 0, delta } => self.reasoning(delta, &mut out),
+            ChatEvent::Reasoning { .. } => {}
             ChatEvent::Text { index: 0, text } if !text.is_empty() => self.text(text, &mut out),
             ChatEvent::Text { .. } => {}
             ChatEvent::ToolCall { index: 0, call } => self.tool_call(call, &mut out),
@@ -125,6 +145,9 @@ impl ResponseStream {
             Some(FinishReason::ContentFilter) => Some("content_filter"),
             Some(FinishReason::Stop | FinishReason::ToolCalls) | None => None,
         };
+        if self.open.is_none() {
+            self.reasoning_first(&mut out);
+        }
         self.close(
             if incomplete.is_some() {
                 "incomplete"
@@ -192,6 +215,7 @@ impl ResponseStream {
     fn text(&mut self, text: String, out: &mut Vec<StreamEvent>) {
         if !matches!(self.open, Some(Open::Message { .. })) {
             self.close("completed", out);
+            self.reasoning_first(out);
             let item = OutputItem::Message(OutputMessage {
                 id: (self.ids)("msg"),
                 status: "in_progress",
@@ -234,6 +258,7 @@ impl ResponseStream {
         if let Some(call_id) = call.id {
             // The first piece of a call: a new item.
             self.close("completed", out);
+            self.reasoning_first(out);
             let called = self.names.called(&call.name.unwrap_or_default());
             let (namespace, name) = (called.namespace, called.name);
             let (item, open) = if called.custom {
@@ -356,6 +381,7 @@ impl ResponseStream {
         }
         let item = self.finalize(open, status);
         match &item {
+            Some(OutputItem::Reasoning(r)) => self.close_summary(r, output_index, out),
             Some(OutputItem::Message(m)) => {
                 let text = m
                     .content
@@ -408,6 +434,19 @@ impl ResponseStream {
 
     /// Puts the open item's final form into `output` and returns it.
     fn finalize(&mut self, open: Open, status: &'static str) -> Option<OutputItem> {
+        if let Open::Reasoning {
+            thinking,
+            signature,
+        } = open
+        {
+            let Some(OutputItem::Reasoning(mut item)) = self.response.output.pop() else {
+                return None;
+            };
+            self.finalize_reasoning(&mut item, thinking, signature);
+            let item = OutputItem::Reasoning(item);
+            self.response.output.push(item.clone());
+            return Some(item);
+        }
         let last = self.response.output.last_mut()?;
         match (open, &mut *last) {
             (Open::Message { text }, OutputItem::Message(m)) => {
@@ -480,6 +519,9 @@ pub fn response_error(err: &ChatError) -> ResponseError {
         message,
     }
 }
+
+#[path = "stream_reasoning.rs"]
+mod reasoning;
 
 #[cfg(test)]
 #[path = "stream_tests.rs"]

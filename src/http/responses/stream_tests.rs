@@ -8,14 +8,20 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::http::responses::convert::create_request;
-use crate::http::responses::handler::initial_response;
+use crate::http::responses::seal::SealKey;
+use crate::http::responses::types::initial_response;
 
 #[path = "../../../tests/common/openai_schema.rs"]
 #[allow(dead_code)]
 mod openai_schema;
 
+fn key() -> SealKey {
+    static KEY: std::sync::OnceLock<SealKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SealKey::random().unwrap()).clone()
+}
+
 fn machine(body: Value) -> ResponseStream {
-    let converted = create_request(serde_json::from_value(body).unwrap()).unwrap();
+    let converted = create_request(serde_json::from_value(body).unwrap(), &key()).unwrap();
     let mut n = 0;
     ResponseStream::new(
         initial_response(converted.echo, 100),
@@ -24,6 +30,7 @@ fn machine(body: Value) -> ResponseStream {
             format!("{prefix}_{n}")
         }),
     )
+    .with_reasoning(converted.reasoning)
 }
 
 fn plain() -> ResponseStream {
@@ -105,6 +112,10 @@ fn schema_of(kind: &str) -> &'static str {
         "response.content_part.done" => "ResponseContentPartDoneEvent",
         "response.function_call_arguments.delta" => "ResponseFunctionCallArgumentsDeltaEvent",
         "response.function_call_arguments.done" => "ResponseFunctionCallArgumentsDoneEvent",
+        "response.reasoning_summary_part.added" => "ResponseReasoningSummaryPartAddedEvent",
+        "response.reasoning_summary_text.delta" => "ResponseReasoningSummaryTextDeltaEvent",
+        "response.reasoning_summary_text.done" => "ResponseReasoningSummaryTextDoneEvent",
+        "response.reasoning_summary_part.done" => "ResponseReasoningSummaryPartDoneEvent",
         "response.custom_tool_call_input.delta" => "ResponseCustomToolCallInputDeltaEvent",
         "response.custom_tool_call_input.done" => "ResponseCustomToolCallInputDoneEvent",
         "response.output_item.done" => "ResponseOutputItemDoneEvent",
@@ -543,3 +554,6 @@ fn the_response_echoes_format_reasoning_and_tool_choice() {
     assert_eq!(r["parallel_tool_calls"], false);
     assert_eq!(r["tools"][0]["parameters"], Value::Null);
 }
+
+#[path = "stream_reasoning_tests.rs"]
+mod reasoning;

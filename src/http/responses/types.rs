@@ -16,7 +16,7 @@ use super::doc;
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(
     description = "A Responses API request. `null` counts as absent. Parameters Claude cannot \
-        honour (`temperature`, `top_p`, `user`, `truncation`, `include`, `prompt_cache_key`, …) \
+        honour (`temperature`, `top_p`, `user`, `truncation`, `prompt_cache_key`, …) \
         are accepted and listed in the `x-ignored-params` response header, or refused with a 400 \
         under `--strict-params`. Responses are stored by default (`store`) and continued with \
         `previous_response_id`; `conversation`, `prompt` and `background` are refused with a \
@@ -65,7 +65,8 @@ pub struct CreateResponseRequest {
     #[serde(default)]
     #[schema(value_type = Option<doc::TextParam>)]
     pub text: Option<Value>,
-    /// `{"effort": "low" | "medium" | "high"}`; `summary` is ignored and reported.
+    /// `{"effort": "low" | "medium" | "high", "summary": "auto" | "concise" | "detailed"}`:
+    /// the CLI's `--effort`, and Claude's thinking as the reasoning items' summary.
     #[serde(default)]
     #[schema(value_type = Option<doc::ReasoningParam>)]
     pub reasoning: Option<Value>,
@@ -119,6 +120,62 @@ pub const KNOWN_UNUSED_FIELDS: &[&str] = &[
 /// OpenAI request fields that need state this gateway does not keep (conversations, stored
 /// prompts): refused with a 400.
 pub const STATEFUL_FIELDS: &[&str] = &["conversation", "prompt"];
+
+/// What the response object repeats of the request, as OpenAI's does. Kept in the stored
+/// response's document, so a stored response shows it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Echo {
+    pub model: String,
+    pub instructions: Option<String>,
+    pub max_output_tokens: Option<u32>,
+    pub parallel_tool_calls: bool,
+    pub tools: Vec<Value>,
+    pub tool_choice: Value,
+    pub text: Value,
+    pub reasoning: Option<Value>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The response before any output: in progress, echoing the request; its id is the caller's
+/// to set.
+pub fn initial_response(echo: Echo, created_at: i64) -> ResponseObject {
+    let Echo {
+        model,
+        instructions,
+        max_output_tokens,
+        parallel_tool_calls,
+        tools,
+        tool_choice,
+        text,
+        reasoning,
+        metadata,
+    } = echo;
+    ResponseObject {
+        id: String::new(),
+        object: "response",
+        created_at,
+        status: "in_progress",
+        completed_at: None,
+        error: None,
+        incomplete_details: None,
+        instructions,
+        max_output_tokens,
+        model,
+        output: Vec::new(),
+        parallel_tool_calls,
+        previous_response_id: None,
+        reasoning,
+        store: false,
+        temperature: None,
+        top_p: None,
+        text,
+        tool_choice,
+        tools,
+        truncation: "disabled",
+        usage: None,
+        metadata,
+    }
+}
 
 /// The response object (`object: "response"`), whole or inside the stream's lifecycle events.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -209,6 +266,7 @@ pub struct OutputTokensDetails {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutputItem {
+    Reasoning(ReasoningItem),
     Message(OutputMessage),
     FunctionCall(FunctionCallItem),
     CustomToolCall(CustomToolCallItem),
@@ -217,6 +275,7 @@ pub enum OutputItem {
 impl OutputItem {
     pub fn id(&self) -> &str {
         match self {
+            OutputItem::Reasoning(r) => &r.id,
             OutputItem::Message(m) => &m.id,
             OutputItem::FunctionCall(f) => &f.id,
             OutputItem::CustomToolCall(c) => &c.id,
@@ -281,6 +340,37 @@ pub struct FunctionCallItem {
     pub status: &'static str,
 }
 
+/// Claude's thinking: its text as the one summary part when `reasoning.summary` asked for it, and
+/// sealed (with its signature) in `encrypted_content` when `include` asked for that.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ReasoningItem {
+    #[schema(example = "rs_0123456789abcdef0123456789abcdef")]
+    pub id: String,
+    pub summary: Vec<SummaryText>,
+    /// Opaque; send the item back in `input` to replay the thinking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted_content: Option<String>,
+}
+
+/// A `summary_text` part of a reasoning item.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SummaryText {
+    /// Always `summary_text`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub kind: &'static str,
+    pub text: String,
+}
+
+impl SummaryText {
+    pub fn new(text: String) -> Self {
+        SummaryText {
+            kind: "summary_text",
+            text,
+        }
+    }
+}
+
 /// A call of a `custom` tool: its free-form `input` (what Claude wrote in the one string field of
 /// the function the tool was offered as).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -318,6 +408,34 @@ pub enum EventPayload {
     InProgress { response: ResponseObject },
     #[serde(rename = "response.output_item.added")]
     OutputItemAdded { output_index: u32, item: OutputItem },
+    #[serde(rename = "response.reasoning_summary_part.added")]
+    ReasoningSummaryPartAdded {
+        item_id: String,
+        output_index: u32,
+        summary_index: u32,
+        part: SummaryText,
+    },
+    #[serde(rename = "response.reasoning_summary_text.delta")]
+    ReasoningSummaryTextDelta {
+        item_id: String,
+        output_index: u32,
+        summary_index: u32,
+        delta: String,
+    },
+    #[serde(rename = "response.reasoning_summary_text.done")]
+    ReasoningSummaryTextDone {
+        item_id: String,
+        output_index: u32,
+        summary_index: u32,
+        text: String,
+    },
+    #[serde(rename = "response.reasoning_summary_part.done")]
+    ReasoningSummaryPartDone {
+        item_id: String,
+        output_index: u32,
+        summary_index: u32,
+        part: SummaryText,
+    },
     #[serde(rename = "response.content_part.added")]
     ContentPartAdded {
         item_id: String,
@@ -392,6 +510,14 @@ impl EventPayload {
             EventPayload::Created { .. } => "response.created",
             EventPayload::InProgress { .. } => "response.in_progress",
             EventPayload::OutputItemAdded { .. } => "response.output_item.added",
+            EventPayload::ReasoningSummaryPartAdded { .. } => {
+                "response.reasoning_summary_part.added"
+            }
+            EventPayload::ReasoningSummaryTextDelta { .. } => {
+                "response.reasoning_summary_text.delta"
+            }
+            EventPayload::ReasoningSummaryTextDone { .. } => "response.reasoning_summary_text.done",
+            EventPayload::ReasoningSummaryPartDone { .. } => "response.reasoning_summary_part.done",
             EventPayload::ContentPartAdded { .. } => "response.content_part.added",
             EventPayload::OutputTextDelta { .. } => "response.output_text.delta",
             EventPayload::OutputTextDone { .. } => "response.output_text.done",
