@@ -4,7 +4,6 @@
 //! that protect the engine (sizes, counts, the last turn being the user's) are not checked here
 //! but in `chat::validate`, the same for every door.
 
-
 use serde_json::{Value, json};
 
 use crate::chat::ChatError;
@@ -14,10 +13,11 @@ use crate::chat::types::{
 };
 
 use super::custom::custom_tool;
-use super::input::{ItemContext, push_item, required_string};
+use super::input::{ItemContext, push_item};
 use super::namespace::{OfferedNames, combined, namespace_tools};
 use super::seal::SealKey;
 use super::stream::ReasoningOptions;
+use super::tools::{function_tool, required_string};
 use super::types::{CreateResponseRequest, Echo, KNOWN_UNUSED_FIELDS, STATEFUL_FIELDS};
 
 /// The converted request, whether to stream, the echo, what stored state it asks for, and what
@@ -264,34 +264,6 @@ fn parse_tools(
         echo.push(tool_echo);
     }
     Ok((tools, echo))
-}
-
-/// A `function` tool item at path `p` → the domain tool, and the tool as the response echoes it.
-pub fn function_tool(item: &Value, p: &str) -> Result<(Tool, Value), ChatError> {
-    let name = required_string(item, "name", p)?;
-    let parameters = field(item, "parameters").cloned();
-    if parameters.as_ref().is_some_and(|v| !v.is_object()) {
-        return Err(ChatError::invalid(
-            format!("`{p}.parameters` must be a JSON Schema object."),
-            format!("{p}.parameters"),
-        ));
-    }
-    let description = string_field(item, "description", p)?;
-    let strict = field(item, "strict").and_then(Value::as_bool);
-    let echo = json!({
-        "type": "function",
-        "name": name,
-        "description": description,
-        "parameters": parameters,
-        "strict": strict,
-    });
-    let tool = Tool {
-        name,
-        description,
-        parameters,
-        strict,
-    };
-    Ok((tool, echo))
 }
 
 fn parse_tool_choice(value: &Value) -> Result<ToolChoice, ChatError> {

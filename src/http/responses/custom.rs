@@ -12,7 +12,7 @@ use crate::chat::ChatError;
 use crate::chat::message_json::{field, string_field};
 use crate::chat::types::Tool;
 
-use super::input::required_string;
+use super::tools::required_string;
 
 /// The one field of the function a custom tool is offered as.
 pub const INPUT_FIELD: &str = "input";

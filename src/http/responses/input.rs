@@ -14,6 +14,7 @@ use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
 use super::custom::arguments_of;
 use super::namespace::combined;
 use super::seal::SealKey;
+use super::tools::required_string;
 
 /// What reading input items needs besides the items.
 pub struct ItemContext<'a> {
@@ -202,15 +203,6 @@ fn only_thinking(m: &Message) -> bool {
         && m.content
             .iter()
             .all(|p| matches!(p, ContentPart::Thinking { .. }))
-}
-
-pub fn required_string(item: &Value, key: &str, path: &str) -> Result<String, ChatError> {
-    string_field(item, key, path)?.ok_or_else(|| {
-        ChatError::invalid(
-            format!("`{path}.{key}` is required."),
-            format!("{path}.{key}"),
-        )
-    })
 }
 
 fn message(item: &Value, path: &str) -> Result<Message, ChatError> {

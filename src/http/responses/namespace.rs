@@ -16,9 +16,9 @@ use crate::chat::ChatError;
 use crate::chat::message_json::{field, string_field};
 use crate::chat::types::Tool;
 
-use super::convert::function_tool;
 use super::custom::custom_tool;
-use super::input::required_string;
+use super::tools::function_tool;
+use super::tools::required_string;
 
 /// Between the namespace and the tool's name in the name Claude sees.
 pub const SEPARATOR: &str = "__";
