@@ -97,8 +97,7 @@ pub async fn create(
         () = state.abort.cancelled() => return Err(ApiError(shutting_down())),
     };
     let ignored = started.meta.ignored_params.clone();
-    let mut response = initial_response(echo, created_at);
-    response.id = id.clone();
+    let mut response = initial_response(id.clone(), echo, created_at);
     response.previous_response_id = previous_response_id;
     response.store = store;
     let mut machine = ResponseStream::new(response, item_ids(&id)).with_reasoning(reasoning);

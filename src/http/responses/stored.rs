@@ -113,8 +113,7 @@ pub fn render(record: ResponseRecord, key: &SealKey) -> Result<ResponseObject, C
         finish,
     } = record;
     let doc = Document::parse(&document)?;
-    let mut response = initial_response(doc.echo, doc.created_at);
-    response.id = id.clone();
+    let mut response = initial_response(id.clone(), doc.echo, doc.created_at);
     response.previous_response_id = doc.previous_response_id;
     response.store = true;
     let shown = doc.reasoning;

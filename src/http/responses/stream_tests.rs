@@ -24,7 +24,7 @@ fn machine(body: Value) -> ResponseStream {
     let converted = create_request(serde_json::from_value(body).unwrap(), &key()).unwrap();
     let mut n = 0;
     ResponseStream::new(
-        initial_response(converted.echo, 100),
+        initial_response("resp_1".into(), converted.echo, 100),
         Box::new(move |prefix| {
             n += 1;
             format!("{prefix}_{n}")

@@ -136,9 +136,8 @@ pub struct Echo {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// The response before any output: in progress, echoing the request; its id is the caller's
-/// to set.
-pub fn initial_response(echo: Echo, created_at: i64) -> ResponseObject {
+/// The response `id` before any output: in progress, echoing the request.
+pub fn initial_response(id: String, echo: Echo, created_at: i64) -> ResponseObject {
     let Echo {
         model,
         instructions,
@@ -151,7 +150,7 @@ pub fn initial_response(echo: Echo, created_at: i64) -> ResponseObject {
         metadata,
     } = echo;
     ResponseObject {
-        id: String::new(),
+        id,
         object: "response",
         created_at,
         status: "in_progress",
