@@ -450,3 +450,41 @@ async fn models_lists_the_cli_s_concrete_ids_and_each_is_accepted() {
     .await
     .unwrap();
 }
+
+/// A user message that looks like a slash command is the client's text for Claude, not a
+/// command for the CLI: each one reaches the API (its `/` split into a block of its own, the
+/// same characters), and none runs — neither as the prompt nor in replayed history.
+#[tokio::test]
+async fn slash_commands_in_client_text_reach_claude_as_text() {
+    let Some(s) = setup(&[]).await else { return };
+    for text in ["/clear", "/compact now", "/help"] {
+        let (status, _, body) = post_json(
+            &s.gw.url("/v1/chat/completions"),
+            &chat_body("gpt-4o", text),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}: {body}\n{}", s.gw.stderr());
+        let requests = s.api.requests();
+        let last = requests
+            .last()
+            .unwrap_or_else(|| panic!("{text}: no API request"));
+        let messages = last["messages"].to_string();
+        let rest = &text[1..];
+        assert!(
+            messages.contains(&format!(r#""text":"/""#)) && messages.contains(rest),
+            "{text}: {messages}"
+        );
+        assert!(!messages.contains("local-command"), "{text}: {messages}");
+    }
+    // In history: replayed, not run.
+    let body = json!({"model": "gpt-4o", "messages": [
+        {"role": "user", "content": "/clear"},
+        {"role": "assistant", "content": "Cleared?"},
+        {"role": "user", "content": "What did I say first?"}]});
+    let (status, _, answer) = post_json(&s.gw.url("/v1/chat/completions"), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let requests = s.api.requests();
+    let messages = requests.last().unwrap()["messages"].to_string();
+    assert!(messages.contains("Cleared?"), "{messages}");
+    assert!(!messages.contains("local-command"), "{messages}");
+}

@@ -111,9 +111,10 @@ pub fn tool_nudge(required: &RequiredTool) -> String {
 /// A user or assistant message line. History user lines carry `shouldQuery:false` so they are
 /// appended without starting a turn.
 pub fn turn_line(turn: &Turn, query: bool) -> String {
-    let content: Vec<Value> = turn.blocks.iter().map(block_json).collect();
+    let mut content: Vec<Value> = turn.blocks.iter().map(block_json).collect();
     match turn.role {
         TurnRole::User => {
+            not_a_command(&mut content);
             let mut line = Map::new();
             line.insert("type".into(), json!("user"));
             line.insert("session_id".into(), json!(""));
@@ -147,6 +148,27 @@ pub fn turn_line(turn: &Turn, query: bool) -> String {
             .to_string()
         }
     }
+}
+
+/// The CLI (2.1.330) runs a user line whose last text block starts with `/` as one of its slash
+/// commands (`/clear`, `/compact`, …) instead of sending it to Claude, on a query and on a
+/// replayed history line alike; `--disable-slash-commands` only turns that into an error reply.
+/// So such a block is split after its `/`: Claude reads the same characters, in two blocks, and
+/// no command runs (a lone `/` is no command).
+fn not_a_command(content: &mut Vec<Value>) {
+    let Some(at) = content.iter().rposition(|b| b["type"] == "text") else {
+        return;
+    };
+    let Some(rest) = content[at]["text"]
+        .as_str()
+        .and_then(|t| t.strip_prefix('/'))
+        .filter(|rest| !rest.is_empty())
+        .map(str::to_string)
+    else {
+        return;
+    };
+    content[at] = json!({"type": "text", "text": "/"});
+    content.insert(at + 1, json!({"type": "text", "text": rest}));
 }
 
 fn block_json(block: &Block) -> Value {
@@ -210,6 +232,31 @@ mod tests {
             role,
             blocks: vec![Block::Text(t.into())],
         }
+    }
+
+    #[test]
+    fn text_that_looks_like_a_slash_command_is_split_after_its_slash() {
+        let line: Value =
+            serde_json::from_str(&turn_line(&text(TurnRole::User, "/clear now"), true)).unwrap();
+        assert_eq!(
+            line["message"]["content"],
+            json!([{"type": "text", "text": "/"}, {"type": "text", "text": "clear now"}])
+        );
+        let history: Value =
+            serde_json::from_str(&turn_line(&text(TurnRole::User, "/help"), false)).unwrap();
+        assert_eq!(history["message"]["content"][1]["text"], "help");
+        for plain in ["/", "a /clear", " /clear"] {
+            let line: Value =
+                serde_json::from_str(&turn_line(&text(TurnRole::User, plain), true)).unwrap();
+            assert_eq!(
+                line["message"]["content"],
+                json!([{"type": "text", "text": plain}])
+            );
+        }
+        // An assistant turn is never a command.
+        let said: Value =
+            serde_json::from_str(&turn_line(&text(TurnRole::Assistant, "/clear"), false)).unwrap();
+        assert_eq!(said["message"]["content"][0]["text"], "/clear");
     }
 
     #[test]
