@@ -471,7 +471,7 @@ async fn slash_commands_in_client_text_reach_claude_as_text() {
         let messages = last["messages"].to_string();
         let rest = &text[1..];
         assert!(
-            messages.contains(&format!(r#""text":"/""#)) && messages.contains(rest),
+            messages.contains(r#""text":"/""#) && messages.contains(rest),
             "{text}: {messages}"
         );
         assert!(!messages.contains("local-command"), "{text}: {messages}");
