@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::chat::validate::{OutputMode, Turn, ValidChatRequest};
+use crate::chat::validate::{Block, OutputMode, Turn, ValidChatRequest};
 
 use super::limit::{Idle, Limiter, Slot};
 use super::process::ClaudeProcess;
@@ -58,7 +58,19 @@ pub fn fingerprint(req: &ValidChatRequest, bare: bool) -> u64 {
 /// The conversation a process holds.
 pub fn conversation(turns: &[Turn]) -> u64 {
     let mut h = DefaultHasher::new();
-    format!("{turns:?}").hash(&mut h);
+    for turn in turns {
+        format!("{:?}", turn.role).hash(&mut h);
+        // Thinking is left out: a kept process's turns record the reply's text, and the
+        // thinking of a reply it wrote is in its conversation whether a client sends it back
+        // (a stored response chain keeps it) or not.
+        for block in turn
+            .blocks
+            .iter()
+            .filter(|b| !matches!(b, Block::Thinking { .. }))
+        {
+            format!("{block:?}").hash(&mut h);
+        }
+    }
     h.finish()
 }
 

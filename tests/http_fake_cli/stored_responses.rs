@@ -403,6 +403,14 @@ async fn a_stored_responses_thinking_is_shown_again_and_replayed_natively() {
         let (status, got) = get(&g.gw, &format!("/v1/responses/{id}")).await;
         assert_eq!(status, 200, "{got}");
         assert_eq!(got, first, "the reasoning item and its summary shown again");
+        // Continued as it is (the thinking kept in the chain): still the live process.
+        create(
+            &g.gw,
+            &json!({"model": "gpt-4o", "input": "RESPSTORETHINK1",
+                "reasoning": {"effort": "high", "summary": "auto"}, "previous_response_id": id}),
+        )
+        .await;
+        assert_eq!(g.runs().len(), 1, "continued in the live process");
         // Continued with other instructions (so not in the live process): the replayed assistant
         // turn carries Claude's signed thinking.
         create(
