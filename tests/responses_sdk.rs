@@ -239,14 +239,7 @@ async fn python_stored_responses_inner() {
     assert!(with_marker(&requests, "#stored-none").is_empty());
     // The function call's output, sent alone with `previous_response_id`, reached Claude as a
     // tool_result after the stored tool_use of the same id.
-    let call_id = std::fs::read_to_string(&record)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            v["stored_call_id"].as_str().map(str::to_string)
-        })
-        .expect("the call id was recorded");
+    let call_id = recorded(&record, "stored_call_id");
     let answered: Vec<&Value> = with_marker(&requests, "#stored-tool")
         .into_iter()
         .filter(|r| !blocks(r, "user", "tool_result").is_empty())

@@ -344,19 +344,12 @@ impl SessionRow {
 
     /// The session, with the bodies of its `session_messages` rows in `seq` order.
     pub fn into_session(self, bodies: &[String]) -> Result<Session> {
-        if to_db(bodies.len())? != self.len {
-            return Err(StoreError::Backend(format!(
-                "session {:?} records {} messages but {} are stored",
-                self.id,
-                self.len,
-                bodies.len()
-            )));
-        }
-        let history = bodies
-            .iter()
-            .enumerate()
-            .map(|(seq, b)| record::decode(b, seq))
-            .collect::<Result<Vec<Message>, _>>()?;
+        let history = decode_history(bodies, self.len, |stored| {
+            format!(
+                "session {:?} records {} messages but {stored} are stored",
+                self.id, self.len
+            )
+        })?;
         Ok(Session {
             metadata: serde_json::from_str(&self.metadata)?,
             id: self.id,
@@ -418,19 +411,12 @@ impl ResponseRow {
 
     /// The response, with the bodies of its chain's first `len` messages in `seq` order.
     pub fn into_stored(self, bodies: &[String]) -> Result<StoredResponse> {
-        if to_db(bodies.len())? != self.len {
-            return Err(StoreError::Backend(format!(
-                "response {:?} points at {} messages of its chain but {} are stored",
-                self.id,
-                self.len,
-                bodies.len()
-            )));
-        }
-        let history = bodies
-            .iter()
-            .enumerate()
-            .map(|(seq, b)| record::decode(b, seq))
-            .collect::<Result<Vec<Message>, _>>()?;
+        let history = decode_history(bodies, self.len, |stored| {
+            format!(
+                "response {:?} points at {} messages of its chain but {stored} are stored",
+                self.id, self.len
+            )
+        })?;
         Ok(StoredResponse {
             at_tip: self.len == self.session_len,
             input_start: from_db(self.input_start)?,
@@ -451,6 +437,23 @@ impl ResponseRow {
 /// The `outcome` column of a response.
 pub fn outcome_text(outcome: &ResponseOutcome) -> Result<String> {
     Ok(record::encode_outcome(&outcome.usage, outcome.finish)?)
+}
+
+/// The messages of `bodies` (in `seq` order), which must be the `expected` count a row records;
+/// otherwise a backend error saying so (`mismatch` gets the stored count).
+fn decode_history(
+    bodies: &[String],
+    expected: i64,
+    mismatch: impl FnOnce(usize) -> String,
+) -> Result<Vec<Message>> {
+    if to_db(bodies.len())? != expected {
+        return Err(StoreError::Backend(mismatch(bodies.len())));
+    }
+    Ok(bodies
+        .iter()
+        .enumerate()
+        .map(|(seq, b)| record::decode(b, seq))
+        .collect::<Result<Vec<Message>, _>>()?)
 }
 
 /// The session `create` made: what it was given, stamped `now_ms`.
