@@ -173,7 +173,7 @@ fn to_proto(body: &[u8]) -> impl Sized {
 fn to_cli_lines(body: &[u8], cfg: &ValidationConfig) -> impl Sized {
     let req: ChatCompletionRequest = parse_json(body).expect("parses");
     let (domain, _mode) = claude_gateway::http::convert::chat_request(req, None).expect("converts");
-    run_input(&validate(domain, cfg).expect("valid"))
+    run_input(&validate(domain, cfg).expect("valid"), true)
 }
 
 fn requests(c: &mut Criterion) {

@@ -14,6 +14,7 @@ use crate::chat::validate::ValidationConfig;
 use crate::claude::EngineConfig;
 use crate::claude::engine::PoolSettings;
 use crate::claude::limit::LimitConfig;
+use crate::claude::parked::ParkConfig;
 use crate::fetch::{FetchBudget, FetchConfig};
 use crate::grpc::tls::{ClientTlsFiles, ServerTlsFiles};
 use crate::grpc::upstream::{Deadlines, UpstreamConfig};
@@ -250,10 +251,39 @@ pub struct Config {
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub discover_models: bool,
 
-    /// Warm processes kept per pooled model (0 turns the pool off) [default: up to 2, one per
-    /// 4 GB of available memory: each idle `claude` process holds ~160–200 MB].
+    /// Warm processes kept per pooled model with no demand (0 turns the pool off, unless
+    /// --pool-max-size is given) [default: up to 2, one per 4 GB of available memory: each idle
+    /// `claude` process holds ~160–200 MB].
     #[arg(long, env = "POOL_SIZE")]
     pub pool_size: Option<usize>,
+
+    /// Most warm processes per pooled model when recent demand asks for more (requests in the
+    /// last 30 s × the measured boot time, twice over) [default: 4, or --pool-size if larger;
+    /// 0 with --pool-size 0].
+    #[arg(long, env = "POOL_MAX_SIZE")]
+    pub pool_max_size: Option<usize>,
+
+    /// Keep a stateless request's `claude` process after its turn: the next request of the
+    /// same tenant and configuration reuses it (its conversation rewound to empty), and a
+    /// request whose history extends the conversation it holds continues it in place.
+    #[arg(long, env = "REUSE_PROCESSES", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub reuse_processes: bool,
+
+    /// How long a reusable process is kept idle, in seconds.
+    #[arg(long, env = "REUSE_IDLE_SECS", default_value_t = 120)]
+    pub reuse_idle_secs: u64,
+
+    /// How long a process stopped at a client's tool calls waits for the request bringing
+    /// their results (which then continues it), in seconds; after that it is killed and the
+    /// follow-up replays the history.
+    #[arg(long, env = "TOOL_WAIT_SECS", default_value_t = 120)]
+    pub tool_wait_secs: u64,
+
+    /// `claude` processes booting at once (a cold start costs ~0.7 CPU-seconds); later starts
+    /// wait their turn, first come first served (0: no limit) [default: the number of CPUs].
+    #[arg(long, env = "MAX_STARTING")]
+    pub max_starting: Option<usize>,
 
     /// CLI models kept warm (comma-separated aliases or ids). Requests for other models, and
     /// requests with `max_tokens`, start a process on demand.
@@ -415,16 +445,32 @@ impl Config {
                     concurrency: self.fetch_images_concurrency.max(1),
                 },
             },
-            pool: Some(PoolSettings {
-                models: self.pool_models.clone(),
-                per_model: self.pool_size.unwrap_or_else(default_pool_size),
-                max_idle: Duration::from_secs(self.pool_max_idle_secs),
+            pool: Some({
+                let per_model = self.pool_size.unwrap_or_else(default_pool_size);
+                PoolSettings {
+                    models: self.pool_models.clone(),
+                    per_model,
+                    max_per_model: self.pool_max_size.unwrap_or(if per_model == 0 {
+                        0
+                    } else {
+                        per_model.max(4)
+                    }),
+                    max_idle: Duration::from_secs(self.pool_max_idle_secs),
+                }
             }),
             limits: self.limits(),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
             start_retries: self.start_retries,
-            session_processes: self.session_processes,
-            session_process_idle: Duration::from_secs(self.session_process_idle_secs),
+            park: ParkConfig {
+                sessions: self.session_processes,
+                session_idle: Duration::from_secs(self.session_process_idle_secs),
+                reuse: self.reuse_processes,
+                reuse_idle: Duration::from_secs(self.reuse_idle_secs),
+                tool_wait: Duration::from_secs(self.tool_wait_secs),
+            },
+            max_starting: self.max_starting.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+            }),
             discover_models: self.discover_models,
         })
     }

@@ -48,7 +48,12 @@ type LoadSource = Box<dyn Fn() -> Option<Load> + Send + Sync>;
 pub struct Load {
     pub serving: usize,
     pub warm: usize,
+    /// Parked for their session's next turn.
     pub session: usize,
+    /// Parked after a stateless request: to be continued or recycled.
+    pub idle: usize,
+    /// Parked at a client's tool calls, waiting for their results.
+    pub tools: usize,
     pub queued: usize,
 }
 
@@ -266,11 +271,13 @@ pub fn render() -> String {
         .and_then(|l| l.as_ref().and_then(|f| f()));
     if let Some(load) = sample {
         m.live_processes
-            .set((load.serving + load.warm + load.session) as i64);
+            .set((load.serving + load.warm + load.session + load.idle + load.tools) as i64);
         for (state, n) in [
             ("serving", load.serving),
             ("warm", load.warm),
             ("session", load.session),
+            ("idle", load.idle),
+            ("tools", load.tools),
         ] {
             m.processes.with_label_values(&[state]).set(n as i64);
         }

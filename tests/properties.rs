@@ -579,6 +579,7 @@ fn turn_config() -> impl Strategy<Value = TurnConfig> {
                 parallel_tools: parallel,
                 required_tool: required,
                 output,
+                ..TurnConfig::default()
             },
         )
 }

@@ -80,7 +80,7 @@ fn mcp(method: &str, id: i64) -> Value {
 
 /// Everything the engine writes for a valid request is well-formed JSON.
 fn check_valid(valid: &ValidChatRequest) -> Result<(), TestCaseError> {
-    let input = run_input(valid);
+    let input = run_input(valid, true);
     prop_assert_eq!(input.lines.len(), valid.history.len() + 2);
     let lines = input
         .lines
@@ -104,10 +104,20 @@ fn check_valid(valid: &ValidChatRequest) -> Result<(), TestCaseError> {
         .iter()
         .enumerate()
     {
-        let r = reply(control::handle("r", &mcp(method, i as i64), &valid.tools))?;
+        let r = reply(control::handle(
+            "r",
+            &mcp(method, i as i64),
+            &valid.tools,
+            &mut Default::default(),
+        ))?;
         prop_assert_eq!(&r["response"]["request_id"], "r");
     }
-    let listed = reply(control::handle("l", &mcp("tools/list", 1), &valid.tools))?;
+    let listed = reply(control::handle(
+        "l",
+        &mcp("tools/list", 1),
+        &valid.tools,
+        &mut Default::default(),
+    ))?;
     let tools = listed["response"]["response"]["mcp_response"]["result"]["tools"]
         .as_array()
         .cloned()
@@ -253,7 +263,9 @@ async fn the_control_request_builder_never_panics_on_unvalidated_tools() {
         ];
         runner()
             .run(&(tools, request, "[ -~]{0,12}"), |(tools, request, id)| {
-                if let ControlAction::Reply(line) = control::handle(&id, &request, &tools) {
+                if let ControlAction::Reply(line) =
+                    control::handle(&id, &request, &tools, &mut Default::default())
+                {
                     json_line(&line)?;
                 }
                 Ok(())

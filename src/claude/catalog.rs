@@ -25,8 +25,7 @@ pub async fn discover(launcher: &Launcher, bare: bool) -> Result<Vec<String>, St
         bare,
         effort: None,
     };
-    let mut process =
-        ClaudeProcess::spawn(&launcher.launch(&spec, &[])).map_err(|e| e.to_string())?;
+    let mut process = ClaudeProcess::spawn(&launcher.launch(&spec)).map_err(|e| e.to_string())?;
     let request = json!({
         "type": "control_request",
         "request_id": REQUEST_ID,

@@ -2,9 +2,14 @@
 //! which the client's functions are offered to Claude as native tools, and the answers to the
 //! CLI's other control requests. Pure: a request in, the stdin line to answer with out.
 //!
-//! No tool ever runs. A `tools/call` (which only happens if a call was permitted, and none is)
-//! is answered with an error; `can_use_tool` for a client tool gets no answer at all, because the
-//! engine ends the run as soon as the assistant message with the calls is complete.
+//! No tool ever runs. `can_use_tool` for a client tool gets no answer while the turn is the
+//! client's: the engine hands the calls to the client as soon as the assistant message with them
+//! is complete, and the process waits at that prompt (`parked.rs`). Only when the follow-up
+//! request brings the client's results for exactly those calls (`ToolAnswers`) is each call
+//! permitted, and its `tools/call` answered with the client's result, so Claude continues the
+//! same turn. Any other `tools/call` is answered with an error.
+
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::{Value, json};
 
@@ -35,13 +40,53 @@ pub enum ControlAction {
     Hold,
 }
 
-pub fn handle(request_id: &str, request: &Value, tools: &[Tool]) -> ControlAction {
+/// The client's results for the calls a continued process stopped at, by call id; each is
+/// given once: its call is permitted, then its `tools/call` answered with it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolAnswers {
+    results: HashMap<String, String>,
+    /// Calls permitted whose `tools/call` has not come yet, in order.
+    permitted: VecDeque<String>,
+}
+
+impl ToolAnswers {
+    pub fn new(results: impl IntoIterator<Item = (String, String)>) -> Self {
+        ToolAnswers {
+            results: results.into_iter().collect(),
+            permitted: VecDeque::new(),
+        }
+    }
+
+    /// The call id a `tools/call` answers: the CLI's own tag when it sends one, else the
+    /// oldest call permitted (the CLI runs permitted calls one at a time, in order).
+    fn call_of(&mut self, message: &Value) -> Option<String> {
+        let tagged = message
+            .pointer("/params/_meta")
+            .and_then(|m| m.get("claudecode/toolUseId"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match tagged {
+            Some(id) => {
+                self.permitted.retain(|p| *p != id);
+                Some(id)
+            }
+            None => self.permitted.pop_front(),
+        }
+    }
+}
+
+pub fn handle(
+    request_id: &str,
+    request: &Value,
+    tools: &[Tool],
+    answers: &mut ToolAnswers,
+) -> ControlAction {
     match request.get("subtype").and_then(Value::as_str) {
         Some("mcp_message") => {
             let message = request.get("message").cloned().unwrap_or(Value::Null);
             ControlAction::Reply(success(
                 request_id,
-                json!({"mcp_response": mcp_reply(&message, tools)}),
+                json!({"mcp_response": mcp_reply(&message, tools, answers)}),
             ))
         }
         Some("can_use_tool") => {
@@ -57,7 +102,19 @@ pub fn handle(request_id: &str, request: &Value, tools: &[Tool]) -> ControlActio
                     json!({"behavior": "allow", "updatedInput": input}),
                 ))
             } else if client_tool_name(tool).is_some() {
-                ControlAction::Hold
+                let call = request.get("tool_use_id").and_then(Value::as_str);
+                match call.filter(|id| answers.results.contains_key(*id)) {
+                    // The client ran it: let the CLI "run" it; its result is the client's.
+                    Some(id) => {
+                        answers.permitted.push_back(id.to_string());
+                        let input = request.get("input").cloned().unwrap_or(json!({}));
+                        ControlAction::Reply(success(
+                            request_id,
+                            json!({"behavior": "allow", "updatedInput": input}),
+                        ))
+                    }
+                    None => ControlAction::Hold,
+                }
             } else {
                 ControlAction::Reply(success(
                     request_id,
@@ -90,7 +147,7 @@ fn error(request_id: &str, message: &str) -> String {
 }
 
 /// The JSON-RPC answer of the gateway's MCP server.
-fn mcp_reply(message: &Value, tools: &[Tool]) -> Value {
+fn mcp_reply(message: &Value, tools: &[Tool], answers: &mut ToolAnswers) -> Value {
     let id = message.get("id").cloned();
     let method = message.get("method").and_then(Value::as_str).unwrap_or("");
     let result = match method {
@@ -103,10 +160,16 @@ fn mcp_reply(message: &Value, tools: &[Tool]) -> Value {
             "serverInfo": {"name": SERVER, "version": env!("CARGO_PKG_VERSION")},
         }),
         "tools/list" => json!({"tools": tools.iter().map(mcp_tool).collect::<Vec<_>>()}),
-        "tools/call" => json!({
-            "isError": true,
-            "content": [{"type": "text", "text": "This function runs on the client; the gateway never executes it."}],
-        }),
+        "tools/call" => match answers
+            .call_of(message)
+            .and_then(|id| answers.results.remove(&id))
+        {
+            Some(result) => json!({"content": [{"type": "text", "text": result}]}),
+            None => json!({
+                "isError": true,
+                "content": [{"type": "text", "text": "This function runs on the client; the gateway never executes it."}],
+            }),
+        },
         "ping" => json!({}),
         _ if id.is_none() => json!({}),
         _ => {
@@ -162,20 +225,20 @@ mod tests {
     #[test]
     fn the_mcp_handshake_lists_the_client_tools() {
         let init = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"initialize","params":{"protocolVersion":"2025-11-25"},"jsonrpc":"2.0","id":0}});
-        let r = reply(handle("a", &init, &weather()));
+        let r = reply(handle("a", &init, &weather(), &mut ToolAnswers::default()));
         assert_eq!(r["response"]["request_id"], "a");
         assert_eq!(
             r["response"]["response"]["mcp_response"]["result"]["protocolVersion"],
             "2025-11-25"
         );
         let note = json!({"subtype":"mcp_message","server_name":"gw","message":{"jsonrpc":"2.0","method":"notifications/initialized"}});
-        let r = reply(handle("b", &note, &weather()));
+        let r = reply(handle("b", &note, &weather(), &mut ToolAnswers::default()));
         assert_eq!(
             r["response"]["response"]["mcp_response"]["result"],
             json!({})
         );
         let list = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"tools/list","jsonrpc":"2.0","id":1}});
-        let r = reply(handle("c", &list, &weather()));
+        let r = reply(handle("c", &list, &weather(), &mut ToolAnswers::default()));
         let tools = &r["response"]["response"]["mcp_response"]["result"]["tools"];
         assert_eq!(tools[0]["name"], "get_weather");
         assert_eq!(tools[0]["inputSchema"]["required"][0], "city");
@@ -184,23 +247,67 @@ mod tests {
     #[test]
     fn nothing_is_ever_executed() {
         let call = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"tools/call","params":{"name":"get_weather","arguments":{}},"jsonrpc":"2.0","id":2}});
-        let r = reply(handle("d", &call, &weather()));
+        let r = reply(handle("d", &call, &weather(), &mut ToolAnswers::default()));
         assert_eq!(
             r["response"]["response"]["mcp_response"]["result"]["isError"],
             true
         );
         let ask = json!({"subtype":"can_use_tool","tool_name":"mcp__gw__get_weather","input":{"city":"Paris"}});
-        assert_eq!(handle("e", &ask, &weather()), ControlAction::Hold);
+        assert_eq!(
+            handle("e", &ask, &weather(), &mut ToolAnswers::default()),
+            ControlAction::Hold
+        );
         let other = json!({"subtype":"can_use_tool","tool_name":"Bash","input":{}});
         assert_eq!(
-            reply(handle("f", &other, &weather()))["response"]["response"]["behavior"],
+            reply(handle("f", &other, &weather(), &mut ToolAnswers::default()))["response"]["response"]
+                ["behavior"],
             "deny"
         );
         let structured =
             json!({"subtype":"can_use_tool","tool_name":"StructuredOutput","input":{"a":1}});
         assert_eq!(
-            reply(handle("g", &structured, &[]))["response"]["response"]["behavior"],
+            reply(handle("g", &structured, &[], &mut ToolAnswers::default()))["response"]["response"]
+                ["behavior"],
             "allow"
+        );
+    }
+
+    #[test]
+    fn the_clients_results_let_exactly_its_calls_proceed() {
+        let mut answers = ToolAnswers::new([
+            ("toolu_1".to_string(), "Sunny".to_string()),
+            ("toolu_2".to_string(), "Rainy".to_string()),
+        ]);
+        let ask = |id: &str| json!({"subtype":"can_use_tool","tool_name":"mcp__gw__get_weather","input":{"city":"Paris"},"tool_use_id":id});
+        assert_eq!(
+            handle("x", &ask("toolu_9"), &weather(), &mut answers),
+            ControlAction::Hold
+        );
+        let allowed = reply(handle("a", &ask("toolu_1"), &weather(), &mut answers));
+        assert_eq!(allowed["response"]["response"]["behavior"], "allow");
+        assert_eq!(
+            allowed["response"]["response"]["updatedInput"]["city"],
+            "Paris"
+        );
+        // Untagged: the oldest permitted call.
+        let call = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"tools/call","params":{"name":"get_weather","arguments":{}},"jsonrpc":"2.0","id":3}});
+        let r = reply(handle("b", &call, &weather(), &mut answers));
+        let result = &r["response"]["response"]["mcp_response"]["result"];
+        assert_eq!(result["content"][0]["text"], "Sunny");
+        assert!(result.get("isError").is_none());
+        // Tagged by the CLI: that call.
+        reply(handle("c", &ask("toolu_2"), &weather(), &mut answers));
+        let tagged = json!({"subtype":"mcp_message","server_name":"gw","message":{"method":"tools/call","params":{"name":"get_weather","arguments":{},"_meta":{"claudecode/toolUseId":"toolu_2"}},"jsonrpc":"2.0","id":4}});
+        let r = reply(handle("d", &tagged, &weather(), &mut answers));
+        assert_eq!(
+            r["response"]["response"]["mcp_response"]["result"]["content"][0]["text"],
+            "Rainy"
+        );
+        // Each result is given once.
+        let r = reply(handle("e", &call, &weather(), &mut answers));
+        assert_eq!(
+            r["response"]["response"]["mcp_response"]["result"]["isError"],
+            true
         );
     }
 
@@ -219,7 +326,7 @@ mod tests {
                 parameters: Some(parameters),
                 strict: None,
             }];
-            let r = reply(handle("h", &list, &tools));
+            let r = reply(handle("h", &list, &tools, &mut ToolAnswers::default()));
             let schema = &r["response"]["response"]["mcp_response"]["result"]["tools"][0];
             assert_eq!(schema["inputSchema"]["type"], "object");
         }

@@ -3,9 +3,13 @@
 //! from `EngineConfig`, starts the runs side by side, and merges their events by choice index.
 //! The returned stream owns the processes: dropping it (client gone, timeout, shutdown) kills them.
 //! Each process holds a slot of one process budget (`limit.rs`) whatever its state — serving,
-//! warm in the pool, kept for a session's next turn — so the cap bounds them all. Remote images
-//! are downloaded only once the request has its place in that budget; the models it lists
-//! include the CLI's concrete ids, learned once at startup (`catalog`).
+//! warm in the pool, parked between requests (`parked.rs`) — so the cap bounds them all. A
+//! choice starts in the first of: a parked process that holds its conversation (continued), a
+//! parked process of its configuration (rewound and reused), a warm one, one handed over as it
+//! finishes while the request waits, a new one (spawned in its turn in the start line,
+//! `starts.rs`). Remote images are downloaded only once the request has its place in that
+//! budget; the models it lists include the CLI's concrete ids, learned once at startup
+//! (`catalog`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -28,12 +32,16 @@ use crate::metrics::Load;
 use super::argv::SpawnSpec;
 use super::catalog;
 use super::limit::{LimitConfig, Limiter, Slot, WaitQueue};
-use super::live::{self, LiveSessions};
+use super::parked::{Kept, ParkConfig, Parked, Pause, ReuseKey};
 use super::pool::{Launcher, Pool, PoolConfig};
 use super::probe::CliProbe;
 use super::process::ClaudeProcess;
-use super::run::Run;
+use super::rewind::rewind;
+use super::run::{Boot, Run};
+use super::starts::{Starting, Starts};
 
+#[path = "engine_reuse.rs"]
+mod reuse;
 #[path = "engine_sessions.rs"]
 mod sessions;
 
@@ -81,10 +89,10 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// Retries of a choice that failed before any output (spawn failure, early exit, 529).
     pub start_retries: u32,
-    /// Session processes kept alive between turns (0: every turn replays its history).
-    pub session_processes: usize,
-    /// How long a session process waits for its next turn.
-    pub session_process_idle: Duration,
+    /// Which processes are parked between requests, and for how long.
+    pub park: ParkConfig,
+    /// Processes booting at once (0: no limit).
+    pub max_starting: usize,
     /// Learn the CLI's concrete model ids at startup (one short `initialize`-only process).
     pub discover_models: bool,
 }
@@ -93,7 +101,10 @@ pub struct EngineConfig {
 pub struct PoolSettings {
     /// CLI models (aliases or ids) to keep warm.
     pub models: Vec<String>,
+    /// Warm processes kept per model at least.
     pub per_model: usize,
+    /// At most, when recent demand asks for more.
+    pub max_per_model: usize,
     pub max_idle: Duration,
 }
 
@@ -103,7 +114,8 @@ pub struct Engine {
     launcher: Launcher,
     pool: Option<Pool>,
     budget: Arc<Limiter>,
-    live: Option<Arc<LiveSessions>>,
+    parked: Option<Arc<Parked>>,
+    starts: Arc<Starts>,
     /// The CLI's concrete `claude-*` ids; `None` while they are being learned.
     cli_models: watch::Receiver<Option<Vec<String>>>,
 }
@@ -111,12 +123,25 @@ pub struct Engine {
 /// How long a model listing waits for the startup discovery of the CLI's ids.
 const CLI_MODELS_WAIT: Duration = Duration::from_secs(5);
 
-/// Where one choice starts: in a warm process (bringing its slot), or in a process to spawn in
-/// a slot of the budget.
+/// Where one choice starts: in a warm process (bringing its slot), in a process to spawn in a
+/// slot of the budget (maybe with its place in the start line already), or in a parked process
+/// (bringing its slot) to continue or to rewind and reuse.
 enum Start {
     Warm(Box<ClaudeProcess>, Slot),
-    Cold(Slot),
+    Cold(Slot, Option<Starting>),
+    Parked(Box<Kept>, Reuse),
 }
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reuse {
+    /// It holds the request's history: only the new messages go in.
+    Continue,
+    /// Same configuration and tenant: rewound to empty, then given the whole conversation.
+    Recycle,
+}
+
+/// How long a recycled process may take to confirm its rewind.
+const REWIND_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// The engine, with its warm pool started when configured (needs a tokio runtime).
@@ -128,7 +153,8 @@ impl Engine {
             work_root: cfg.work_root.clone(),
         };
         let budget = Arc::new(Limiter::new(cfg.limits));
-        let pool = cfg.pool.as_ref().filter(|p| p.per_model > 0).map(|p| {
+        let starts = Starts::new(cfg.max_starting);
+        let pool = cfg.pool.as_ref().filter(|p| p.max_per_model > 0).map(|p| {
             let specs = p
                 .models
                 .iter()
@@ -141,33 +167,32 @@ impl Engine {
             Pool::start(
                 PoolConfig {
                     specs,
-                    per_spec: p.per_model,
+                    min_per_spec: p.per_model,
+                    max_per_spec: p.max_per_model.max(p.per_model),
                     max_idle: p.max_idle,
                 },
                 launcher.clone(),
                 budget.clone(),
+                starts.clone(),
             )
         });
-        let live = (cfg.session_processes > 0).then(|| {
-            let live = LiveSessions::new(
-                cfg.session_processes,
-                cfg.session_process_idle,
-                budget.clone(),
-            );
-            let weak = Arc::downgrade(&live);
+        let parked = (cfg.park.sessions > 0 || cfg.park.reuse).then(|| {
+            let parked = Parked::new(cfg.park, budget.clone());
+            let weak = Arc::downgrade(&parked);
             tokio::spawn(async move {
-                while let Some(live) = weak.upgrade() {
-                    live.sweep();
-                    drop(live);
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                while let Some(parked) = weak.upgrade() {
+                    parked.sweep();
+                    drop(parked);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             });
-            live
+            parked
         });
         let cli_models = learn_cli_models(&cfg, &launcher);
         Engine {
             cli_models,
-            live,
+            parked,
+            starts,
             budget,
             cfg,
             probe,
@@ -179,11 +204,16 @@ impl Engine {
     /// The budget's processes by state, and the requests waiting (for a process or a turn).
     pub fn load(&self) -> Load {
         let warm = self.pool.as_ref().map_or(0, Pool::idle_count);
-        let session = self.live.as_ref().map_or(0, |l| l.len());
+        let (session, idle, tools) = self.parked.as_ref().map_or((0, 0, 0), |p| p.counts());
         Load {
-            serving: self.budget.in_use().saturating_sub(warm + session),
+            serving: self
+                .budget
+                .in_use()
+                .saturating_sub(warm + session + idle + tools),
             warm,
             session,
+            idle,
+            tools,
             queued: self.budget.queued(),
         }
     }
@@ -195,21 +225,16 @@ impl Engine {
 
     /// Where `n` choices start: warm processes first (their slots become serving slots), then
     /// slots from the budget for the rest (which may evict idle processes, or wait).
-    async fn admit(
-        &self,
-        n: u32,
-        spec: &SpawnSpec,
-        env: &[(OsString, OsString)],
-    ) -> Result<Vec<Start>, ChatError> {
+    async fn admit(&self, n: u32, spec: &SpawnSpec) -> Result<Vec<Start>, ChatError> {
         self.budget.fits(n)?;
         let mut starts = Vec::new();
         while starts.len() < n as usize
-            && let Some((process, slot)) = self.warm(spec, env)
+            && let Some((process, slot)) = self.warm(spec)
         {
             starts.push(Start::Warm(Box::new(process), slot));
         }
         let cold = self.budget.acquire(n - starts.len() as u32).await?;
-        starts.extend(cold.into_iter().map(Start::Cold));
+        starts.extend(cold.into_iter().map(|slot| Start::Cold(slot, None)));
         Ok(starts)
     }
 
@@ -227,13 +252,13 @@ impl Engine {
 
     /// The next start of a choice that holds `slot` and no process: a warm process if one fits
     /// (its slot replaces this one), else a spawn in this slot.
-    fn restart(&self, spec: &SpawnSpec, env: &[(OsString, OsString)], slot: Slot) -> Start {
-        match self.warm(spec, env) {
+    fn restart(&self, spec: &SpawnSpec, slot: Slot) -> Start {
+        match self.warm(spec) {
             Some((process, warm_slot)) => {
                 drop(slot);
                 Start::Warm(Box::new(process), warm_slot)
             }
-            None => Start::Cold(slot),
+            None => Start::Cold(slot, None),
         }
     }
 
@@ -243,22 +268,78 @@ impl Engine {
     async fn start_choice(
         &self,
         spec: &SpawnSpec,
-        env: &[(OsString, OsString)],
         req: &ValidChatRequest,
         first: Start,
     ) -> Result<Run, ChatError> {
         let mut attempt = 0;
         let mut next = first;
+        let idle = self.cfg.idle_timeout;
         loop {
             let (result, slot) = match next {
                 Start::Warm(process, slot) => {
                     tracing::debug!(pid = process.pid(), "took a warm claude process");
-                    (Run::start(*process, req, self.cfg.idle_timeout).await, slot)
+                    (
+                        Run::start(*process, req, idle, Boot::Fresh(None)).await,
+                        slot,
+                    )
                 }
-                Start::Cold(slot) => match self.spawn(spec, env) {
-                    Ok(process) => (Run::start(process, req, self.cfg.idle_timeout).await, slot),
-                    Err(err) => (Err(err), slot),
-                },
+                Start::Cold(slot, starting) => {
+                    // Its turn in the start line first: boots one after another, not all at once.
+                    let starting = match starting {
+                        Some(starting) => starting,
+                        None => self.starts.acquire().await,
+                    };
+                    match self.spawn(spec) {
+                        Ok(process) => {
+                            let boot = Boot::Fresh(Some(starting));
+                            (Run::start(process, req, idle, boot).await, slot)
+                        }
+                        Err(err) => (Err(err), slot),
+                    }
+                }
+                Start::Parked(kept, how) => {
+                    let Kept {
+                        mut process,
+                        mut marks,
+                        pause,
+                        slot,
+                        ..
+                    } = *kept;
+                    let pid = process.pid();
+                    let result = match (how, pause) {
+                        (Reuse::Continue, Pause::Clean) => {
+                            tracing::debug!(pid, "continuing a parked process's conversation");
+                            Run::continue_turn(process, marks, req, idle).await
+                        }
+                        (Reuse::Continue, Pause::AtTools(_)) => {
+                            tracing::debug!(pid, "continuing a parked process with tool results");
+                            Run::resume_tools(process, marks, req, idle).await
+                        }
+                        (Reuse::Recycle, _) => {
+                            match rewind(&mut process, &mut marks, REWIND_TIMEOUT).await {
+                                Ok(()) => {
+                                    tracing::debug!(pid, "recycled a parked process");
+                                    let boot = Boot::Recycled(marks);
+                                    Run::start(process, req, idle, boot).await
+                                }
+                                Err(reason) => Err(ChatError::cli_failed(format!(
+                                    "could not reset a recycled process: {reason}"
+                                ))),
+                            }
+                        }
+                    };
+                    match result {
+                        // A parked process that broke (died, refused its reset) is discarded
+                        // and the choice starts over elsewhere in its slot, costing no attempt.
+                        // Any other failure (the API refusing) is the answer.
+                        Err(ChatError::CliFailed { message }) => {
+                            tracing::debug!(pid, %message, "discarded a parked process");
+                            next = self.restart(spec, slot);
+                            continue;
+                        }
+                        other => (other, slot),
+                    }
+                }
             };
             match result {
                 Ok(mut run) => {
@@ -270,7 +351,7 @@ impl Engine {
                     let pause = Duration::from_millis(250 << attempt.min(4));
                     tracing::warn!(attempt, error = %err, "retrying a run that failed before any output");
                     tokio::time::sleep(pause).await;
-                    next = self.restart(spec, env, slot);
+                    next = self.restart(spec, slot);
                 }
                 Err(err) => return Err(err),
             }
@@ -282,25 +363,13 @@ impl Engine {
     }
 
     /// A warm process that fits, with its slot.
-    fn warm(
-        &self,
-        spec: &SpawnSpec,
-        request_env: &[(OsString, OsString)],
-    ) -> Option<(ClaudeProcess, Slot)> {
-        // Per-request environment (max_tokens) cannot be given to a process already running.
-        if !request_env.is_empty() {
-            return None;
-        }
+    fn warm(&self, spec: &SpawnSpec) -> Option<(ClaudeProcess, Slot)> {
         self.pool.as_ref()?.take(spec)
     }
 
     /// A new process (its slot is the caller's).
-    fn spawn(
-        &self,
-        spec: &SpawnSpec,
-        request_env: &[(OsString, OsString)],
-    ) -> Result<ClaudeProcess, ChatError> {
-        let process = ClaudeProcess::spawn(&self.launcher.launch(spec, request_env))?;
+    fn spawn(&self, spec: &SpawnSpec) -> Result<ClaudeProcess, ChatError> {
+        let process = ClaudeProcess::spawn(&self.launcher.launch(spec))?;
         tracing::debug!(pid = process.pid(), "spawned claude");
         Ok(process)
     }
@@ -324,18 +393,6 @@ pub(crate) fn base_env(cfg: &EngineConfig) -> Vec<(OsString, OsString)> {
     env
 }
 
-/// Environment only this request needs.
-fn request_env(req: &ValidChatRequest) -> Vec<(OsString, OsString)> {
-    match req.max_tokens {
-        // The API cuts the answer at the client's limit; the turn ends on that cut.
-        Some(max) => vec![(
-            "CLAUDE_CODE_MAX_OUTPUT_TOKENS".into(),
-            max.to_string().into(),
-        )],
-        None => Vec::new(),
-    }
-}
-
 #[async_trait::async_trait]
 impl ChatBackend for Engine {
     async fn stream(&self, req: ChatRequest, ctx: RequestContext) -> Result<ChatStream, ChatError> {
@@ -356,36 +413,56 @@ impl ChatBackend for Engine {
             bare: self.cfg.bare,
             effort: valid.effort,
         };
-        let env = request_env(&valid);
-        let live = ctx
+        let key = ReuseKey::new(&ctx.tenant, &valid, self.cfg.bare);
+        let session = ctx
             .session
             .clone()
-            .zip(self.live.clone())
-            .filter(|_| live::eligible(&valid));
-        let runs = match &live {
+            .zip(self.parked.clone())
+            .filter(|_| sessions::eligible(&valid))
+            .map(|(session, parked)| (session, parked, key.clone()));
+        let runs = match &session {
             Some(session) => {
-                let turn = timeout_at(
-                    deadline,
-                    self.place_in_session(session, &spec, &env, &valid),
-                )
-                .await
-                .map_err(|_| ChatError::timeout(timeout))??;
+                let turn = timeout_at(deadline, self.place_in_session(session, &spec, &valid))
+                    .await
+                    .map_err(|_| ChatError::timeout(timeout))??;
                 // Remote images only for a valid request that has its place (see `fetch`).
                 self.fetch_images(&mut valid, deadline).await?;
-                let started = self.start_in_session(turn, &spec, &env, &valid);
+                let started = self.start_in_session(turn, &spec, &valid);
                 vec![
                     timeout_at(deadline, started.instrument(span.clone()))
                         .await
                         .map_err(|_| ChatError::timeout(timeout))??,
                 ]
             }
+            None if ctx.session.is_none() && self.reusing() => {
+                // The conversation as the client sent it, before remote images are fetched.
+                let (conversation, turns) = reuse::conversation_of(&valid);
+                let starts = timeout_at(
+                    deadline,
+                    self.admit_reusing((&key, conversation), &spec, &valid),
+                )
+                .await
+                .map_err(|_| ChatError::timeout(timeout))??;
+                self.fetch_images(&mut valid, deadline).await?;
+                let starts = starts.into_iter().map(|start| {
+                    self.start_choice(&spec, &valid, start)
+                        .instrument(span.clone())
+                });
+                let mut runs = timeout_at(deadline, futures::future::try_join_all(starts))
+                    .await
+                    .map_err(|_| ChatError::timeout(timeout))??;
+                for run in &mut runs {
+                    self.park_after(run, &key, &turns, &valid);
+                }
+                runs
+            }
             None => {
-                let starts = timeout_at(deadline, self.admit(valid.n, &spec, &env))
+                let starts = timeout_at(deadline, self.admit(valid.n, &spec))
                     .await
                     .map_err(|_| ChatError::timeout(timeout))??;
                 self.fetch_images(&mut valid, deadline).await?;
                 let starts = starts.into_iter().map(|start| {
-                    self.start_choice(&spec, &env, &valid, start)
+                    self.start_choice(&spec, &valid, start)
                         .instrument(span.clone())
                 });
                 timeout_at(deadline, futures::future::try_join_all(starts))

@@ -1,124 +1,113 @@
-//! Turns of a session in the engine: where a turn runs (the session's live process when it
+//! Turns of a session in the engine: where a turn runs (the session's parked process when it
 //! holds exactly this conversation, else a place in the process budget like any choice) and how
-//! the process is kept for the next turn when this one ends cleanly. A child of `engine`, so it
-//! reaches the engine's budget, pool and registry.
+//! the process is parked for the next turn when this one ends cleanly. A child of `engine`, so
+//! it reaches the engine's budget, pool and registry.
 
-use std::ffi::OsString;
 use std::sync::Arc;
 
 use crate::chat::ChatError;
-use crate::chat::validate::{Block, Turn, TurnRole, ValidChatRequest};
+use crate::chat::validate::{Block, OutputMode, Turn, TurnRole, ValidChatRequest};
 
 use super::super::argv::SpawnSpec;
-use super::super::limit::Slot;
-use super::super::live::{self, Kept, LiveSessions};
-use super::super::process::ClaudeProcess;
-use super::super::run::Run;
-use super::Engine;
+use super::super::parked::{self, Kept, Parked, ReuseKey};
+use super::super::run::{Ending, Run};
+use super::{Engine, Reuse, Start};
 
-/// Where a session's turn starts: the session's live process (with its slot), or a place in
-/// the budget like any choice.
-pub(super) enum SessionStart {
-    Held(Box<ClaudeProcess>, Slot),
-    New(super::Start),
+/// Whether a session's turn can run in (and leave behind) a kept process: plain text turns
+/// only, since tools, JSON output, stop sequences and token limits end a run by cutting it or
+/// need a per-process configuration.
+pub(super) fn eligible(req: &ValidChatRequest) -> bool {
+    req.tools.is_empty()
+        && req.output == OutputMode::Text
+        && req.stop.is_empty()
+        && req.max_tokens.is_none()
+        && req.n == 1
 }
 
 /// A session's turn with its place, and what it will be kept under (`place_in_session`).
 pub(super) struct SessionTurn {
-    key: String,
-    registry: Arc<LiveSessions>,
-    place: SessionStart,
-    fingerprint: u64,
+    session: String,
+    registry: Arc<Parked>,
+    place: Start,
+    key: ReuseKey,
     turns: Vec<Turn>,
 }
 
 impl Engine {
-    /// Where a session's turn runs: the session's live process when it holds exactly this
+    /// Where a session's turn runs: the session's parked process when it holds exactly this
     /// conversation, else a place in the budget like any choice. Also what the turn is kept
-    /// under afterwards: the configuration's fingerprint and the turns as the client sent them
-    /// (before any remote image is fetched), so the next turn finds the process by the same hash.
+    /// under afterwards: the key and the turns as the client sent them (before any remote image
+    /// is fetched), so the next turn finds the process by the same hash.
     pub(super) async fn place_in_session(
         &self,
-        (key, registry): &(String, Arc<LiveSessions>),
+        (session, registry, key): &(String, Arc<Parked>, ReuseKey),
         spec: &SpawnSpec,
-        env: &[(OsString, OsString)],
         req: &ValidChatRequest,
     ) -> Result<SessionTurn, ChatError> {
-        let fingerprint = live::fingerprint(req, self.cfg.bare);
-        let place = match registry.take(key, fingerprint, live::conversation(&req.history)) {
-            Some((process, slot)) => SessionStart::Held(Box::new(process), slot),
-            None => {
-                let start = self.admit(1, spec, env).await?.pop();
-                SessionStart::New(
-                    start.ok_or_else(|| ChatError::internal("no place for the session's turn"))?,
-                )
-            }
+        let held = parked::conversation(&req.history);
+        let place = match registry.take_session(session, key, held) {
+            Some(kept) => Start::Parked(Box::new(kept), Reuse::Continue),
+            None => self
+                .admit(1, spec)
+                .await?
+                .pop()
+                .ok_or_else(|| ChatError::internal("no place for the session's turn"))?,
         };
         let mut turns = req.history.clone();
         turns.push(req.prompt.clone());
         Ok(SessionTurn {
-            key: key.clone(),
+            session: session.clone(),
             registry: registry.clone(),
             place,
-            fingerprint,
+            key: key.clone(),
             turns,
         })
     }
 
-    /// A turn of a session at its place: continued in the live process, else started like any
-    /// run (replaying the history); either way the process is kept for the next turn if this
-    /// one ends cleanly.
+    /// A turn of a session at its place: continued in the parked process, else started like
+    /// any run (replaying the history); either way the process is parked for the next turn if
+    /// this one ends cleanly.
     pub(super) async fn start_in_session(
         &self,
         turn: SessionTurn,
         spec: &SpawnSpec,
-        env: &[(OsString, OsString)],
         req: &ValidChatRequest,
     ) -> Result<Run, ChatError> {
         let SessionTurn {
-            key,
+            session,
             registry,
             place,
-            fingerprint,
+            key,
             mut turns,
         } = turn;
-        let mut run = match place {
-            SessionStart::Held(process, slot) => {
-                tracing::debug!(pid = process.pid(), "continuing the session's live process");
-                match Run::continue_turn(*process, req, self.cfg.idle_timeout).await {
-                    Ok(mut run) => {
-                        run.hold(slot);
-                        run
-                    }
-                    // The kept process broke (died, stopped reading): replay into a new one,
-                    // in its slot. Any other failure (the API refusing) is the turn's answer.
-                    Err(ChatError::CliFailed { message }) => {
-                        tracing::debug!(%message, "the live process failed; replaying the history");
-                        let start = self.restart(spec, env, slot);
-                        self.start_choice(spec, env, req, start).await?
-                    }
-                    Err(other) => return Err(other),
-                }
+        let mut run = self.start_choice(spec, req, place).await?;
+        run.keep_with(Box::new(move |ending: Ending| {
+            let Ending {
+                process,
+                marks,
+                reply,
+                calls,
+                slot,
+                ..
+            } = ending;
+            // Eligible turns have no tools, so they end on their `result`.
+            if calls.is_some() {
+                return;
             }
-            SessionStart::New(start) => self.start_choice(spec, env, req, start).await?,
-        };
-        run.keep_with(Box::new(move |process, slot, reply| {
             if !reply.is_empty() {
                 turns.push(Turn {
                     role: TurnRole::Assistant,
                     blocks: vec![Block::Text(reply)],
                 });
             }
-            let conversation = live::conversation(&turns);
-            registry.put(
-                key,
-                Kept {
-                    process,
-                    slot,
-                    fingerprint,
-                    conversation,
-                },
-            );
+            let kept = Kept {
+                process,
+                marks,
+                pause: parked::Pause::Clean,
+                conversation: Some(parked::conversation(&turns)),
+                slot,
+            };
+            registry.park(key, Some(session), kept);
         }));
         Ok(run)
     }

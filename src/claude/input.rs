@@ -25,27 +25,35 @@ pub struct RunInput {
 pub struct InputLine {
     pub json: String,
     pub await_ack: bool,
+    /// The `uuid` of a user line: the marks a later `rewind_conversation` names (`rewind.rs`).
+    pub user: Option<String>,
 }
 
-pub fn run_input(req: &ValidChatRequest) -> RunInput {
-    let mut lines = Vec::with_capacity(req.history.len() + 2);
-    lines.push(InputLine {
-        json: initialize(INIT_ID, req),
-        await_ack: false,
-    });
+/// The stdin lines of a run: `initialize` and the token limit when the process is new (a
+/// recycled one keeps its configuration: it only serves requests of the same), the history
+/// replayed, and the prompt.
+pub fn run_input(req: &ValidChatRequest, configure: bool) -> RunInput {
+    let mut lines = Vec::with_capacity(req.history.len() + 3);
+    if configure {
+        lines.push(InputLine {
+            json: initialize(INIT_ID, req),
+            await_ack: false,
+            user: None,
+        });
+        if let Some(max) = req.max_tokens {
+            lines.push(InputLine {
+                json: output_limit(max),
+                await_ack: false,
+                user: None,
+            });
+        }
+    }
     let mut history_user_lines = 0;
     for turn in &req.history {
-        let is_user = turn.role == TurnRole::User;
-        lines.push(InputLine {
-            json: turn_line(turn, false),
-            await_ack: is_user,
-        });
-        history_user_lines += usize::from(is_user);
+        history_user_lines += usize::from(turn.role == TurnRole::User);
+        lines.push(turn_line(turn, false));
     }
-    lines.push(InputLine {
-        json: turn_line(&req.prompt, true),
-        await_ack: false,
-    });
+    lines.push(turn_line(&req.prompt, true));
     RunInput {
         lines,
         history_user_lines,
@@ -81,6 +89,20 @@ pub fn initialize(request_id: &str, req: &ValidChatRequest) -> String {
     json!({"type": "control_request", "request_id": request_id, "request": request}).to_string()
 }
 
+/// The request id of the token-limit control request (its answer is not awaited).
+pub const LIMIT_ID: &str = "limit_1";
+
+/// The client's token limit, for a process already running (a warm one): the CLI applies
+/// flag settings' `env` to itself, and the next API request's `max_tokens` is this (measured on
+/// 2.1.330; written before the user line, it holds for that turn, and survives a rewind).
+pub fn output_limit(max: u32) -> String {
+    json!({"type": "control_request", "request_id": LIMIT_ID, "request": {
+        "subtype": "apply_flag_settings",
+        "settings": {"env": {"CLAUDE_CODE_MAX_OUTPUT_TOKENS": max.to_string()}},
+    }})
+    .to_string()
+}
+
 /// What Claude is told when `tool_choice` demands a call.
 pub fn tool_requirement(required: &RequiredTool) -> String {
     match required {
@@ -106,15 +128,18 @@ pub fn tool_nudge(required: &RequiredTool) -> String {
         },
         true,
     )
+    .json
 }
 
 /// A user or assistant message line. History user lines carry `shouldQuery:false` so they are
-/// appended without starting a turn.
-pub fn turn_line(turn: &Turn, query: bool) -> String {
+/// appended without starting a turn (and are acknowledged); every user line carries a fresh
+/// `uuid`, by which a recycled process's conversation is later rewound.
+pub fn turn_line(turn: &Turn, query: bool) -> InputLine {
     let mut content: Vec<Value> = turn.blocks.iter().map(block_json).collect();
     match turn.role {
         TurnRole::User => {
             not_a_command(&mut content);
+            let uuid = uuid::Uuid::new_v4().to_string();
             let mut line = Map::new();
             line.insert("type".into(), json!("user"));
             line.insert("session_id".into(), json!(""));
@@ -126,7 +151,12 @@ pub fn turn_line(turn: &Turn, query: bool) -> String {
             if !query {
                 line.insert("shouldQuery".into(), Value::Bool(false));
             }
-            Value::Object(line).to_string()
+            line.insert("uuid".into(), json!(uuid));
+            InputLine {
+                json: Value::Object(line).to_string(),
+                await_ack: !query,
+                user: Some(uuid),
+            }
         }
         TurnRole::Assistant => {
             let mut message = json!({"role": "assistant", "content": content});
@@ -139,13 +169,17 @@ pub fn turn_line(turn: &Turn, query: bool) -> String {
             if let Some(model) = model {
                 message["model"] = json!(model);
             }
-            json!({
-                "type": "assistant",
-                "session_id": "",
-                "message": message,
-                "parent_tool_use_id": null,
-            })
-            .to_string()
+            InputLine {
+                json: json!({
+                    "type": "assistant",
+                    "session_id": "",
+                    "message": message,
+                    "parent_tool_use_id": null,
+                })
+                .to_string(),
+                await_ack: false,
+                user: None,
+            }
         }
     }
 }
@@ -171,6 +205,10 @@ fn not_a_command(content: &mut Vec<Value>) {
     content.insert(at + 1, json!({"type": "text", "text": rest}));
 }
 
+/// A content block as the CLI writes it itself: its keys in the CLI's order (JSON maps keep
+/// their order here), since the CLI passes a written block to the API as it is, and a replayed
+/// conversation must reach the API byte for byte as a continued one does — same prompt-cache
+/// prefix. A tool result is what the CLI makes of an MCP result: a list of one text block.
 fn block_json(block: &Block) -> Value {
     match block {
         Block::Text(text) => json!({"type": "text", "text": text}),
@@ -195,7 +233,11 @@ fn block_json(block: &Block) -> Value {
         Block::ToolResult {
             tool_use_id,
             content,
-        } => json!({"type": "tool_result", "tool_use_id": tool_use_id, "content": content}),
+        } => json!({
+            "tool_use_id": tool_use_id,
+            "type": "tool_result",
+            "content": [{"type": "text", "text": content}],
+        }),
     }
 }
 
@@ -237,17 +279,18 @@ mod tests {
     #[test]
     fn text_that_looks_like_a_slash_command_is_split_after_its_slash() {
         let line: Value =
-            serde_json::from_str(&turn_line(&text(TurnRole::User, "/clear now"), true)).unwrap();
+            serde_json::from_str(&turn_line(&text(TurnRole::User, "/clear now"), true).json)
+                .unwrap();
         assert_eq!(
             line["message"]["content"],
             json!([{"type": "text", "text": "/"}, {"type": "text", "text": "clear now"}])
         );
         let history: Value =
-            serde_json::from_str(&turn_line(&text(TurnRole::User, "/help"), false)).unwrap();
+            serde_json::from_str(&turn_line(&text(TurnRole::User, "/help"), false).json).unwrap();
         assert_eq!(history["message"]["content"][1]["text"], "help");
         for plain in ["/", "a /clear", " /clear"] {
             let line: Value =
-                serde_json::from_str(&turn_line(&text(TurnRole::User, plain), true)).unwrap();
+                serde_json::from_str(&turn_line(&text(TurnRole::User, plain), true).json).unwrap();
             assert_eq!(
                 line["message"]["content"],
                 json!([{"type": "text", "text": plain}])
@@ -255,19 +298,23 @@ mod tests {
         }
         // An assistant turn is never a command.
         let said: Value =
-            serde_json::from_str(&turn_line(&text(TurnRole::Assistant, "/clear"), false)).unwrap();
+            serde_json::from_str(&turn_line(&text(TurnRole::Assistant, "/clear"), false).json)
+                .unwrap();
         assert_eq!(said["message"]["content"][0]["text"], "/clear");
     }
 
     #[test]
     fn history_is_replayed_without_querying_and_the_prompt_queries() {
-        let input = run_input(&request(
-            vec![
-                text(TurnRole::User, "My name is Ada."),
-                text(TurnRole::Assistant, "Hi Ada."),
-            ],
-            text(TurnRole::User, "What is my name?"),
-        ));
+        let input = run_input(
+            &request(
+                vec![
+                    text(TurnRole::User, "My name is Ada."),
+                    text(TurnRole::Assistant, "Hi Ada."),
+                ],
+                text(TurnRole::User, "What is my name?"),
+            ),
+            true,
+        );
         assert_eq!(input.history_user_lines, 1);
         let lines: Vec<Value> = input
             .lines
@@ -321,7 +368,7 @@ mod tests {
                 input: json!({"city": "Paris"}),
             }],
         };
-        let line: Value = serde_json::from_str(&turn_line(&turn, false)).unwrap();
+        let line: Value = serde_json::from_str(&turn_line(&turn, false).json).unwrap();
         assert_eq!(
             line["message"]["content"][0]["name"],
             "mcp__gw__get_weather"
@@ -333,11 +380,15 @@ mod tests {
                 content: "Sunny".into(),
             }],
         };
-        let line: Value = serde_json::from_str(&turn_line(&result, true)).unwrap();
+        let line: Value = serde_json::from_str(&turn_line(&result, true).json).unwrap();
         assert_eq!(
             line["message"]["content"][0],
-            json!({"type":"tool_result","tool_use_id":"toolu_1","content":"Sunny"})
+            json!({"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"Sunny"}]})
         );
+        // In the order the CLI writes a tool result itself (measured on 2.1.330).
+        assert!(line["message"]["content"].to_string().starts_with(
+            r#"[{"tool_use_id":"toolu_1","type":"tool_result","content":[{"type":"text","text":"Sunny"}]}"#
+        ));
     }
 
     #[test]
@@ -352,7 +403,7 @@ mod tests {
                 },
             ],
         };
-        let line: Value = serde_json::from_str(&turn_line(&turn, true)).unwrap();
+        let line: Value = serde_json::from_str(&turn_line(&turn, true).json).unwrap();
         assert_eq!(
             line["message"]["content"][1],
             json!({"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}})

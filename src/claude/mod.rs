@@ -11,11 +11,13 @@ pub mod input;
 pub mod input_tokens;
 pub mod limit;
 pub mod lines;
-pub mod live;
+pub mod parked;
 pub mod pool;
 pub mod probe;
 pub mod process;
+pub mod rewind;
 pub mod run;
+pub mod starts;
 pub mod turn;
 
 pub use engine::{Engine, EngineConfig};

@@ -6,6 +6,12 @@
 //! background; idle ones are recycled after `max_idle`; dead ones are dropped. Dropping the pool
 //! kills every idle process.
 //!
+//! The pool's depth follows demand: per spec, the requests that came to it over the last
+//! `DEMAND_WINDOW` times the measured boot time (how many arrive while one process boots),
+//! twice over for headroom, between `min_per_spec` and `max_per_spec`; when demand falls the
+//! extra processes go. Refills take their turn in the start line (`starts.rs`) only when it is
+//! free, so they never delay a request's own start.
+//!
 //! Warm processes count in the process budget: a refill starts one only when a slot is free and
 //! no request waits, a taken process brings its slot to the request, and a request that finds
 //! the budget full may evict the oldest warm process (`Idle`).
@@ -23,14 +29,27 @@ use tokio_util::sync::CancellationToken;
 use super::argv::{SpawnSpec, build_args};
 use super::limit::{Idle, Limiter, Slot};
 use super::process::{ClaudeProcess, Launch};
+use super::starts::Starts;
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// The spawn specs kept warm (one per model the operator expects), each `per_spec` deep.
+    /// The spawn specs kept warm (one per model the operator expects).
     pub specs: Vec<SpawnSpec>,
-    pub per_spec: usize,
+    /// Depth of each spec's pool with no demand, and at most.
+    pub min_per_spec: usize,
+    pub max_per_spec: usize,
     /// Idle processes older than this are replaced.
     pub max_idle: Duration,
+}
+
+/// How far back the pool counts the requests that came to it.
+const DEMAND_WINDOW: Duration = Duration::from_secs(30);
+
+/// The depth that covers `arrivals` requests over `DEMAND_WINDOW` when a process takes `boot`
+/// to start: those arriving during one boot, twice over, within the bounds.
+fn depth(arrivals: usize, boot: Duration, min: usize, max: usize) -> usize {
+    let per_boot = arrivals as f64 * boot.as_secs_f64() / DEMAND_WINDOW.as_secs_f64();
+    ((per_boot * 2.0).ceil() as usize).clamp(min, max.max(min))
 }
 
 /// How processes are started: the same program, environment and working root as a cold run.
@@ -42,13 +61,11 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    pub fn launch(&self, spec: &SpawnSpec, extra_env: &[(OsString, OsString)]) -> Launch {
-        let mut env = self.env.clone();
-        env.extend(extra_env.iter().cloned());
+    pub fn launch(&self, spec: &SpawnSpec) -> Launch {
         Launch {
             program: self.program.clone(),
             args: build_args(spec),
-            env,
+            env: self.env.clone(),
             work_root: self.work_root.clone(),
         }
     }
@@ -68,8 +85,41 @@ struct Shared {
     cfg: PoolConfig,
     launcher: Launcher,
     budget: Arc<Limiter>,
+    starts: Arc<Starts>,
     idle: Mutex<HashMap<SpawnSpec, VecDeque<Warm>>>,
+    /// When requests came to the pool, per spec, within `DEMAND_WINDOW`.
+    demand: Mutex<HashMap<SpawnSpec, VecDeque<Instant>>>,
     wake: Notify,
+}
+
+impl Shared {
+    /// How deep `spec`'s pool should be now.
+    fn target(&self, spec: &SpawnSpec) -> usize {
+        let arrivals = self.demand.lock().map_or(0, |mut demand| {
+            let seen = demand.entry(spec.clone()).or_default();
+            while seen.front().is_some_and(|t| t.elapsed() > DEMAND_WINDOW) {
+                seen.pop_front();
+            }
+            seen.len()
+        });
+        depth(
+            arrivals,
+            self.starts.boot_time(),
+            self.cfg.min_per_spec,
+            self.cfg.max_per_spec,
+        )
+    }
+
+    fn arrived(&self, spec: &SpawnSpec) {
+        if let Ok(mut demand) = self.demand.lock() {
+            let seen = demand.entry(spec.clone()).or_default();
+            seen.push_back(Instant::now());
+            // Far more than any depth needs; bounds the memory.
+            if seen.len() > 10_000 {
+                seen.pop_front();
+            }
+        }
+    }
 }
 
 pub struct Pool {
@@ -80,12 +130,19 @@ pub struct Pool {
 impl Pool {
     /// Starts the pool and its refill task (on the current tokio runtime); its processes count
     /// in `budget`.
-    pub fn start(cfg: PoolConfig, launcher: Launcher, budget: Arc<Limiter>) -> Pool {
+    pub fn start(
+        cfg: PoolConfig,
+        launcher: Launcher,
+        budget: Arc<Limiter>,
+        starts: Arc<Starts>,
+    ) -> Pool {
         let shared = Arc::new(Shared {
             cfg,
             launcher,
             budget: budget.clone(),
+            starts,
             idle: Mutex::new(HashMap::new()),
+            demand: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         });
         let holder: Arc<dyn Idle> = shared.clone();
@@ -98,6 +155,10 @@ impl Pool {
     /// A warm process for `spec` with its slot, if one is ready; its replacement is started in
     /// the background.
     pub fn take(&self, spec: &SpawnSpec) -> Option<(ClaudeProcess, Slot)> {
+        if !self.shared.cfg.specs.contains(spec) {
+            return None;
+        }
+        self.shared.arrived(spec);
         let taken = {
             let mut idle = self.shared.idle.lock().ok()?;
             let queue = idle.get_mut(spec)?;
@@ -153,13 +214,15 @@ impl Idle for Shared {
     }
 }
 
-/// Keeps every spec `per_spec` deep: one spawn at a time (spawning is CPU-heavy for the CLI),
-/// woken by `take` or every second to recycle old or dead processes.
+/// Keeps every spec as deep as its demand asks: one spawn at a time, in the start line when it
+/// is free (spawning is CPU-heavy for the CLI), woken by `take` or every second to recycle old
+/// or dead processes and to shed those demand no longer asks for.
 async fn refill(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let mut spawned = false;
         let mut failed = false;
         for spec in &shared.cfg.specs {
+            let target = shared.target(spec);
             let missing = {
                 let Ok(mut idle) = shared.idle.lock() else {
                     return;
@@ -167,17 +230,30 @@ async fn refill(shared: Arc<Shared>, stop: CancellationToken) {
                 let queue = idle.entry(spec.clone()).or_default();
                 queue
                     .retain_mut(|w| w.process.is_alive() && w.born.elapsed() < shared.cfg.max_idle);
-                shared.cfg.per_spec.saturating_sub(queue.len())
+                // Beyond the target, the oldest go (dropping kills them).
+                queue.truncate(target);
+                target.saturating_sub(queue.len())
             };
             if missing == 0 || stop.is_cancelled() {
                 continue;
             }
-            // A full budget (or a waiting request) skips the refill until the next round.
+            // A full budget (or a waiting request) skips the refill until the next round, and
+            // so does a start line with no free place.
             let Some(slot) = shared.budget.try_idle_slot() else {
                 continue;
             };
-            match ClaudeProcess::spawn(&shared.launcher.launch(spec, &[])) {
+            let Some(starting) = shared.starts.try_acquire() else {
+                continue;
+            };
+            match ClaudeProcess::spawn(&shared.launcher.launch(spec)) {
                 Ok(process) => {
+                    // It boots with nobody reading it: its place in the line is held for as
+                    // long as boots take.
+                    let boot = shared.starts.boot_time();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(boot).await;
+                        drop(starting);
+                    });
                     tracing::debug!(model = %spec.model, pid = process.pid(), "warm process ready");
                     if let Ok(mut idle) = shared.idle.lock() {
                         idle.entry(spec.clone()).or_default().push_front(Warm {
@@ -208,5 +284,24 @@ async fn refill(shared: Arc<Shared>, stop: CancellationToken) {
             }
             () = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_depth_follows_arrivals_times_boot_time_within_bounds() {
+        let boot = Duration::from_millis(750);
+        // No demand: the floor.
+        assert_eq!(depth(0, boot, 1, 8), 1);
+        assert_eq!(depth(0, boot, 0, 8), 0);
+        // One request a second, 0.75 s boots: 0.75 arriving per boot, twice over → 2.
+        assert_eq!(depth(30, boot, 1, 8), 2);
+        // Ten a second: 7.5 per boot → 15, capped.
+        assert_eq!(depth(300, boot, 1, 8), 8);
+        // A ceiling below the floor is the floor.
+        assert_eq!(depth(300, boot, 2, 1), 2);
     }
 }

@@ -13,7 +13,7 @@ use crate::chat::stop::{StopMatcher, StopOutcome};
 use crate::chat::types::{FinishReason, ReasoningDelta, Tool, ToolCallDelta, Usage};
 use crate::chat::validate::{OutputMode, RequiredTool};
 
-use super::control::{self, ControlAction, STRUCTURED_OUTPUT, client_tool_name};
+use super::control::{self, ControlAction, STRUCTURED_OUTPUT, ToolAnswers, client_tool_name};
 use super::errors::result_error;
 use super::input::{INIT_ID, tool_nudge};
 use super::lines::{ApiUsage, BlockDelta, CliLine, ContentBlock, ResultLine, StreamEvent};
@@ -46,6 +46,15 @@ pub struct TurnConfig {
     pub parallel_tools: bool,
     pub required_tool: Option<RequiredTool>,
     pub output: Option<OutputMode>,
+    /// The client's results for the calls a continued process stopped at.
+    pub answers: ToolAnswers,
+    /// What the process's CLI had counted as spent before this turn (its `total_cost_usd`
+    /// is cumulative).
+    pub spent_usd: f64,
+    /// The turn continues one that began in an earlier request (at its tool calls): the
+    /// `result`'s usage would count that request's API call again, so the usage comes from
+    /// this turn's own stream events.
+    pub continued: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +89,13 @@ pub struct TurnState {
     held_reasoning: Vec<ReasoningDelta>,
     /// The model of the API message being streamed (its `message_start`).
     model: Option<String>,
+    /// The client calls of the turn: id, name and the arguments as streamed.
+    calls: Vec<(String, String, String)>,
+    /// The turn ended at the end of an API message of client calls (the CLI then waits at the
+    /// first call's permission prompt, and can be continued by the results).
+    at_tool_calls: bool,
+    /// The CLI's `total_cost_usd` at this turn's `result`.
+    spent_usd: f64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -110,7 +126,26 @@ impl TurnState {
             last_retry: None,
             held_reasoning: Vec::new(),
             model: None,
+            calls: Vec::new(),
+            at_tool_calls: false,
+            spent_usd: 0.0,
         }
+    }
+
+    /// The client calls the turn ended at, when it ended at a complete message of them: id,
+    /// name and arguments.
+    pub fn pending_calls(&self) -> Option<&[(String, String, String)]> {
+        self.at_tool_calls.then_some(self.calls.as_slice())
+    }
+
+    /// Whether Claude was reminded to call a tool (a user message the client never saw).
+    pub fn nudged(&self) -> bool {
+        self.nudged
+    }
+
+    /// What the CLI has counted as spent in this process, as of this turn's end.
+    pub fn spent_usd(&self) -> f64 {
+        self.spent_usd.max(self.cfg.spent_usd)
     }
 
     pub fn is_done(&self) -> bool {
@@ -146,9 +181,12 @@ impl TurnState {
                 request,
             } => {
                 // Answered even after the turn is done: the CLI may still be waiting on one.
-                if let ControlAction::Reply(line) =
-                    control::handle(&request_id, &request, &self.cfg.tools)
-                {
+                if let ControlAction::Reply(line) = control::handle(
+                    &request_id,
+                    &request,
+                    &self.cfg.tools,
+                    &mut self.cfg.answers,
+                ) {
                     out.push(TurnOutput::Write(line));
                 }
             }
@@ -234,6 +272,7 @@ impl TurnState {
                     // The message with the client's calls is complete: hand them over. The
                     // CLI is still waiting for a permission answer it never gets.
                     Some("tool_use") if self.tool_calls > 0 => {
+                        self.at_tool_calls = !self.done;
                         self.finish_from_stream(FinishReason::ToolCalls, out);
                     }
                     _ => {}
@@ -273,6 +312,8 @@ impl TurnState {
             } else {
                 let call = self.tool_calls;
                 self.tool_calls += 1;
+                self.calls
+                    .push((id.clone(), client.to_string(), String::new()));
                 self.begin(out);
                 out.push(TurnOutput::ToolCall(ToolCallDelta {
                     index: call,
@@ -291,6 +332,9 @@ impl TurnState {
     fn on_tool_input(&mut self, index: u32, fragment: String, out: &mut Vec<TurnOutput>) {
         match self.blocks.get(&index) {
             Some(BlockKind::ClientTool { call }) => {
+                if let Some((_, _, arguments)) = self.calls.get_mut(*call as usize) {
+                    arguments.push_str(&fragment);
+                }
                 out.push(TurnOutput::ToolCall(ToolCallDelta {
                     index: *call,
                     id: None,
@@ -404,12 +448,14 @@ impl TurnState {
             Some("refusal") => FinishReason::ContentFilter,
             _ => FinishReason::Stop,
         };
-        let mut usage = result
-            .usage
-            .as_ref()
-            .map(usage_from_api)
-            .unwrap_or_else(|| self.usage_from_stream());
-        usage.cost_usd = result.total_cost_usd.unwrap_or(0.0);
+        let mut usage = match result.usage.as_ref() {
+            Some(usage) if !self.cfg.continued => usage_from_api(usage),
+            _ => self.usage_from_stream(),
+        };
+        // The CLI's cost counts every turn of the process so far: this turn's is the growth.
+        let total = result.total_cost_usd.unwrap_or(0.0);
+        usage.cost_usd = (total - self.cfg.spent_usd).max(0.0);
+        self.spent_usd = total;
         self.done = true;
         self.ended_on_result = true;
         out.push(TurnOutput::Finished { reason, usage });

@@ -219,7 +219,19 @@ pub(crate) async fn cli_env_is_allow_listed_and_sets_retries() {
             "the gateway's own env leaked"
         );
         assert_eq!(env["CLAUDE_CODE_MAX_RETRIES"], "3");
+        // Given to the running process on stdin (a warm one can serve it), which the CLI
+        // applies to its own environment.
         assert_eq!(env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"], "50");
+        let limit = run["stdin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["request"]["subtype"] == "apply_flag_settings")
+            .expect("the token limit is set on stdin");
+        assert_eq!(
+            limit["request"]["settings"]["env"]["CLAUDE_CODE_MAX_OUTPUT_TOKENS"],
+            "50"
+        );
         assert_eq!(
             env["FAKE_CLAUDE_LOG_DIR"].as_str(),
             fake.log_dir.path().to_str()
@@ -245,7 +257,8 @@ pub(crate) async fn cli_env_is_allow_listed_and_sets_retries() {
 #[tokio::test]
 pub(crate) async fn cli_runs_in_an_empty_private_directory_removed_afterwards() {
     bounded(async {
-        let (fake, work) = start_with_work_dir(&[]).await;
+        // Without reuse the process ends with its request (reuse keeps it: `reuse.rs`).
+        let (fake, work) = start_with_work_dir(&["--reuse-processes=false"]).await;
         let (status, _, _) = post_json(&completions(&fake), &chat_body("gpt-4o", "CWDMARK")).await;
         assert_eq!(status, 200);
         let run = run_with(&fake, "CWDMARK").unwrap();

@@ -32,7 +32,8 @@ pub(crate) async fn garbage_and_unknown_stdout_lines_are_skipped() {
 #[tokio::test]
 pub(crate) async fn a_stderr_flood_does_not_deadlock() {
     bounded(async {
-        let fake = FakeCliGateway::start(&[]).await;
+        // Without reuse, so the process ends with its request and its cleanup can be checked.
+        let fake = FakeCliGateway::start(&["--reuse-processes=false"]).await;
         let started = Instant::now();
         let (status, _, body) = post_json(
             &completions(&fake),
@@ -79,7 +80,8 @@ pub(crate) async fn exit_without_result_is_an_error() {
 #[tokio::test]
 pub(crate) async fn concurrent_requests_each_get_their_own_answer() {
     bounded(async {
-        let fake = FakeCliGateway::start(&[]).await;
+        // Without reuse, so every process ends with its request and the cleanup can be checked.
+        let fake = FakeCliGateway::start(&["--reuse-processes=false"]).await;
         let url = completions(&fake);
         let requests = (0..4).map(|i| {
             let url = url.clone();
