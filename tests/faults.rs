@@ -420,7 +420,14 @@ async fn one_request(
 async fn run_fault(index: usize, fault: &Fault, problems: &mut Vec<String>) -> Row {
     let started = Instant::now();
     let work = tempfile::tempdir().unwrap();
-    let mut args = vec!["--work-dir", work.path().to_str().unwrap()];
+    // Reuse stays on, its parked processes expiring at once: a clean turn may still hand its
+    // process to a request waiting for one, and whatever is left must go.
+    let mut args = vec![
+        "--work-dir",
+        work.path().to_str().unwrap(),
+        "--reuse-idle-secs",
+        "0",
+    ];
     args.extend_from_slice(fault.args);
     let fake = FakeCliGateway::start(&args).await;
     let url = fake.gw.url("/v1/chat/completions");
@@ -554,6 +561,8 @@ async fn without_start_retries_a_crash_before_output_is_reported_at_once() {
             "--work-dir",
             work.path().to_str().unwrap(),
             "--start-retries",
+            "0",
+            "--reuse-idle-secs",
             "0",
         ])
         .await;

@@ -299,6 +299,7 @@ mod model_map;
 mod models;
 mod refusals;
 mod responses;
+mod reuse;
 mod robustness;
 mod stored_responses;
 mod streaming;
