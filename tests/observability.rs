@@ -202,7 +202,13 @@ async fn metrics_count_http_requests_latency_tokens_and_cost() {
             ),
             1.0
         );
-        assert_eq!(sum(&m, "claude_gateway_live_processes", &[]), 0.0);
+        // The requests' process is parked for the next one (idle); none serves.
+        let state = |s| sum(&m, "claude_gateway_processes", &[("state", s)]);
+        assert_eq!(state("serving"), 0.0);
+        assert_eq!(
+            sum(&m, "claude_gateway_live_processes", &[]),
+            state("idle") + state("warm")
+        );
         assert_eq!(sum(&m, "claude_gateway_queued_requests", &[]), 0.0);
     })
     .await;

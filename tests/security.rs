@@ -91,6 +91,8 @@ async fn real_setup() -> Option<RealSetup> {
         .args(["--claude-bin", cli.to_str().unwrap()])
         .args(["--claude-max-retries", "0"])
         .args(["--work-dir", work.path().to_str().unwrap()])
+        // Each process ends with its request, so what it left can be checked.
+        .args(["--reuse-processes=false"])
         .env("ANTHROPIC_API_KEY", "sk-test")
         .env("ANTHROPIC_BASE_URL", api.base_url())
         .start()
@@ -284,7 +286,13 @@ fn mode(path: &Path) -> u32 {
 async fn the_cli_runs_in_an_empty_directory_nobody_else_can_enter() {
     bounded(async {
         let work = tempfile::tempdir().unwrap();
-        let fake = FakeCliGateway::start(&["--work-dir", work.path().to_str().unwrap()]).await;
+        // Without reuse: the process ends with its request, so its directory must go.
+        let fake = FakeCliGateway::start(&[
+            "--work-dir",
+            work.path().to_str().unwrap(),
+            "--reuse-processes=false",
+        ])
+        .await;
         let url = completions(&fake);
         let request = tokio::spawn(async move {
             post_json(

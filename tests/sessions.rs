@@ -425,11 +425,11 @@ async fn live_session_processes_continue_natively_and_match_replay() {
         }
         let stderr = live.stderr();
         assert_eq!(
-            stderr.matches("continuing the session's live process").count(),
+            stderr.matches("continuing a parked process's conversation").count(),
             3,
             "turns 2-4 reuse the live process"
         );
-        assert!(!replay.stderr().contains("continuing the session's live process"));
+        assert!(!replay.stderr().contains("continuing a parked process's conversation"));
         let strip = |mut r: Value| {
             r["metadata"] = Value::Null;
             r

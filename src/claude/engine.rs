@@ -311,9 +311,9 @@ impl Engine {
                             tracing::debug!(pid, "continuing a parked process's conversation");
                             Run::continue_turn(process, marks, req, idle).await
                         }
-                        (Reuse::Continue, Pause::AtTools(_)) => {
+                        (Reuse::Continue, Pause::AtTools { prompts, .. }) => {
                             tracing::debug!(pid, "continuing a parked process with tool results");
-                            Run::resume_tools(process, marks, req, idle).await
+                            Run::resume_tools(process, (marks, prompts), req, idle).await
                         }
                         (Reuse::Recycle, _) => {
                             match rewind(&mut process, &mut marks, REWIND_TIMEOUT).await {

@@ -92,7 +92,7 @@ impl Engine {
         let mut starts = Vec::with_capacity(n);
         if let Some(kept) = registry.take_continuation(key, conversation) {
             match &kept.pause {
-                Pause::AtTools(calls) if !answers_exactly(&req.prompt, calls) => {
+                Pause::AtTools { calls, .. } if !answers_exactly(&req.prompt, calls) => {
                     tracing::debug!("tool results do not match the parked calls: replaying");
                     let Kept { process, slot, .. } = kept;
                     // The process first, then its slot: the choice spawns in it.
@@ -180,11 +180,15 @@ impl Engine {
                 marks,
                 reply,
                 calls,
+                prompts,
                 exact,
                 slot,
             } = ending;
             let pause = match &calls {
-                Some(calls) => Pause::AtTools(calls.iter().map(|(id, ..)| id.clone()).collect()),
+                Some(calls) => Pause::AtTools {
+                    calls: calls.iter().map(|(id, ..)| id.clone()).collect(),
+                    prompts,
+                },
                 None => Pause::Clean,
             };
             let Some(said) = reply_turn(&reply, calls.as_deref().unwrap_or_default()) else {

@@ -101,8 +101,12 @@ pub enum Pause {
     /// After its turn's `result`: idle, its conversation complete.
     Clean,
     /// At the client's tool calls (these ids, in order): the CLI waits for permission to run
-    /// the first; the follow-up request's results let them proceed (`tools.rs`).
-    AtTools(Vec<String>),
+    /// the first; the follow-up request's results let them proceed (`control.rs`). The
+    /// permission prompts already read (request id, request) are answered first.
+    AtTools {
+        calls: Vec<String>,
+        prompts: Vec<(String, serde_json::Value)>,
+    },
 }
 
 /// A process with what it holds, as a run hands it over and a request takes it.
@@ -286,7 +290,7 @@ impl Parked {
         }
         let now = Instant::now();
         let limit = match (&session, &kept.pause) {
-            (_, Pause::AtTools(_)) => self.cfg.tool_wait,
+            (_, Pause::AtTools { .. }) => self.cfg.tool_wait,
             (Some(_), Pause::Clean) => self.cfg.session_idle,
             (None, Pause::Clean) => self.cfg.reuse_idle,
         };
@@ -333,7 +337,7 @@ impl Parked {
         let tools = inner
             .held
             .iter()
-            .filter(|h| h.session.is_none() && matches!(h.kept.pause, Pause::AtTools(_)))
+            .filter(|h| h.session.is_none() && matches!(h.kept.pause, Pause::AtTools { .. }))
             .count();
         (sessions, inner.held.len() - sessions - tools, tools)
     }

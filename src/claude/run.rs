@@ -39,6 +39,8 @@ pub struct Ending {
     pub reply: String,
     /// The client calls it stopped at (id, name, arguments); `None` when it ended on `result`.
     pub calls: Option<Vec<(String, String, String)>>,
+    /// The permission prompts of those calls already read, unanswered (request id, request).
+    pub prompts: Vec<(String, serde_json::Value)>,
     /// The process's conversation is what the client saw: no reminder to call a tool went in.
     pub exact: bool,
     /// After the process: released once it is killed.
@@ -162,7 +164,7 @@ impl Run {
     /// and tool calls, and Claude goes on with the same turn.
     pub async fn resume_tools(
         process: ClaudeProcess,
-        marks: Marks,
+        (marks, prompts): (Marks, Vec<(String, serde_json::Value)>),
         req: &ValidChatRequest,
         idle_timeout: Duration,
     ) -> Result<Run, ChatError> {
@@ -177,6 +179,16 @@ impl Run {
         cfg.answers = ToolAnswers::new(results);
         cfg.continued = true;
         let mut run = Run::new(process, TurnState::new(cfg), idle_timeout, marks);
+        // The prompts read before the process was parked are answered first; the CLI asks for
+        // the next call only once the previous one has its result.
+        for (request_id, request) in prompts {
+            let outputs = run.state.push(CliLine::ControlRequest {
+                request_id,
+                request,
+            });
+            let rest = run.handle(outputs).await?;
+            run.pending.extend(rest);
+        }
         while run.pending.is_empty() {
             run.read_into_pending().await?;
         }
@@ -250,14 +262,20 @@ impl Run {
             debug!(len = line.len(), "ignored a stdout line that is not JSON");
             return Ok(Vec::new());
         };
-        let mut outputs = Vec::new();
-        for output in self.state.push(parsed) {
+        let outputs = self.state.push(parsed);
+        self.handle(outputs).await
+    }
+
+    /// Writes the lines the turn asks for; returns the rest.
+    async fn handle(&mut self, outputs: Vec<TurnOutput>) -> Result<Vec<TurnOutput>, ChatError> {
+        let mut rest = Vec::new();
+        for output in outputs {
             match output {
                 TurnOutput::Write(reply) => self.write(&reply).await?,
-                other => outputs.push(other),
+                other => rest.push(other),
             }
         }
-        Ok(outputs)
+        Ok(rest)
     }
 
     /// The rest of the run as events of choice `index`, ending at `deadline`.
@@ -298,14 +316,15 @@ impl Run {
             };
             yield Ok(ChatEvent::Finish { index, reason });
             // Handed over before the usage (the last event), so the next request finds it.
-            let Run { process, slot, keep, state, mut marks, .. } = self;
+            let Run { process, slot, keep, mut state, mut marks, .. } = self;
             marks.spent_usd = state.spent_usd();
+            let prompts = state.take_held();
             let calls = state.pending_calls().map(<[_]>::to_vec);
             match (keep, slot) {
                 (Some(keep), Some(slot)) if state.ended_on_result() || calls.is_some() => {
                     let reply = state.emitted_text().to_string();
                     let exact = !state.nudged();
-                    keep(Ending { process, marks, reply, calls, exact, slot });
+                    keep(Ending { process, marks, reply, calls, prompts, exact, slot });
                 }
                 // The process goes first, then its place in the budget.
                 (_, slot) => {

@@ -96,6 +96,8 @@ pub struct TurnState {
     at_tool_calls: bool,
     /// The CLI's `total_cost_usd` at this turn's `result`.
     spent_usd: f64,
+    /// Permission prompts for client calls, unanswered.
+    held: Vec<(String, serde_json::Value)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -129,7 +131,14 @@ impl TurnState {
             calls: Vec::new(),
             at_tool_calls: false,
             spent_usd: 0.0,
+            held: Vec::new(),
         }
+    }
+
+    /// The permission prompts for client calls left unanswered (request id, request), for a
+    /// continuation to answer.
+    pub fn take_held(&mut self) -> Vec<(String, serde_json::Value)> {
+        std::mem::take(&mut self.held)
     }
 
     /// The client calls the turn ended at, when it ended at a complete message of them: id,
@@ -181,13 +190,16 @@ impl TurnState {
                 request,
             } => {
                 // Answered even after the turn is done: the CLI may still be waiting on one.
-                if let ControlAction::Reply(line) = control::handle(
+                match control::handle(
                     &request_id,
                     &request,
                     &self.cfg.tools,
                     &mut self.cfg.answers,
                 ) {
-                    out.push(TurnOutput::Write(line));
+                    ControlAction::Reply(line) => out.push(TurnOutput::Write(line)),
+                    // A client call's permission prompt: kept, to be answered if the process is
+                    // continued with the call's result (it may come before the turn ends).
+                    ControlAction::Hold => self.held.push((request_id, request)),
                 }
             }
             _ if self.done => {}

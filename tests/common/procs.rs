@@ -108,6 +108,10 @@ pub fn burst_limits(work: &std::path::Path) -> Vec<String> {
         "8",
         "--queue-timeout-secs",
         "2",
+        // Processes are still handed from one request to the next waiting one, but none stays
+        // parked afterwards: what is left after the burst must go.
+        "--reuse-idle-secs",
+        "0",
     ]
     .map(String::from)
     .to_vec()
