@@ -38,7 +38,7 @@ fn last_api_request(fake: &FakeCliGateway, needle: &str) -> Value {
 fn control_requests(run: &Value, subtype: &str) -> usize {
     run["stdin"]
         .as_array()
-        .unwrap()
+        .expect("as the test set it up")
         .iter()
         .filter(|l| l["request"]["subtype"] == subtype)
         .count()
@@ -59,13 +59,13 @@ pub(crate) async fn a_recycled_process_never_shows_a_previous_requests_text() {
         let (_, b2) = ask(&fake, "sk-tenant-b", &body("B2 [[recall]]")).await;
         assert_eq!(answer(&b2), "Recall: (none)");
 
-        let pid = |marker| run_pid(&run_with(&fake, marker).unwrap());
+        let pid = |marker| run_pid(&run_with(&fake, marker).expect("the run"));
         assert_eq!(pid("SECRET-A1"), pid("A2"), "A's process was reused");
         assert_eq!(pid("SECRET-B1"), pid("B2"), "B's process was reused");
         assert_ne!(pid("SECRET-A1"), pid("SECRET-B1"), "never across keys");
         // Each recycled process was rewound, configured once, and the second request's API
         // call held only its own message.
-        let a = run_with(&fake, "A2").unwrap();
+        let a = run_with(&fake, "A2").expect("the run");
         assert_eq!(control_requests(&a, "rewind_conversation"), 1);
         assert_eq!(control_requests(&a, "initialize"), 1);
         let sent = last_api_request(&fake, "A2").to_string();
@@ -95,7 +95,7 @@ pub(crate) async fn another_configuration_gets_another_process() {
         }
         let pids: std::collections::HashSet<u32> = ["CONF1", "CONF2", "CONF3"]
             .iter()
-            .map(|m| run_pid(&run_with(&fake, m).unwrap()))
+            .map(|m| run_pid(&run_with(&fake, m).expect("the run")))
             .collect();
         assert_eq!(
             pids.len(),
@@ -116,11 +116,11 @@ pub(crate) async fn a_reset_that_fails_discards_the_process() {
         )
         .await;
         assert_eq!(status, 200);
-        let first = run_pid(&run_with(&fake, "RWF1").unwrap());
+        let first = run_pid(&run_with(&fake, "RWF1").expect("the run"));
         let (status, _, body) =
             post_json(&completions(&fake), &chat_body("gpt-4o", "RWF2 [[recall]]")).await;
         assert_eq!((status, answer(&body)), (200, "Recall: (none)"));
-        let second = run_with(&fake, "RWF2").unwrap();
+        let second = run_with(&fake, "RWF2").expect("the run");
         assert_ne!(run_pid(&second), first, "served by a new process");
         eventually("the process that failed its reset to be gone", || {
             !alive(first)
@@ -131,7 +131,7 @@ pub(crate) async fn a_reset_that_fails_discards_the_process() {
             .runs()
             .into_iter()
             .find(|r| run_pid(r) == first)
-            .unwrap();
+            .expect("as the test set it up");
         assert_eq!(control_requests(&failed, "rewind_conversation"), 1);
     })
     .await;
@@ -158,12 +158,15 @@ pub(crate) async fn a_resent_history_continues_the_process_that_holds_it() {
             (status, answer(&body)),
             (200, "Recall: CONT1 my name is Ada")
         );
-        let run = run_with(&fake, "CONT2").unwrap();
-        assert_eq!(run_pid(&run), run_pid(&run_with(&fake, "CONT1").unwrap()));
+        let run = run_with(&fake, "CONT2").expect("the run");
+        assert_eq!(
+            run_pid(&run),
+            run_pid(&run_with(&fake, "CONT1").expect("the run"))
+        );
         // Only the new message was written: no replayed history, no rewind.
         let users: Vec<&Value> = run["stdin"]
             .as_array()
-            .unwrap()
+            .expect("as the test set it up")
             .iter()
             .filter(|l| l["type"] == "user")
             .collect();
@@ -177,10 +180,10 @@ pub(crate) async fn a_resent_history_continues_the_process_that_holds_it() {
         edited["messages"][2]["content"] = json!("CONT3 [[recall]]");
         let (_, _, body) = post_json(&completions(&fake), &edited).await;
         assert_eq!(answer(&body), "Recall: CONT1 my name is Ada");
-        let replayed = run_with(&fake, "CONT3").unwrap();
+        let replayed = run_with(&fake, "CONT3").expect("the run");
         let history = replayed["stdin"]
             .as_array()
-            .unwrap()
+            .expect("as the test set it up")
             .iter()
             .filter(|l| l["shouldQuery"] == false)
             .count();
@@ -216,7 +219,7 @@ async fn call_tools(fake: &FakeCliGateway, marker: &str, cities: &[&str]) -> Val
 /// The follow-up an agent loop sends: the history, the assistant's calls, a result for each.
 fn follow_up(first: &Value, prompt: &str, results: &[&str]) -> Value {
     let message = &first["choices"][0]["message"];
-    let calls = message["tool_calls"].as_array().unwrap();
+    let calls = message["tool_calls"].as_array().expect("an array");
     let mut messages = vec![
         json!({"role": "user", "content": prompt}),
         json!({"role": "assistant", "content": message["content"], "tool_calls": calls}),
@@ -232,7 +235,7 @@ pub(crate) async fn tool_results_continue_the_process_stopped_at_the_calls() {
     bounded(async {
         let fake = FakeCliGateway::start(&[]).await;
         let first = call_tools(&fake, "TOOLS1", &["Paris", "Oslo"]).await;
-        let pid = run_pid(&run_with(&fake, "TOOLS1").unwrap());
+        let pid = run_pid(&run_with(&fake, "TOOLS1").expect("the run"));
         let next = follow_up(
             &first,
             &tool_prompt("TOOLS1", &["Paris", "Oslo"]),
@@ -243,12 +246,12 @@ pub(crate) async fn tool_results_continue_the_process_stopped_at_the_calls() {
             (status, answer(&body)),
             (200, "Tool results: Rainy | Snowy")
         );
-        let run = run_with(&fake, "TOOLS1").unwrap();
+        let run = run_with(&fake, "TOOLS1").expect("the run");
         assert_eq!(run_pid(&run), pid, "the same process went on");
         // The calls were permitted and answered with the client's results; nothing replayed.
         let allowed = run["stdin"]
             .as_array()
-            .unwrap()
+            .expect("as the test set it up")
             .iter()
             .filter(|l| l["response"]["response"]["behavior"] == "allow")
             .count();
@@ -256,7 +259,7 @@ pub(crate) async fn tool_results_continue_the_process_stopped_at_the_calls() {
         assert_eq!(
             run["stdin"]
                 .as_array()
-                .unwrap()
+                .expect("as the test set it up")
                 .iter()
                 .filter(|l| l["type"] == "user")
                 .count(),
@@ -278,7 +281,7 @@ pub(crate) async fn results_that_do_not_match_the_calls_are_replayed() {
     bounded(async {
         let fake = FakeCliGateway::start(&[]).await;
         let first = call_tools(&fake, "MISS1", &["Paris", "Oslo"]).await;
-        let parked = run_pid(&run_with(&fake, "MISS1").unwrap());
+        let parked = run_pid(&run_with(&fake, "MISS1").expect("the run"));
         // One result of two: the parked process cannot go on with it.
         let mut next = follow_up(
             &first,
@@ -287,13 +290,13 @@ pub(crate) async fn results_that_do_not_match_the_calls_are_replayed() {
         );
         next["messages"]
             .as_array_mut()
-            .unwrap()
+            .expect("as the test set it up")
             .push(json!({"role": "user", "content": "MISS2 and the other one?"}));
         let (status, _, body) = post_json(&completions(&fake), &next).await;
         assert_eq!(status, 200, "{body}");
         assert!(answer(&body).contains("MISS2"), "{body}");
         eventually("the parked process to be killed", || !alive(parked)).await;
-        let replayed = run_with(&fake, "MISS2").unwrap();
+        let replayed = run_with(&fake, "MISS2").expect("the run");
         assert_ne!(run_pid(&replayed), parked);
     })
     .await;
@@ -304,7 +307,7 @@ pub(crate) async fn a_process_waits_for_tool_results_only_so_long() {
     bounded(async {
         let fake = FakeCliGateway::start(&["--tool-wait-secs", "1"]).await;
         let first = call_tools(&fake, "WAIT1", &["Paris"]).await;
-        let parked = run_pid(&run_with(&fake, "WAIT1").unwrap());
+        let parked = run_pid(&run_with(&fake, "WAIT1").expect("the run"));
         eventually("the process stopped at the call to be killed", || {
             !alive(parked)
         })
@@ -323,10 +326,13 @@ pub(crate) async fn a_killed_gateway_leaves_no_waiting_process_behind() {
     bounded(async {
         let fake = FakeCliGateway::start(&[]).await;
         call_tools(&fake, "ORPHAN1", &["Paris"]).await;
-        let parked = run_pid(&run_with(&fake, "ORPHAN1").unwrap());
+        let parked = run_pid(&run_with(&fake, "ORPHAN1").expect("the run"));
         assert!(alive(parked), "parked at the call");
-        let gateway = nix::unistd::Pid::from_raw(i32::try_from(fake.gw.pid()).unwrap());
-        nix::sys::signal::kill(gateway, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let gateway = nix::unistd::Pid::from_raw(
+            i32::try_from(fake.gw.pid()).expect("as the test set it up"),
+        );
+        nix::sys::signal::kill(gateway, nix::sys::signal::Signal::SIGKILL)
+            .expect("as the test set it up");
         eventually("the parked process to die with the gateway", || {
             !alive(parked)
         })
@@ -371,7 +377,7 @@ pub(crate) async fn a_burst_is_served_by_few_processes_within_the_budget() {
         });
         let answers = futures::future::join_all(requests).await;
         sampling.store(false, std::sync::atomic::Ordering::SeqCst);
-        let (peak, samples) = sampler.await.unwrap();
+        let (peak, samples) = sampler.await.expect("as the test set it up");
         for (status, _, body) in &answers {
             assert_eq!(*status, 200, "{body}");
             assert_eq!(answer(body), "Recall: (none)", "nothing carried over");
