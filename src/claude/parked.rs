@@ -379,3 +379,127 @@ impl Idle for Parked {
         Some(slot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claude::limit::LimitConfig;
+    use crate::claude::process::Launch;
+
+    fn budget(max: usize) -> Arc<Limiter> {
+        Arc::new(Limiter::new(LimitConfig {
+            max_processes: max,
+            max_queue: 4,
+            queue_timeout: Duration::from_secs(1),
+        }))
+    }
+
+    fn cfg(reuse_idle: Duration) -> ParkConfig {
+        ParkConfig {
+            sessions: 2,
+            session_idle: Duration::from_secs(60),
+            reuse: true,
+            reuse_idle,
+            tool_wait: Duration::from_secs(60),
+        }
+    }
+
+    /// A stand-in process (`cat` waits on its stdin like an idle CLI) in a slot of `budget`.
+    async fn kept(budget: &Limiter, conversation: u64) -> Kept {
+        let dir = std::env::temp_dir();
+        let process = ClaudeProcess::spawn(&Launch {
+            program: "cat".into(),
+            args: vec![],
+            env: vec![("PATH".into(), std::env::var_os("PATH").unwrap_or_default())],
+            work_root: dir,
+        })
+        .expect("cat starts");
+        let slot = budget.acquire(1).await.expect("a slot").pop().expect("one");
+        Kept {
+            process,
+            marks: Marks::default(),
+            pause: Pause::Clean,
+            conversation: Some(conversation),
+            slot,
+        }
+    }
+
+    fn key(tenant: &str, config: u64) -> ReuseKey {
+        ReuseKey {
+            tenant: tenant.into(),
+            config,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_process_serves_only_its_tenant_and_configuration() {
+        let budget = budget(4);
+        let parked = Parked::new(cfg(Duration::from_secs(60)), budget.clone());
+        parked.park(key("a", 1), None, kept(&budget, 7).await);
+        assert!(
+            parked.take_recyclable(&key("b", 1)).is_none(),
+            "another tenant"
+        );
+        assert!(
+            parked.take_recyclable(&key("a", 2)).is_none(),
+            "another configuration"
+        );
+        assert!(
+            parked.take_continuation(&key("a", 1), 8).is_none(),
+            "another history"
+        );
+        assert!(parked.take_continuation(&key("a", 1), 7).is_some());
+        assert!(parked.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_gets_the_next_process_of_its_key() {
+        let budget = budget(4);
+        let parked = Parked::new(cfg(Duration::from_secs(60)), budget.clone());
+        let mut other = parked.wait_for(&key("b", 1)).expect("in line");
+        let mut mine = parked.wait_for(&key("a", 1)).expect("in line");
+        parked.park(key("a", 1), None, kept(&budget, 1).await);
+        let handed = tokio::time::timeout(Duration::from_secs(1), mine.recv()).await;
+        assert!(handed.expect("handed at once").is_some());
+        assert!(parked.is_empty(), "handed over, not parked");
+        // One handed over as a waiter leaves is returned by `leave`, not lost.
+        parked.park(key("b", 1), None, kept(&budget, 2).await);
+        assert!(other.leave().is_some());
+        drop(mine);
+    }
+
+    #[tokio::test]
+    async fn idle_processes_expire_and_the_oldest_is_evicted_first() {
+        let budget = budget(4);
+        let parked = Parked::new(cfg(Duration::ZERO), budget.clone());
+        parked.park(key("a", 1), None, kept(&budget, 1).await);
+        assert!(parked.take_recyclable(&key("a", 1)).is_none(), "expired");
+        parked.sweep();
+        assert!(parked.is_empty());
+        assert_eq!(budget.in_use(), 0, "its slot came back");
+
+        let parked = Parked::new(cfg(Duration::from_secs(60)), budget.clone());
+        parked.park(key("a", 1), None, kept(&budget, 1).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        parked.park(key("a", 2), None, kept(&budget, 2).await);
+        let slot = parked.evict_oldest().expect("one to evict");
+        drop(slot);
+        assert!(
+            parked.take_recyclable(&key("a", 1)).is_none(),
+            "the oldest went"
+        );
+        assert!(parked.take_recyclable(&key("a", 2)).is_some());
+    }
+
+    #[tokio::test]
+    async fn without_reuse_only_sessions_keep_their_process() {
+        let budget = budget(4);
+        let mut off = cfg(Duration::from_secs(60));
+        off.reuse = false;
+        let parked = Parked::new(off, budget.clone());
+        parked.park(key("a", 1), None, kept(&budget, 1).await);
+        assert!(parked.is_empty());
+        parked.park(key("a", 1), Some("s1".into()), kept(&budget, 1).await);
+        assert!(parked.take_session("s1", &key("a", 1), 1).is_some());
+    }
+}
