@@ -285,8 +285,8 @@ pub struct Config {
     #[arg(long, env = "MAX_STARTING")]
     pub max_starting: Option<usize>,
 
-    /// CLI models kept warm (comma-separated aliases or ids). Requests for other models, and
-    /// requests with `max_tokens`, start a process on demand.
+    /// CLI models kept warm (comma-separated aliases or ids). Requests for other models start
+    /// a process on demand (or reuse one parked).
     #[arg(
         long,
         env = "POOL_MODELS",

@@ -31,7 +31,7 @@ pub struct LimitConfig {
 #[derive(Debug)]
 pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
-/// A holder of idle processes (the warm pool, the live sessions) that gives one up on demand.
+/// A holder of idle processes (the warm pool, the parked processes) that gives one up on demand.
 pub trait Idle: Send + Sync {
     /// When its least recently used process became idle, if it holds any.
     fn oldest(&self) -> Option<Instant>;
