@@ -5,7 +5,9 @@
 //! - `chat/`: the domain: request and event types, validation, the model map, the one error
 //!   type, and the `ChatBackend` seam both protocols talk to.
 //! - `claude/`: the subprocess: argv (pure), stdin lines, typed stdout lines, the turn state
-//!   machine (pure), the process supervisor, and the `Engine` backend.
+//!   machine (pure), the process supervisor, the process budget, the start line, the warm
+//!   pool, the processes parked between requests (reused, rewound, continued), and the
+//!   `Engine` backend.
 //! - `grpc/`: the proto contract: conversions, status mapping, tonic services, and the remote
 //!   backend used when the façade runs in front of another instance (`--upstream`).
 //! - `http/`: the OpenAI façade: wire types, conversions, SSE transcoder, errors, router.

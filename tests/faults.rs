@@ -459,14 +459,21 @@ async fn run_fault(index: usize, fault: &Fault, problems: &mut Vec<String>) -> R
 
     let runs = fake.runs();
     let mut attempts = Vec::new();
+    let mut wrong = 0;
     for (marker, expect, outcome) in &outcomes {
         if !expect.matches(outcome) {
             problem(format!("{marker}: expected {expect:?}, got {outcome:?}"));
         }
-        attempts.push(runs_with(&runs, marker).len());
+        let ran = runs_with(&runs, marker).len();
+        // A request that timed out waiting for its turn to start (processes boot a few at a
+        // time, slower on a loaded machine) never reached a CLI: that is its timeout too.
+        let timed_out_in_line = ran == 0 && *outcome == Outcome::Status(504, "timeout".into());
+        if ran != fault.attempts && !timed_out_in_line {
+            wrong += 1;
+        }
+        attempts.push(ran);
     }
-    let wrong: Vec<_> = attempts.iter().filter(|a| **a != fault.attempts).collect();
-    if !wrong.is_empty() {
+    if wrong > 0 {
         problem(format!(
             "expected {} CLI run(s) per request, got {attempts:?}",
             fault.attempts

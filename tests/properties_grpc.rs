@@ -81,13 +81,24 @@ fn mcp(method: &str, id: i64) -> Value {
 /// Everything the engine writes for a valid request is well-formed JSON.
 fn check_valid(valid: &ValidChatRequest) -> Result<(), TestCaseError> {
     let input = run_input(valid, true);
-    prop_assert_eq!(input.lines.len(), valid.history.len() + 2);
-    let lines = input
+    let limit = usize::from(valid.max_tokens.is_some());
+    prop_assert_eq!(input.lines.len(), valid.history.len() + 2 + limit);
+    let mut lines = input
         .lines
         .iter()
         .map(|l| json_line(&l.json))
         .collect::<Result<Vec<_>, _>>()?;
     prop_assert_eq!(&lines[0]["request"]["subtype"], "initialize");
+    if limit == 1 {
+        // The token limit, as flag settings for the running process.
+        let set = lines.remove(1);
+        prop_assert_eq!(&set["request"]["subtype"], "apply_flag_settings");
+        let max = valid.max_tokens.unwrap_or_default().to_string();
+        prop_assert_eq!(
+            &set["request"]["settings"]["env"]["CLAUDE_CODE_MAX_OUTPUT_TOKENS"],
+            &json!(max)
+        );
+    }
     prop_assert_eq!(
         lines[0]["request"].get("sdkMcpServers").is_some(),
         !valid.tools.is_empty()

@@ -145,7 +145,7 @@ async fn a_facade_reaches_a_worker_over_mutual_tls() {
             detail.starts_with("https://") && detail.ends_with(": SERVING"),
             "{health}"
         );
-        assert_eq!(worker.runs().len(), 2);
+        assert_eq!(worker.prompts(), 2);
 
         let no_cert = Gateway::builder()
             .args(["--upstream", upstream.as_str()])
@@ -183,7 +183,7 @@ async fn a_facade_reaches_a_worker_over_mutual_tls() {
             "the façade logs why: {}",
             untrusting.stderr()
         );
-        assert_eq!(worker.runs().len(), 2, "a refused façade ran nothing");
+        assert_eq!(worker.prompts(), 2, "a refused façade ran nothing");
 
         // Plain h2c to the TLS port gets nowhere either.
         let plain = tonic::transport::Endpoint::from_shared(worker.gw.grpc.clone())

@@ -297,49 +297,17 @@ impl Engine {
                         Err(err) => (Err(err), slot),
                     }
                 }
-                Start::Parked(kept, how) => {
-                    let Kept {
-                        mut process,
-                        mut marks,
-                        pause,
-                        slot,
-                        ..
-                    } = *kept;
-                    let pid = process.pid();
-                    let result = match (how, pause) {
-                        (Reuse::Continue, Pause::Clean) => {
-                            tracing::debug!(pid, "continuing a parked process's conversation");
-                            Run::continue_turn(process, marks, req, idle).await
-                        }
-                        (Reuse::Continue, Pause::AtTools { prompts, .. }) => {
-                            tracing::debug!(pid, "continuing a parked process with tool results");
-                            Run::resume_tools(process, (marks, prompts), req, idle).await
-                        }
-                        (Reuse::Recycle, _) => {
-                            match rewind(&mut process, &mut marks, REWIND_TIMEOUT).await {
-                                Ok(()) => {
-                                    tracing::debug!(pid, "recycled a parked process");
-                                    let boot = Boot::Recycled(marks);
-                                    Run::start(process, req, idle, boot).await
-                                }
-                                Err(reason) => Err(ChatError::cli_failed(format!(
-                                    "could not reset a recycled process: {reason}"
-                                ))),
-                            }
-                        }
-                    };
-                    match result {
-                        // A parked process that broke (died, refused its reset) is discarded
-                        // and the choice starts over elsewhere in its slot, costing no attempt.
-                        // Any other failure (the API refusing) is the answer.
-                        Err(ChatError::CliFailed { message }) => {
-                            tracing::debug!(pid, %message, "discarded a parked process");
-                            next = self.restart(spec, slot);
-                            continue;
-                        }
-                        other => (other, slot),
+                Start::Parked(kept, how) => match self.run_parked(*kept, how, req).await {
+                    // A parked process that broke (died, refused its reset) is gone; the
+                    // choice starts over elsewhere in its slot, costing no attempt. Any other
+                    // failure (the API refusing) is the answer.
+                    (Err(ChatError::CliFailed { message }), slot) => {
+                        tracing::debug!(%message, "discarded a parked process");
+                        next = self.restart(spec, slot);
+                        continue;
                     }
-                }
+                    other => other,
+                },
             };
             match result {
                 Ok(mut run) => {
@@ -356,6 +324,48 @@ impl Engine {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// A choice in a parked process: continued (with the new messages, or with the results of
+    /// the calls it stopped at), or rewound to empty and given the whole conversation. Returns
+    /// the process's slot with the outcome (the process is gone if it failed).
+    async fn run_parked(
+        &self,
+        kept: Kept,
+        how: Reuse,
+        req: &ValidChatRequest,
+    ) -> (Result<Run, ChatError>, Slot) {
+        let Kept {
+            mut process,
+            mut marks,
+            pause,
+            slot,
+            ..
+        } = kept;
+        let (pid, idle) = (process.pid(), self.cfg.idle_timeout);
+        let result = match (how, pause) {
+            (Reuse::Continue, Pause::Clean) => {
+                tracing::debug!(pid, "continuing a parked process's conversation");
+                Run::continue_turn(process, marks, req, idle).await
+            }
+            (Reuse::Continue, Pause::AtTools { prompts, .. }) => {
+                tracing::debug!(pid, "continuing a parked process with tool results");
+                Run::resume_tools(process, (marks, prompts), req, idle).await
+            }
+            (Reuse::Recycle, _) => match rewind(&mut process, &mut marks, REWIND_TIMEOUT).await {
+                Ok(()) => {
+                    tracing::debug!(pid, "recycled a parked process");
+                    Run::start(process, req, idle, Boot::Recycled(marks)).await
+                }
+                Err(reason) => {
+                    drop(process);
+                    Err(ChatError::cli_failed(format!(
+                        "could not reset a recycled process: {reason}"
+                    )))
+                }
+            },
+        };
+        (result, slot)
     }
 
     pub fn config(&self) -> &EngineConfig {

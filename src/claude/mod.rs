@@ -1,6 +1,8 @@
 //! The `claude` subprocess: the argv builder (pure), what goes on stdin, the typed stream-json
 //! lines, the turn state machine (pure), the process supervisor, and the engine that ties them
-//! into a `ChatBackend`.
+//! into a `ChatBackend` — with where processes come from and go between requests: the one
+//! process budget (`limit`), the start line (`starts`), the warm pool (`pool`), and the
+//! processes parked for reuse (`parked`, reset by `rewind`).
 
 pub mod argv;
 pub mod catalog;

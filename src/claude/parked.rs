@@ -456,7 +456,7 @@ mod tests {
     async fn a_waiting_request_gets_the_next_process_of_its_key() {
         let budget = budget(4);
         let parked = Parked::new(cfg(Duration::from_secs(60)), budget.clone());
-        let mut other = parked.wait_for(&key("b", 1)).expect("in line");
+        let other = parked.wait_for(&key("b", 1)).expect("in line");
         let mut mine = parked.wait_for(&key("a", 1)).expect("in line");
         parked.park(key("a", 1), None, kept(&budget, 1).await);
         let handed = tokio::time::timeout(Duration::from_secs(1), mine.recv()).await;

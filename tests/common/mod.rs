@@ -192,6 +192,16 @@ impl FakeCliGateway {
         FakeCliGateway { gw, log_dir }
     }
 
+    /// The prompts the fake CLI got (its user lines that started a turn), over all its runs:
+    /// how many requests reached it (one process may serve several).
+    pub fn prompts(&self) -> usize {
+        self.runs()
+            .iter()
+            .flat_map(|r| r["stdin"].as_array().cloned().unwrap_or_default())
+            .filter(|l| l["type"] == "user" && l.get("shouldQuery").is_none())
+            .count()
+    }
+
     /// Every run's log written by the fake CLI (argv, cwd, env, stdin lines).
     pub fn runs(&self) -> Vec<Value> {
         let mut runs: Vec<(std::time::SystemTime, Value)> = std::fs::read_dir(self.log_dir.path())

@@ -389,3 +389,38 @@ pub(crate) async fn a_burst_is_served_by_few_processes_within_the_budget() {
     })
     .await;
 }
+
+#[tokio::test]
+pub(crate) async fn a_max_tokens_request_runs_in_a_warm_process() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&["--pool-size", "1", "--pool-models", "sonnet"]).await;
+        let gateway = fake.gw.pid();
+        eventually("the pool to have its process", || {
+            fake_children(gateway).len() == 1
+        })
+        .await;
+        let warm = fake_children(gateway)[0];
+        let mut body = chat_body("gpt-4o", "LIMIT1");
+        body["max_tokens"] = json!(7);
+        let (status, _, answer) = post_json(&completions(&fake), &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let run = run_with(&fake, "LIMIT1").expect("the run");
+        assert_eq!(run_pid(&run), warm, "served by the warm process");
+        // The limit reached it on stdin, before the prompt.
+        let lines = run["stdin"].as_array().expect("stdin lines");
+        let limit = lines
+            .iter()
+            .position(|l| l["request"]["subtype"] == "apply_flag_settings")
+            .expect("the limit was set");
+        let prompt = lines
+            .iter()
+            .position(|l| l["type"] == "user")
+            .expect("the prompt");
+        assert!(limit < prompt);
+        assert_eq!(
+            lines[limit]["request"]["settings"]["env"]["CLAUDE_CODE_MAX_OUTPUT_TOKENS"],
+            "7"
+        );
+    })
+    .await;
+}
