@@ -47,11 +47,18 @@ impl Engine {
         let held = parked::conversation(&req.history);
         let place = match registry.take_session(session, key, held) {
             Some(kept) => Start::Parked(Box::new(kept), Reuse::Continue),
-            None => self
-                .admit(1, spec)
-                .await?
-                .pop()
-                .ok_or_else(|| ChatError::internal("no place for the session's turn"))?,
+            // Else like a stateless request: a parked process of its key may serve it.
+            None => {
+                let starts = if self.reusing() {
+                    self.admit_reusing((key, held), spec, req).await?
+                } else {
+                    self.admit(1, spec).await?
+                };
+                starts
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ChatError::internal("no place for the session's turn"))?
+            }
         };
         let mut turns = req.history.clone();
         turns.push(req.prompt.clone());
