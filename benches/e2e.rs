@@ -121,7 +121,11 @@ async fn main() {
     let base_url = api.base_url();
     let cwd = tempfile::tempdir().expect("tempdir");
     let cli_arg = cli.to_str().expect("utf-8 path");
-    let common_args = ["--claude-bin", cli_arg, "--claude-max-retries", "0"];
+    let no_reuse = common::no_reuse_args();
+    let common_args: Vec<&str> = ["--claude-bin", cli_arg, "--claude-max-retries", "0"]
+        .into_iter()
+        .chain(no_reuse.iter().map(String::as_str))
+        .collect();
     let env = [
         ("ANTHROPIC_API_KEY", "sk-bench"),
         ("ANTHROPIC_BASE_URL", base_url.as_str()),

@@ -97,7 +97,8 @@ async fn hold_streams(client: &reqwest::Client, url: &str) -> Duration {
 #[tokio::main]
 async fn main() {
     let cli = common::instant_cli();
-    let limits = common::max_processes_args(128);
+    let mut limits = common::max_processes_args(128);
+    limits.extend(common::no_reuse_args());
     let args: Vec<&str> = ["--claude-bin", cli.to_str().expect("utf-8 path")]
         .into_iter()
         .chain(["--pool-size", "0"])

@@ -247,7 +247,8 @@ async fn main() {
     let log: PathBuf = dir.path().join("tokens.log");
     let log_arg = log.to_str().expect("utf-8 path");
     let cli_arg = cli.to_str().expect("utf-8 path");
-    let limits = common::max_processes_args(128);
+    let mut limits = common::max_processes_args(128);
+    limits.extend(common::no_reuse_args());
     let args: Vec<&str> = [
         "--claude-bin",
         cli_arg,

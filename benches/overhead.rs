@@ -264,7 +264,8 @@ struct Gateways {
 }
 
 async fn start_gateways(cli: &str) -> Gateways {
-    let limits = common::max_processes_args(128);
+    let mut limits = common::max_processes_args(128);
+    limits.extend(common::no_reuse_args());
     let cold_args: Vec<&str> = ["--claude-bin", cli, "--pool-size", "0"]
         .into_iter()
         .chain(limits.iter().map(String::as_str))

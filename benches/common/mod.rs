@@ -127,6 +127,16 @@ pub fn max_processes_args(n: usize) -> Vec<String> {
     args
 }
 
+/// `--reuse-processes=false` when the gateway has the flag: these benchmarks measure the paths
+/// they name (a spawn per request, a warm process), not process reuse (`benches/reuse.rs`).
+pub fn no_reuse_args() -> Vec<String> {
+    if gateway_has_flag("--reuse-processes") {
+        vec!["--reuse-processes=false".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`): this process only, never its
 /// children.
 pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
