@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Runs every benchmark in one go and prints the results as Markdown for BENCHMARKS.md (also
-# saved to target/benchmarks.md): the machine, then each benchmark's section. The e2e benchmark
-# needs the real CLI (.ci/install-tools); the others need only a C compiler (`cc`).
-# Usage: benches/run.sh        (about 2 minutes after the build, on 2 cores)
+# saved to target/benchmarks.md): the machine, then each benchmark's section. The e2e and reuse
+# benchmarks need the real CLI (.ci/install-tools); the others need only a C compiler (`cc`).
+# Usage: benches/run.sh        (about 6 minutes after the build, on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-benches=(e2e overhead memory no_buffering hotpaths)
+benches=(e2e reuse overhead memory no_buffering hotpaths)
 
 claude=${CLAUDE_REAL_BIN:-.tools/node_modules/.bin/claude}
 if [ ! -x "$claude" ]; then
-  echo "$claude missing: run .ci/install-tools for the e2e benchmark; skipping it" >&2
-  benches=("${benches[@]:1}")
+  echo "$claude missing: run .ci/install-tools for the e2e and reuse benchmarks; skipping them" >&2
+  benches=("${benches[@]:2}")
 fi
 # Build once, then run the built executables: a source edit during the run cannot trigger a
 # rebuild between two benchmarks.
@@ -42,6 +42,7 @@ for b in "${benches[@]}"; do
 done
 declare -A titles=(
   [e2e]="Time to first token on the real CLI (\`e2e\`)"
+  [reuse]="Process reuse on the real CLI: bursts, sequential requests, agent loops, the floor (\`reuse\`)"
   [overhead]="Gateway overhead with an instant fake CLI (\`overhead\`)"
   [memory]="Memory (\`memory\`)"
   [no_buffering]="Streaming adds no buffering (\`no_buffering\`)"

@@ -28,7 +28,9 @@
 //! (`count_requests`), and fails with `fail_counts(Some(status))`.
 //!
 //! A last user message carrying `tool_result`s is answered `Tool said: <result text>` (`Done.` for
-//! `StructuredOutput`; `reply`/`words` still win). When `StructuredOutput` is offered and no tool
+//! `StructuredOutput`; `reply`/`words` still win), unless a result's text carries `[[tool:..]]`
+//! directives: then those tools are called again ("Let me check." + `tool_use`s), so a client
+//! can script an agent loop of any length through the results it sends. When `StructuredOutput` is offered and no tool
 //! directive applies, it is called with `[[json:..]]` or an object made of the schema's `required`
 //! properties. Text is streamed one word per delta (deltas concatenate to the exact text) and cut
 //! to `max_tokens` words (`stop_reason:"max_tokens"`). Usage: input ≈ chars of system + messages +
@@ -414,10 +416,19 @@ fn plan(
     let explicit = d.reply.clone().or(words);
 
     if !tool_results.is_empty() {
+        let said: Vec<&str> = tool_results.iter().map(|(_, text)| text.as_str()).collect();
+        let again = Directives::parse(&said.join("\n"));
+        let calls: Vec<_> = again
+            .tools
+            .iter()
+            .filter_map(|(want, input)| Some((offered(want)?, input.clone())))
+            .collect();
+        if !calls.is_empty() {
+            return (Some("Let me check.".to_owned()), calls);
+        }
         let structured = tool_results
             .iter()
             .any(|(id, _)| tool_name(req, id) == Some("StructuredOutput"));
-        let said: Vec<&str> = tool_results.iter().map(|(_, text)| text.as_str()).collect();
         let text = match explicit {
             _ if structured => "Done.".to_owned(),
             Some(text) => text,
