@@ -195,8 +195,8 @@ impl Metrics {
                 &r,
                 Histogram::with_opts(histogram_opts(
                     "process_spawn_seconds",
-                    "From a claude process being handed its request (started now, or warm from \
-                     the pool) to its first stdout line.",
+                    "From a claude process being handed its request (started now, warm from \
+                     the pool, or reused) to its first stdout line.",
                     FIRST_BUCKETS,
                 )),
             ),
