@@ -12,6 +12,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use crate::chat::ChatBackend;
+use crate::claude::launch::{Launcher, base_env};
 use crate::claude::probe::{CliProbe, resolve};
 use crate::config::Config;
 
@@ -134,7 +135,10 @@ pub async fn checks(config: &Config) -> Vec<Check> {
         return out;
     };
     out.push(version_check(&version));
-    let env = engine.as_ref().map(crate::claude::engine::base_env).ok();
+    let env = engine
+        .as_ref()
+        .map(|e| base_env(e.max_retries, &e.extra_env))
+        .ok();
     out.push(auth(config, &path, env).await);
     if let Ok(engine) = &engine {
         out.push(work_dir(&engine.work_root));
@@ -146,9 +150,9 @@ pub async fn checks(config: &Config) -> Vec<Check> {
 /// The concrete model ids the installed CLI resolves its aliases to (what `/v1/models` lists
 /// beside the aliases); asked of the CLI itself, so an upgraded CLI shows its new ids.
 async fn models(engine: &crate::claude::EngineConfig, cli: &Path) -> Check {
-    let launcher = crate::claude::pool::Launcher {
+    let launcher = Launcher {
         program: cli.to_path_buf(),
-        env: crate::claude::engine::base_env(engine),
+        env: base_env(engine.max_retries, &engine.extra_env),
         work_root: engine.work_root.clone(),
     };
     match crate::claude::catalog::discover(&launcher, engine.bare).await {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::argv::SpawnSpec;
+use super::launch::Launcher;
 use super::lines::CliLine;
-use super::pool::Launcher;
 use super::process::ClaudeProcess;
 
 /// How long the CLI may take to answer `initialize` (it takes under a second).

@@ -11,7 +11,6 @@
 //! budget; the models it lists include the CLI's concrete ids, learned once at startup
 //! (`catalog`).
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,9 +30,10 @@ use crate::metrics::Load;
 
 use super::argv::SpawnSpec;
 use super::catalog;
+use super::launch::{Launcher, base_env};
 use super::limit::{LimitConfig, Limiter, Slot, WaitQueue};
 use super::parked::{Kept, ParkConfig, Parked, Pause, ReuseKey};
-use super::pool::{Launcher, Pool, PoolConfig};
+use super::pool::{Pool, PoolConfig};
 use super::probe::CliProbe;
 use super::process::ClaudeProcess;
 use super::rewind::rewind;
@@ -44,29 +44,6 @@ use super::starts::{Starting, Starts};
 mod reuse;
 #[path = "engine_sessions.rs"]
 mod sessions;
-
-/// Environment variables passed through to the CLI when the gateway has them: what it needs to
-/// find itself, to authenticate, and to reach Anthropic through a proxy.
-const PASS_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LANG",
-    "LC_ALL",
-    "CLAUDE_CONFIG_DIR",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "ANTHROPIC_BASE_URL",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "NO_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "no_proxy",
-    "NODE_EXTRA_CA_CERTS",
-    "SSL_CERT_FILE",
-];
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -149,7 +126,7 @@ impl Engine {
         let probe = CliProbe::new(cfg.claude_bin.clone());
         let launcher = Launcher {
             program: cfg.claude_bin.clone(),
-            env: base_env(&cfg),
+            env: base_env(cfg.max_retries, &cfg.extra_env),
             work_root: cfg.work_root.clone(),
         };
         let budget = Arc::new(Limiter::new(cfg.limits));
@@ -383,24 +360,6 @@ impl Engine {
         tracing::debug!(pid = process.pid(), "spawned claude");
         Ok(process)
     }
-}
-
-/// The environment every CLI process gets: the allow-listed variables the gateway has, and the
-/// settings that keep the CLI quiet and quick to fail.
-pub(crate) fn base_env(cfg: &EngineConfig) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = PASS_ENV
-        .iter()
-        .copied()
-        .chain(cfg.extra_env.iter().map(String::as_str))
-        .filter_map(|name| std::env::var_os(name).map(|v| (OsString::from(name), v)))
-        .collect();
-    let mut set = |k: &str, v: String| env.push((k.into(), v.into()));
-    set("CLAUDE_CODE_MAX_RETRIES", cfg.max_retries.to_string());
-    set("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into());
-    set("DISABLE_TELEMETRY", "1".into());
-    set("DISABLE_AUTOUPDATER", "1".into());
-    set("DISABLE_ERROR_REPORTING", "1".into());
-    env
 }
 
 #[async_trait::async_trait]

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 pub mod input;
 pub mod input_tokens;
+pub mod launch;
 pub mod limit;
 pub mod lines;
 pub mod parked;

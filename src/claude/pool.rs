@@ -17,8 +17,6 @@
 //! the budget full may evict the oldest warm process (`Idle`).
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,9 +24,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::argv::{SpawnSpec, build_args};
+use super::argv::SpawnSpec;
+use super::launch::Launcher;
 use super::limit::{Idle, Limiter, Slot};
-use super::process::{ClaudeProcess, Launch};
+use super::process::ClaudeProcess;
 use super::starts::Starts;
 
 #[derive(Debug, Clone)]
@@ -50,25 +49,6 @@ const DEMAND_WINDOW: Duration = Duration::from_secs(30);
 fn depth(arrivals: usize, boot: Duration, min: usize, max: usize) -> usize {
     let per_boot = arrivals as f64 * boot.as_secs_f64() / DEMAND_WINDOW.as_secs_f64();
     ((per_boot * 2.0).ceil() as usize).clamp(min, max.max(min))
-}
-
-/// How processes are started: the same program, environment and working root as a cold run.
-#[derive(Debug, Clone)]
-pub struct Launcher {
-    pub program: PathBuf,
-    pub env: Vec<(OsString, OsString)>,
-    pub work_root: PathBuf,
-}
-
-impl Launcher {
-    pub fn launch(&self, spec: &SpawnSpec) -> Launch {
-        Launch {
-            program: self.program.clone(),
-            args: build_args(spec),
-            env: self.env.clone(),
-            work_root: self.work_root.clone(),
-        }
-    }
 }
 
 /// How long a refill waits after a take.
