@@ -275,7 +275,7 @@ fn agent_loop(page: &mut Page, a: &AgentResult) {
              gateways ran with `{}`).",
             a.reuse.len(),
             a.replay.len(),
-            crate::AGENT_IDLE_TIMEOUT.join(" ")
+            crate::agent::AGENT_IDLE_TIMEOUT.join(" ")
         ));
     }
     for d in &a.differences {
