@@ -7,7 +7,7 @@ mod common;
 #[path = "../tests/common/fake_anthropic.rs"]
 mod fake_anthropic;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -110,13 +110,7 @@ async fn pool_settled(gw: &Gateway, client: &reqwest::Client) {
 
 #[tokio::main]
 async fn main() {
-    let cli = std::env::var_os("CLAUDE_REAL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| common::repo(".tools/node_modules/.bin/claude"));
-    if !cli.exists() {
-        eprintln!("{} missing: run .ci/install-tools first", cli.display());
-        std::process::exit(2);
-    }
+    let cli = common::real_cli();
     let api = fake_anthropic::FakeAnthropic::start().await;
     let base_url = api.base_url();
     let cwd = tempfile::tempdir().expect("tempdir");

@@ -22,18 +22,7 @@ struct Setup {
 async fn setup(extra: &[&str]) -> Option<Setup> {
     let cli = real_cli()?;
     let api = FakeAnthropic::start().await;
-    let gw = Gateway::builder()
-        .args([
-            "--claude-bin",
-            cli.to_str().unwrap(),
-            "--claude-max-retries",
-            "0",
-        ])
-        .args(extra.iter().copied())
-        .env("ANTHROPIC_API_KEY", "sk-test")
-        .env("ANTHROPIC_BASE_URL", api.base_url())
-        .start()
-        .await;
+    let gw = real_cli_gateway(&cli, &api, extra).await;
     Some(Setup { api, gw })
 }
 

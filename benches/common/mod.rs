@@ -127,6 +127,19 @@ pub fn max_processes_args(n: usize) -> Vec<String> {
     args
 }
 
+/// The real `claude` CLI (`CLAUDE_REAL_BIN`, else the pinned one in `.tools/`); exits with a
+/// note when it is not installed.
+pub fn real_cli() -> PathBuf {
+    let cli = std::env::var_os("CLAUDE_REAL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo(".tools/node_modules/.bin/claude"));
+    if !cli.exists() {
+        eprintln!("{} missing: run .ci/install-tools first", cli.display());
+        std::process::exit(2);
+    }
+    cli
+}
+
 /// `--reuse-processes=false` when the gateway has the flag: these benchmarks measure the paths
 /// they name (a spawn per request, a warm process), not process reuse (`benches/reuse.rs`).
 pub fn no_reuse_args() -> Vec<String> {

@@ -384,13 +384,7 @@ async fn saturate(bench: &Bench, api: &FakeAnthropic, extra: &[&str]) -> Saturat
 
 #[tokio::main]
 async fn main() {
-    let cli = std::env::var_os("CLAUDE_REAL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| common::repo(".tools/node_modules/.bin/claude"));
-    if !cli.exists() {
-        eprintln!("{} missing: run .ci/install-tools first", cli.display());
-        std::process::exit(2);
-    }
+    let cli = common::real_cli();
     let cli_arg = cli.to_str().expect("utf-8 path").to_string();
     let args = ["--claude-bin", &cli_arg, "--claude-max-retries", "0"];
     let bench = Bench {

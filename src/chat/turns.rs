@@ -167,19 +167,8 @@ pub fn split_messages(
                     check_call_id(&call.id, &call_param)?;
                     check_tool_name(&call.name, format!("{call_param}.function.name"))?;
                     let p = format!("{call_param}.function.arguments");
-                    let input: Value = if call.arguments.trim().is_empty() {
-                        Value::Object(Default::default())
-                    } else {
-                        serde_json::from_str(&call.arguments).map_err(|e| {
-                            ChatError::invalid(format!("`{p}` is not valid JSON: {e}."), p.clone())
-                        })?
-                    };
-                    if !input.is_object() {
-                        return Err(ChatError::invalid(
-                            format!("`{p}` must be a JSON object."),
-                            p,
-                        ));
-                    }
+                    let input = call_input(&call.arguments)
+                        .map_err(|what| ChatError::invalid(format!("`{p}` {what}"), p.clone()))?;
                     open_calls.insert(call.id.clone());
                     blocks.push(Block::ToolUse {
                         id: call.id,
@@ -199,6 +188,21 @@ pub fn split_messages(
     }
     let system = (!system.is_empty()).then(|| system.join("\n\n"));
     Ok((system, turns))
+}
+
+/// A call's arguments as a client sends them back: a JSON object (no text at all: `{}`). The
+/// error says what is wrong with them. The engine parses the arguments Claude streamed the same
+/// way, so a parked process's conversation hashes like the follow-up that echoes it.
+pub fn call_input(arguments: &str) -> Result<Value, String> {
+    if arguments.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    let input: Value =
+        serde_json::from_str(arguments).map_err(|e| format!("is not valid JSON: {e}."))?;
+    if !input.is_object() {
+        return Err("must be a JSON object.".into());
+    }
+    Ok(input)
 }
 
 /// An `http://` or `https://` URL (scheme case-insensitive, as URLs are).

@@ -11,9 +11,8 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
-
 use crate::chat::ChatError;
+use crate::chat::turns::call_input;
 use crate::chat::validate::{Block, Turn, TurnRole, ValidChatRequest};
 
 use super::super::argv::SpawnSpec;
@@ -51,14 +50,7 @@ fn reply_turn(reply: &str, calls: &[(String, String, String)]) -> Option<Turn> {
         blocks.push(Block::Text(reply.to_string()));
     }
     for (id, name, arguments) in calls {
-        let input: Value = if arguments.trim().is_empty() {
-            Value::Object(Default::default())
-        } else {
-            serde_json::from_str(arguments).ok()?
-        };
-        if !input.is_object() {
-            return None;
-        }
+        let input = call_input(arguments).ok()?;
         blocks.push(Block::ToolUse {
             id: id.clone(),
             name: name.clone(),

@@ -44,7 +44,7 @@ impl Engine {
         spec: &SpawnSpec,
         req: &ValidChatRequest,
     ) -> Result<SessionTurn, ChatError> {
-        let held = parked::conversation(&req.history);
+        let (held, turns) = super::reuse::conversation_of(req);
         let place = match registry.take_session(session, key, held) {
             Some(kept) => Start::Parked(Box::new(kept), Reuse::Continue),
             // Else like a stateless request: a parked process of its key may serve it.
@@ -60,8 +60,6 @@ impl Engine {
                     .ok_or_else(|| ChatError::internal("no place for the session's turn"))?
             }
         };
-        let mut turns = req.history.clone();
-        turns.push(req.prompt.clone());
         Ok(SessionTurn {
             session: session.clone(),
             registry: registry.clone(),
