@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/claude_gateway/v1/models.proto",
         "proto/claude_gateway/v1/sessions.proto",
         "proto/claude_gateway/v1/responses.proto",
+        "proto/claude_gateway/v1/worker.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

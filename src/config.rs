@@ -84,10 +84,16 @@ pub struct Config {
     #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
     pub claude_bin: PathBuf,
 
-    /// Run as a pure HTTP façade in front of another instance's gRPC port (http://HOST:PORT,
-    /// or https://HOST:PORT when the worker serves TLS); no CLI runs here.
-    #[arg(long, env = "UPSTREAM")]
-    pub upstream: Option<String>,
+    /// Run as a façade in front of other instances' gRPC ports, comma-separated
+    /// (http://HOST:PORT, or https://HOST:PORT when the worker serves TLS); no CLI runs here.
+    /// Requests are balanced by the load each worker reports; a DNS name is resolved again
+    /// every --upstream-resolve-secs and each of its addresses is a worker (a headless Service).
+    #[arg(long, env = "UPSTREAM", value_delimiter = ',')]
+    pub upstream: Vec<String>,
+
+    /// How often the --upstream DNS names are resolved again, in seconds.
+    #[arg(long, env = "UPSTREAM_RESOLVE_SECS", default_value_t = 5)]
+    pub upstream_resolve_secs: u64,
 
     /// The key sent to the `--upstream` worker (`authorization: Bearer KEY`), when the worker
     /// has `--api-keys`. Refused at startup over plain http:// to a host that is not loopback,
@@ -492,6 +498,7 @@ impl Config {
             .zip(self.upstream_tls_key.clone());
         UpstreamConfig {
             url: url.to_string(),
+            server_name: None,
             api_key: self.upstream_api_key.clone(),
             tls: ClientTlsFiles {
                 ca: self.upstream_ca.clone(),

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use crate::chat::ChatBackend;
 use crate::claude::launch::{Launcher, base_env};
 use crate::claude::probe::{CliProbe, resolve};
 use crate::config::Config;
@@ -102,8 +101,12 @@ pub fn render(checks: &[Check]) -> String {
 }
 
 pub async fn checks(config: &Config) -> Vec<Check> {
-    if let Some(url) = &config.upstream {
-        return vec![upstream(config, url).await];
+    if !config.upstream.is_empty() {
+        let mut out = Vec::new();
+        for url in &config.upstream {
+            out.push(upstream(config, url).await);
+        }
+        return out;
     }
     let mut out = Vec::new();
     let engine = config.engine_config();

@@ -80,18 +80,22 @@ pub async fn services(config: &Config) -> Result<Services, String> {
         .grpc_tls()
         .map(|files| grpc::tls::server_config(&files))
         .transpose()?;
-    if let Some(url) = &config.upstream {
-        let remote = grpc::remote::RemoteBackend::new(&config.upstream_config(url))?;
-        let sessions = Arc::new(grpc::sessions::RemoteSessions::new(
-            remote.channel(),
-            remote.deadlines().call,
-        ));
-        let responses = Arc::new(grpc::responses::RemoteResponses::new(
-            remote.channel(),
-            remote.deadlines().call,
+    if !config.upstream.is_empty() {
+        let configs = config
+            .upstream
+            .iter()
+            .map(|url| config.upstream_config(url))
+            .collect();
+        let resolve = Duration::from_secs(config.upstream_resolve_secs);
+        let cluster = grpc::cluster::ClusterBackend::start(configs, resolve).await?;
+        let call = cluster.deadlines().call;
+        let sessions = Arc::new(grpc::cluster::ClusterSessions::new(cluster.members(), call));
+        let responses = Arc::new(grpc::cluster::ClusterResponses::new(
+            cluster.members(),
+            call,
         ));
         return Ok(Services {
-            backend: Arc::new(remote),
+            backend: Arc::new(cluster),
             sessions,
             responses,
             access,
@@ -100,7 +104,7 @@ pub async fn services(config: &Config) -> Result<Services, String> {
     }
     let engine = Arc::new(claude::Engine::new(config.engine_config()?));
     let weak = Arc::downgrade(&engine);
-    metrics::set_load_source(move || weak.upgrade().map(|engine| engine.load()));
+    metrics::set_load_source(move || weak.upgrade().map(|engine| claude::Engine::load(&engine)));
     let queue = engine.queue();
     let engine: Arc<dyn ChatBackend> = engine;
     let ttl = Duration::from_secs(config.session_ttl_secs.max(1));

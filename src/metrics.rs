@@ -26,6 +26,7 @@ use crate::chat::ChatError;
 use crate::chat::types::ChatEvent;
 
 mod requests;
+pub mod upstream;
 
 pub use requests::{GrpcLayer, GrpcMetrics, note_model, request_id_ok, track_http};
 
@@ -40,22 +41,9 @@ const FIRST_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0,
 ];
 
-type LoadSource = Box<dyn Fn() -> Option<Load> + Send + Sync>;
+pub use crate::chat::Load;
 
-/// The process budget's processes by state, and the requests waiting (for a process or for a
-/// session's turn).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Load {
-    pub serving: usize,
-    pub warm: usize,
-    /// Parked for their session's next turn.
-    pub session: usize,
-    /// Parked after a stateless request: to be continued or recycled.
-    pub idle: usize,
-    /// Parked at a client's tool calls, waiting for their results.
-    pub tools: usize,
-    pub queued: usize,
-}
+type LoadSource = Box<dyn Fn() -> Option<Load> + Send + Sync>;
 
 struct Metrics {
     registry: Registry,
@@ -283,8 +271,10 @@ pub fn render() -> String {
         }
         m.queued.set(load.queued as i64);
     }
+    let mut families = m.registry.gather();
+    families.extend(upstream::gather());
     let mut out = String::new();
-    if let Err(e) = TextEncoder::new().encode_utf8(&m.registry.gather(), &mut out) {
+    if let Err(e) = TextEncoder::new().encode_utf8(&families, &mut out) {
         tracing::error!("cannot encode the metrics: {e}");
     }
     out

@@ -406,7 +406,8 @@ async fn request_ids_are_echoed_generated_and_reach_the_workers_logs() {
                 "no worker line for {id}:\n{log}"
             );
         }
-        // Metrics are counted on both sides; the worker alone saw the run.
+        // Metrics are counted on both sides; the worker alone saw the run (a whole completion
+        // goes to the worker as a stream too: retried only before its first event).
         let m = scrape(&facade).await;
         let chat = [("route", "/v1/chat/completions"), ("status", "200")];
         assert_eq!(sum(&m, "claude_gateway_http_requests_total", &chat), 2.0);

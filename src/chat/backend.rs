@@ -70,6 +70,30 @@ pub trait ChatBackend: Send + Sync + 'static {
 
     /// Whether completions can be served now, and why not.
     async fn health(&self) -> BackendHealth;
+
+    /// What its processes are doing now, when the backend runs them (or, in front of workers,
+    /// their sum).
+    fn load(&self) -> Option<Load> {
+        None
+    }
+}
+
+/// The process budget's processes by state, and the requests waiting (for a process or for a
+/// session's turn): what `/metrics` shows and what a worker reports to the façades in front of
+/// it (`WorkerService`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub serving: usize,
+    pub warm: usize,
+    /// Parked for their session's next turn.
+    pub session: usize,
+    /// Parked after a stateless request: to be continued or recycled.
+    pub idle: usize,
+    /// Parked at a client's tool calls, waiting for their results.
+    pub tools: usize,
+    pub queued: usize,
+    /// The most processes run at once (`--max-processes`).
+    pub capacity: usize,
 }
 
 /// What `/health` and `grpc.health.v1` report about a backend.

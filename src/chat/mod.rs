@@ -2,6 +2,7 @@
 //! the model map, the one error type, the `ChatBackend` seam the protocols talk to, and the
 //! `Tenant` a request acts for.
 
+pub mod affinity;
 pub mod backend;
 pub mod error;
 pub mod limits;
@@ -14,6 +15,6 @@ pub mod turns;
 pub mod types;
 pub mod validate;
 
-pub use backend::{BackendHealth, ChatBackend, ChatStream, CliStatus, RequestContext};
+pub use backend::{BackendHealth, ChatBackend, ChatStream, CliStatus, Load, RequestContext};
 pub use error::ChatError;
 pub use tenant::Tenant;

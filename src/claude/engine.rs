@@ -21,12 +21,12 @@ use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, info_span};
 
+use crate::chat::Load;
 use crate::chat::models::ModelInfo;
 use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, Usage};
 use crate::chat::validate::{ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
 use crate::fetch::{FetchConfig, fetch_remote_images};
-use crate::metrics::Load;
 
 use super::argv::SpawnSpec;
 use super::catalog;
@@ -192,6 +192,7 @@ impl Engine {
             idle,
             tools,
             queued: self.budget.queued(),
+            capacity: self.budget.capacity(),
         }
     }
 
@@ -486,6 +487,10 @@ impl ChatBackend for Engine {
             upstream: None,
             warm_processes: self.pool.as_ref().map(Pool::idle_count),
         }
+    }
+
+    fn load(&self) -> Option<Load> {
+        Some(Engine::load(self))
     }
 }
 

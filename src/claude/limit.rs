@@ -130,6 +130,11 @@ impl Limiter {
         self.queue.clone()
     }
 
+    /// The most processes at once (`--max-processes`).
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+
     /// Live processes counted by the budget (serving, warm and live-session alike).
     pub fn in_use(&self) -> usize {
         self.max - self.permits.available_permits()

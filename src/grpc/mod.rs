@@ -4,6 +4,7 @@
 //! `grpc.health.v1`.
 
 pub mod access;
+pub mod cluster;
 pub mod convert;
 pub mod error;
 pub mod pb;
@@ -13,6 +14,7 @@ pub mod service;
 pub mod sessions;
 pub mod tls;
 pub mod upstream;
+pub mod worker;
 
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -45,6 +47,7 @@ pub async fn serve(
     } = services;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let watched = backend.clone();
+    let worker_draining = draining.clone();
     let health_task = tokio::spawn(async move {
         loop {
             // Draining (shutdown begun) is not serving, whatever the backend says.
@@ -95,6 +98,9 @@ pub async fn serve(
             ))
             .max_decoding_message_size(max_message_bytes),
         )
+        .add_service(pb::worker_service_server::WorkerServiceServer::new(
+            worker::WorkerGrpc::new(backend.clone(), worker_draining),
+        ))
         .add_service(
             pb::model_service_server::ModelServiceServer::new(service::ModelGrpc::new(
                 backend, started,

@@ -1,5 +1,5 @@
-//! A `ChatBackend` that is another gateway's gRPC port (`--upstream`): the HTTP façade then runs
-//! no CLI itself. Domain requests go out as protobuf, statuses come back as the same
+//! One worker's gRPC port (`--upstream`) as the façade calls it (`cluster/` chooses which):
+//! the façade then runs no CLI itself. Domain requests go out as protobuf, statuses come back as the same
 //! `ChatError`s the worker raised (see `error.rs`), and the request id travels as metadata, as
 //! do `--upstream-api-key` when the worker wants a key and the caller's tenant
 //! (`x-gateway-tenant`), which the worker honours when that key is one of its admin keys. The
@@ -13,8 +13,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::chat::models::ModelInfo;
-use crate::chat::types::{ChatCompletion, ChatRequest, CompletionMeta};
-use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
+use crate::chat::types::{ChatRequest, CompletionMeta};
+use crate::chat::{BackendHealth, ChatError, ChatStream, RequestContext};
 
 use crate::access::UpstreamKey;
 
@@ -79,26 +79,69 @@ impl RemoteBackend {
     }
 }
 
-#[async_trait::async_trait]
-impl ChatBackend for RemoteBackend {
-    async fn stream(&self, req: ChatRequest, ctx: RequestContext) -> Result<ChatStream, ChatError> {
+/// A call the worker did not start: the error, and whether another worker may take it.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ChatError,
+    /// Nothing of the request can have run: the worker was unreachable, refused the
+    /// connection, was overloaded or shutting down, or died before its first event.
+    pub retry: bool,
+}
+
+impl Refusal {
+    fn of(status: &Status) -> Self {
+        Refusal {
+            error: from_status(status),
+            retry: may_retry(status),
+        }
+    }
+}
+
+/// Whether a call that ended with `status` before its first event may go to another worker.
+/// UNAVAILABLE and RESOURCE_EXHAUSTED are the worker saying so; a status made on this side from
+/// a transport error (it has a source: a refused or reset connection, a worker killed mid-call)
+/// means the worker never answered. A deadline is not retried: the time is spent.
+pub fn may_retry(status: &Status) -> bool {
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable | Code::ResourceExhausted => true,
+        Code::DeadlineExceeded => false,
+        Code::Unknown | Code::Internal | Code::Cancelled => {
+            std::error::Error::source(status).is_some()
+        }
+        _ => false,
+    }
+}
+
+impl RemoteBackend {
+    /// Starts a streamed completion and waits for its first message: until then a failure is a
+    /// `Refusal` that says whether another worker may take the request; after it, the failure
+    /// is an error event in the stream, never a retry.
+    pub async fn open(
+        &self,
+        params: pb::ChatCompletionParams,
+        ctx: &RequestContext,
+    ) -> Result<ChatStream, Refusal> {
         let message = pb::StreamChatCompletionRequest {
-            params: Some(convert::chat_params(req)),
+            params: Some(params),
         };
         let mut client = ChatServiceClient::new(self.channel.clone());
         // One deadline from the request to the stream's last chunk.
         let deadline = Deadline::after(self.deadlines.completion);
         let response = deadline
-            .run(client.stream_chat_completion(Self::request(message, &ctx, deadline)))
+            .run(client.stream_chat_completion(Self::request(message, ctx, deadline)))
             .await
-            .map_err(|s| from_status(&s))?;
+            .map_err(|s| Refusal::of(&s))?;
         let mut inbound = response.into_inner();
         let first = deadline
             .run(inbound.message())
             .await
-            .map_err(|s| from_status(&s))?
-            .ok_or_else(|| ChatError::Unavailable {
-                message: "The upstream gateway ended the stream before its first chunk.".into(),
+            .map_err(|s| Refusal::of(&s))?
+            .ok_or_else(|| Refusal {
+                error: ChatError::Unavailable {
+                    message: "The upstream gateway ended the stream before its first chunk.".into(),
+                },
+                retry: true,
             })?;
         let meta = CompletionMeta {
             id: first.id.clone(),
@@ -122,48 +165,29 @@ impl ChatBackend for RemoteBackend {
             events: Box::pin(head.chain(rest)),
         })
     }
+}
 
-    async fn complete(
-        &self,
-        req: ChatRequest,
-        ctx: RequestContext,
-    ) -> Result<ChatCompletion, ChatError> {
-        let message = pb::CreateChatCompletionRequest {
-            params: Some(convert::chat_params(req)),
-        };
-        let mut client = ChatServiceClient::new(self.channel.clone());
-        let deadline = Deadline::after(self.deadlines.completion);
-        let response = deadline
-            .run(client.create_chat_completion(Self::request(message, &ctx, deadline)))
-            .await
-            .map_err(|s| from_status(&s))?;
-        Ok(convert::completion_from_pb(response.into_inner()))
-    }
-
-    async fn count_input_tokens(
-        &self,
-        req: ChatRequest,
-        ctx: RequestContext,
-    ) -> Result<u64, ChatError> {
+impl RemoteBackend {
+    /// How many input tokens the worker counts for `req`.
+    pub async fn count(&self, req: ChatRequest, ctx: &RequestContext) -> Result<u64, Status> {
         let message = pb::CountInputTokensRequest {
             params: Some(convert::chat_params(req)),
         };
         let mut client = ChatServiceClient::new(self.channel.clone());
         let deadline = Deadline::after(self.deadlines.call);
         let response = deadline
-            .run(client.count_input_tokens(Self::request(message, &ctx, deadline)))
-            .await
-            .map_err(|s| from_status(&s))?;
+            .run(client.count_input_tokens(Self::request(message, ctx, deadline)))
+            .await?;
         Ok(response.into_inner().input_tokens)
     }
 
-    async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
+    /// The worker's model catalogue.
+    pub async fn models(&self) -> Result<Vec<ModelInfo>, Status> {
         let mut client = ModelServiceClient::new(self.channel.clone());
         let deadline = Deadline::after(self.deadlines.call);
         let response = deadline
             .run(client.list_models(deadline.request(pb::ListModelsRequest {})))
-            .await
-            .map_err(|s| from_status(&s))?;
+            .await?;
         Ok(response
             .into_inner()
             .models
@@ -172,22 +196,17 @@ impl ChatBackend for RemoteBackend {
             .collect())
     }
 
-    async fn get_model(&self, id: &str) -> Result<ModelInfo, ChatError> {
+    /// One model of the worker's catalogue (NOT_FOUND is the worker's answer, an error).
+    pub async fn model(&self, id: &str) -> Result<Option<ModelInfo>, Status> {
         let mut client = ModelServiceClient::new(self.channel.clone());
         let deadline = Deadline::after(self.deadlines.call);
         let request = deadline.request(pb::GetModelRequest { id: id.to_string() });
-        let response = deadline
-            .run(client.get_model(request))
-            .await
-            .map_err(|s| from_status(&s))?;
-        response
-            .into_inner()
-            .model
-            .map(convert::model_from_pb)
-            .ok_or_else(|| ChatError::model_not_found(id))
+        let response = deadline.run(client.get_model(request)).await?;
+        Ok(response.into_inner().model.map(convert::model_from_pb))
     }
 
-    async fn health(&self) -> BackendHealth {
+    /// Asks the worker's chat service whether it serves (`claude-gateway doctor`).
+    pub async fn health(&self) -> BackendHealth {
         let mut client = HealthClient::new(self.channel.clone());
         let check = tonic_health::pb::HealthCheckRequest {
             service: super::CHAT_SERVICE_NAME.to_string(),

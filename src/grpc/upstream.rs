@@ -19,10 +19,16 @@ use crate::chat::Tenant;
 
 use super::tls::{ClientTlsFiles, chain};
 
+/// Between HTTP/2 pings on an idle connection, and how long an answer may take.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
 /// Everything the configuration says about the worker.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub url: String,
+    /// The name the worker's TLS certificate is checked against when `url` names an address
+    /// the façade resolved (a DNS name's answer); `None`: the URL's host.
+    pub server_name: Option<String>,
     pub api_key: Option<ApiKey>,
     pub tls: ClientTlsFiles,
     /// Allows sending the key over plain `http://` to a host that is not loopback.
@@ -45,6 +51,7 @@ pub struct Deadlines {
 pub fn endpoint(config: &UpstreamConfig) -> Result<Endpoint, String> {
     let UpstreamConfig {
         url,
+        server_name,
         api_key,
         tls,
         insecure,
@@ -57,7 +64,10 @@ pub fn endpoint(config: &UpstreamConfig) -> Result<Endpoint, String> {
     let host = uri.host().unwrap_or_default();
     let has_key = api_key.as_ref().is_some_and(|k| !k.is_empty());
     let tls_config = match uri.scheme_str() {
-        Some("https") => Some(super::tls::client_config(tls, *connect_timeout)?),
+        Some("https") => Some(match server_name {
+            Some(name) => super::tls::client_config(tls, *connect_timeout)?.domain_name(name),
+            None => super::tls::client_config(tls, *connect_timeout)?,
+        }),
         Some("http") if !tls.is_empty() => {
             return Err(format!(
                 "--upstream-ca and --upstream-tls-cert need an https:// --upstream, not `{url}`"
@@ -80,7 +90,12 @@ pub fn endpoint(config: &UpstreamConfig) -> Result<Endpoint, String> {
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| format!("invalid --upstream `{url}`: {e}"))?
         .connect_timeout(*connect_timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A worker that vanished without closing the connection (its machine gone) is noticed
+        // within seconds, by the watches that stay open on it too.
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true);
     if let Some(tls_config) = tls_config {
         endpoint = endpoint
             .tls_config(tls_config)
@@ -211,6 +226,7 @@ mod tests {
     fn config(url: &str, key: Option<&str>) -> UpstreamConfig {
         UpstreamConfig {
             url: url.into(),
+            server_name: None,
             api_key: key.map(|k| k.parse().unwrap()),
             tls: ClientTlsFiles::default(),
             insecure: false,

@@ -278,6 +278,10 @@ impl ChatBackend for SessionBackend {
     async fn health(&self) -> BackendHealth {
         self.inner.health().await
     }
+
+    fn load(&self) -> Option<crate::chat::Load> {
+        self.inner.load()
+    }
 }
 
 /// The request with the stored system prompt (unless the turn brings its own) and history put

@@ -292,6 +292,7 @@ pub(crate) async fn hang_up_and_expect_kill(fake: &FakeCliGateway, sock: TcpStre
 
 mod cancellation;
 mod cli_contract;
+mod cluster;
 mod completions;
 mod failures;
 mod input_tokens;

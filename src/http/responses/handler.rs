@@ -21,7 +21,7 @@ use super::super::error::{ApiError, OpenAiJson};
 use super::super::handlers::{AppState, request_context, set_ignored, shutting_down};
 use super::convert::{self, Converted};
 use super::stored::{Document, ShownReasoning, item_ids};
-use super::stream::{ResponseStream, random_id};
+use super::stream::ResponseStream;
 use super::types::{CreateResponseRequest, ResponseObject, StreamEvent, initial_response};
 use crate::chat::Tenant;
 
@@ -76,7 +76,7 @@ pub async fn create(
         input,
         reasoning,
     } = convert::create_request(body, &state.reasoning_key)?;
-    let id = random_id("resp");
+    let id = crate::chat::affinity::continuing_id(previous_response_id.as_deref());
     let created_at = unix_now();
     let mut document = Document::new(
         echo.clone(),
