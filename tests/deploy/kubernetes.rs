@@ -7,8 +7,6 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use claude_gateway::config::Config;
-
 use super::{
     GATEWAY_MIB, KUBERNETES_VERSION, MIB_PER_PROCESS, assert_known_env, common, known, mebibytes,
     read, repo, yaml_docs,
@@ -202,9 +200,19 @@ fn the_facade_reaches_the_workers_through_the_headless_service() {
     let env = env_of(container(facade));
     let upstream = format!("http://claude-gateway-workers.{namespace}.svc.cluster.local:50051");
     assert_eq!(value(&env, "UPSTREAM"), upstream);
-    // A key over plain http:// to another host is refused at startup without it.
+    // A key over plain http:// to another host is refused at startup without
+    // UPSTREAM_INSECURE; with the manifest's value the façade goes on to reach the worker.
     assert_eq!(value(&env, "UPSTREAM_INSECURE"), "true");
-    assert!(Config::try_parse_args(["claude-gateway", "--upstream-insecure", "true"]).is_ok());
+    let refused = facade_doctor(&upstream, "false");
+    assert!(
+        refused.contains("refusing to send --upstream-api-key"),
+        "{refused}"
+    );
+    let accepted = facade_doctor(&upstream, value(&env, "UPSTREAM_INSECURE"));
+    assert!(
+        accepted.contains("unreachable") && !accepted.contains("refusing"),
+        "{accepted}"
+    );
     let client = find(&docs, "Service", "claude-gateway");
     assert_eq!(
         client["spec"]["selector"],
@@ -417,4 +425,23 @@ fn probes_draining_and_memory_follow_the_gateway() {
         "{request} MiB over-asks"
     );
     assert_eq!(request, limit);
+}
+
+/// What `claude-gateway doctor` says of a façade configured like the manifest's, with a key
+/// (here, outside the cluster, the worker's name does not resolve: the check fails either way,
+/// but for a different reason).
+fn facade_doctor(upstream: &str, insecure: &str) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("doctor")
+        .env("UPSTREAM", upstream)
+        .env("UPSTREAM_API_KEY", "facade-key")
+        .env("UPSTREAM_INSECURE", insecure)
+        .env("UPSTREAM_CONNECT_TIMEOUT_SECS", "2")
+        .env("UPSTREAM_TIMEOUT_SECS", "2")
+        .env("HOME", home.path())
+        .current_dir(home.path())
+        .output()
+        .unwrap();
+    common::text(&out.stdout)
 }
