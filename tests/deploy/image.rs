@@ -127,6 +127,18 @@ fn dockerfile() -> Vec<(String, String)> {
     out
 }
 
+/// The environment the runtime image sets (`ENV K=V …`).
+fn image_env() -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for (_, rest) in dockerfile().iter().filter(|(i, _)| i == "ENV") {
+        for pair in rest.split_whitespace() {
+            let (k, v) = pair.split_once('=').unwrap();
+            env.insert(k.to_string(), v.to_string());
+        }
+    }
+    env
+}
+
 /// The JSON-array form of an instruction (`CMD ["a", "b"]`), as argv.
 fn exec_form(rest: &str) -> Vec<String> {
     let start = rest
@@ -201,13 +213,7 @@ fn the_dockerfile_pins_the_cli_and_the_toolchain_and_runs_as_a_user() {
     );
 
     // The environment the image sets is the binary's, listening on every interface.
-    let mut env = BTreeMap::new();
-    for rest in of("ENV") {
-        for pair in rest.split_whitespace() {
-            let (k, v) = pair.split_once('=').unwrap();
-            env.insert(k.to_string(), v.to_string());
-        }
-    }
+    let env = image_env();
     assert_known_env("Dockerfile", env.keys().map(String::as_str));
     assert_eq!(env["HTTP_ADDR"], "0.0.0.0:8000");
     assert_eq!(env["GRPC_ADDR"], "0.0.0.0:50051");
@@ -292,4 +298,60 @@ fn rust_version() -> String {
         .expect("Cargo.toml has a rust-version")
         .trim_matches('"')
         .to_string()
+}
+
+/// The runtime stage has no Node.js and copies only the CLI's native binary out of
+/// node_modules: that binary alone at another path, with nothing on PATH, an empty HOME and the
+/// image's environment, passes `doctor` (version, auth, work dir, and a real start of the CLI
+/// for model discovery) — and writes its state under HOME, which is why the manifests mount a
+/// writable volume there.
+#[tokio::test]
+async fn the_cli_binary_alone_passes_doctor_in_the_image_environment() {
+    let Some(cli) = common::real_cli() else {
+        return;
+    };
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let root = tempfile::tempdir().unwrap();
+        let (bin, home, work) = (
+            root.path().join("bin"),
+            root.path().join("home"),
+            root.path().join("tmp"),
+        );
+        for dir in [&bin, &home, &work] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        let claude = bin.join("claude");
+        let cli = std::fs::canonicalize(cli).unwrap();
+        if std::fs::hard_link(&cli, &claude).is_err() {
+            std::fs::copy(&cli, &claude).unwrap();
+        }
+        let mut env = image_env();
+        assert_eq!(env["CLAUDE_BIN"], "/usr/local/bin/claude");
+        assert_eq!(env["HOME"], "/home/gateway");
+        env.insert("CLAUDE_BIN".into(), claude.display().to_string());
+        env.insert("HOME".into(), home.display().to_string());
+        env.insert("WORK_DIR".into(), work.display().to_string());
+        let mut cmd = tokio::process::Command::new(common::BIN);
+        cmd.arg("doctor")
+            .env_clear()
+            .envs(&env)
+            .env("PATH", root.path().join("empty"))
+            .env("ANTHROPIC_API_KEY", "sk-test")
+            .current_dir(&home);
+        let out = common::run(&mut cmd).await;
+        let report = common::describe("doctor", &out);
+        assert_eq!(out.status.code(), Some(0), "{report}");
+        let text = common::text(&out.stdout);
+        let version = format!("✓ version: {} ", claude_gateway::doctor::TESTED_CLI_VERSION);
+        assert!(
+            text.contains(&version) && text.contains("✓ models:"),
+            "{report}"
+        );
+        assert!(
+            home.join(".claude.json").exists(),
+            "the CLI keeps its state in HOME"
+        );
+    })
+    .await
+    .expect("test exceeded its time limit");
 }
