@@ -5,7 +5,8 @@
 //! within their termination grace period and size memory from the measured cost of a claude
 //! process; docker-compose.yml runs PostgreSQL, two workers and a façade wired the same way; the
 //! Dockerfile pins the CLI of tools/package.json, builds with the MSRV, runs as a non-root user,
-//! and its HEALTHCHECK command really answers for a running gateway. The image itself cannot be
+//! its HEALTHCHECK command really answers for a running gateway, and the CLI's native binary
+//! works alone as the runtime stage runs it (no Node.js, empty HOME). The image itself cannot be
 //! built here (no Docker); what can be checked offline is.
 
 #![allow(clippy::unwrap_used)]
