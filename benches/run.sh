@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-benches=(e2e reuse overhead memory no_buffering hotpaths)
+benches=(e2e reuse overhead memory no_buffering hotpaths cluster)
 
 claude=${CLAUDE_REAL_BIN:-.tools/node_modules/.bin/claude}
 if [ ! -x "$claude" ]; then

@@ -36,7 +36,7 @@ pub const GATEWAY_MIB: u64 = 64;
 
 /// Flags landing with issue 12 on other branches (the multi-worker façade, the shared rate-limit
 /// store; COMMON.md has the contract). The lead removes this list once they are merged.
-pub const LANDING_WITH_ISSUE_12: &[&str] = &["RATE_LIMIT_STORE", "UPSTREAM_RESOLVE_SECS"];
+pub const LANDING_WITH_ISSUE_12: &[&str] = &["RATE_LIMIT_STORE"];
 
 /// Variables the gateway reads or hands to the CLI without being a flag of its own (the CLI's
 /// allow-listed environment, src/claude/launch.rs), and what every process has.

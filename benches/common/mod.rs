@@ -44,6 +44,8 @@ pub struct Gateway {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// `http://127.0.0.1:PORT` of its gRPC port.
+    pub grpc: String,
 }
 
 impl Gateway {
@@ -71,10 +73,16 @@ impl Gateway {
             .split_whitespace()
             .find_map(|w| w.strip_prefix("http="))
             .expect("http= in the listening line");
+        let grpc = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("grpc="))
+            .expect("grpc= in the listening line");
+        let grpc = format!("http://{grpc}");
         tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
         Gateway {
             child,
             base: format!("http://{http}"),
+            grpc,
         }
     }
 
