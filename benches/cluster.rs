@@ -62,7 +62,12 @@ async fn ask(client: &reqwest::Client, url: &str, text: &str) -> Duration {
     let body = json!({"model": "sonnet", "messages": [{"role": "user", "content": text}]});
     let started = Instant::now();
     let response = client.post(url).json(&body).send().await.expect("request");
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
     let _ = response.bytes().await.expect("body");
     started.elapsed()
 }

@@ -19,18 +19,18 @@ pub fn key(req: &ChatRequest, tenant: &Tenant) -> Option<Vec<u8>> {
         return Some(session_key(tenant, session));
     }
     let mut key = Sha256::new().chain_update(tenant.id()).chain_update([0]);
-    if let Some(turn) = &req.response {
-        // A stored chain: every response of it ends with the first one's tag. The first turn is
-        // placed by its own tag, so the second finds its process where the first left it.
-        let id = turn.previous.as_deref().unwrap_or(&turn.id);
-        key.update(b"chain\0");
-        key.update(chain_tag(id));
-    } else if req
+    let turn = req.response.as_ref();
+    let resent = req
         .messages
         .iter()
-        .any(|m| matches!(m.role, Role::Assistant | Role::Tool))
-    {
-        // A resent history: what opened the conversation is in every later turn.
+        .any(|m| matches!(m.role, Role::Assistant | Role::Tool));
+    if let Some(previous) = turn.and_then(|t| t.previous.as_deref()) {
+        // A stored chain: every response of it ends with the first one's tag.
+        key.update(b"chain\0");
+        key.update(chain_tag(previous));
+    } else if resent {
+        // A resent history (chat, or Responses input with earlier output items): what opened
+        // the conversation is in every later turn.
         key.update(b"history\0");
         key.update(&req.model);
         for message in &req.messages {
@@ -40,6 +40,11 @@ pub fn key(req: &ChatRequest, tenant: &Tenant) -> Option<Vec<u8>> {
                 break;
             }
         }
+    } else if let Some(turn) = turn.filter(|t| t.store) {
+        // The first response of a chain that will be kept: placed by its own tag, so the
+        // second finds its process where the first left it.
+        key.update(b"chain\0");
+        key.update(chain_tag(&turn.id));
     } else {
         return None;
     }
@@ -157,6 +162,18 @@ mod tests {
             expected
         );
         assert_eq!(key(&turn(third, Some(second)), &tenant).unwrap(), expected);
+        // Not kept and continuing nothing: balanced by load. Resending its history instead of
+        // naming it: keyed by that history.
+        let mut unstored = turn(continuing_id(None), None);
+        if let Some(t) = unstored.response.as_mut() {
+            t.store = false;
+        }
+        assert_eq!(key(&unstored, &tenant), None);
+        unstored.messages.extend([
+            Message::text(Role::Assistant, "a"),
+            Message::text(Role::User, "b"),
+        ]);
+        assert!(key(&unstored, &tenant).is_some());
         // An id that is not ours is its own chain's key.
         let foreign = key(&turn("x".into(), Some("my-own-id".into())), &tenant);
         assert_ne!(foreign.unwrap(), expected);
