@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod fake_anthropic;
+pub mod netns;
 pub mod openai_schema;
 pub mod procs;
 pub mod skip;
@@ -195,27 +196,41 @@ impl FakeCliGateway {
     /// The prompts the fake CLI got (its user lines that started a turn), over all its runs:
     /// how many requests reached it (one process may serve several).
     pub fn prompts(&self) -> usize {
-        self.runs()
-            .iter()
-            .flat_map(|r| r["stdin"].as_array().cloned().unwrap_or_default())
-            .filter(|l| l["type"] == "user" && l.get("shouldQuery").is_none())
-            .count()
+        fake_prompts(self.log_dir.path())
     }
 
     /// Every run's log written by the fake CLI (argv, cwd, env, stdin lines).
     pub fn runs(&self) -> Vec<Value> {
-        let mut runs: Vec<(std::time::SystemTime, Value)> = std::fs::read_dir(self.log_dir.path())
-            .unwrap()
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let modified = e.metadata().ok()?.modified().ok()?;
-                let text = std::fs::read_to_string(e.path()).ok()?;
-                Some((modified, serde_json::from_str(&text).ok()?))
-            })
-            .collect();
-        runs.sort_by_key(|(t, _)| *t);
-        runs.into_iter().map(|(_, v)| v).collect()
+        fake_runs(self.log_dir.path())
     }
+}
+
+/// The prompts of the fake CLI runs logged in `dir` (see `FakeCliGateway::prompts`).
+pub fn fake_prompts(dir: &Path) -> usize {
+    fake_runs(dir)
+        .iter()
+        .flat_map(|r| r["stdin"].as_array().cloned().unwrap_or_default())
+        .filter(|l| l["type"] == "user" && l.get("shouldQuery").is_none())
+        .count()
+}
+
+/// The fake CLI runs logged in `dir` (its FAKE_CLAUDE_LOG_DIR), oldest first.
+pub fn fake_runs(dir: &Path) -> Vec<Value> {
+    let mut runs: Vec<(std::time::SystemTime, Value)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            // Not the `.json.tmp` it is rewriting: that would count a run twice.
+            if e.path().extension()? != "json" {
+                return None;
+            }
+            let modified = e.metadata().ok()?.modified().ok()?;
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            Some((modified, serde_json::from_str(&text).ok()?))
+        })
+        .collect();
+    runs.sort_by_key(|(t, _)| *t);
+    runs.into_iter().map(|(_, v)| v).collect()
 }
 
 /// The gateway on the real CLI against a fake Anthropic API, with `extra` flags.
