@@ -69,6 +69,26 @@ async fn cluster(tag: &str, worker_args: [&[&str]; 3], facade_args: &[&str]) -> 
     let mut args = vec!["--upstream".to_string(), upstreams.join(",")];
     args.extend(facade_args.iter().map(|a| a.replace("{pg}", &pg.url)));
     let facades = futures::future::join_all(facade_hosts.iter().map(|h| start(h, &args))).await;
+    // Both façades see the three workers serving before the scenario begins.
+    let health: Vec<String> = facades.iter().map(|f| f.url("/health")).collect();
+    client
+        .run(async move {
+            for url in health {
+                let mut seen = String::new();
+                for _ in 0..200 {
+                    if let Ok(r) = crate::common::client().get(&url).send().await {
+                        let body: Value = r.json().await.unwrap_or_default();
+                        seen = body["upstream"].as_str().unwrap_or_default().to_string();
+                        if seen.matches(": SERVING").count() == 3 {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                assert_eq!(seen.matches(": SERVING").count(), 3, "{url}: {seen}");
+            }
+        })
+        .await;
     eprintln!(
         "{tag}: cluster of 7 hosts up in {:.1?} (PostgreSQL {:.2?})",
         t.elapsed(),
@@ -142,8 +162,13 @@ impl Cluster {
         self.worker_hosts[i]
             .processes_matching("fake_claude.py")
             .into_iter()
+            // The gateway names the fake in its own argv (`--claude-bin`); a process that ended
+            // between the listing and this read is no orphan.
+            .filter(|p| *p != gateway)
             .filter(|p| {
-                procs::proc_stat(*p).and_then(|f| f[1].parse::<u32>().ok()) != Some(gateway)
+                procs::proc_stat(*p)
+                    .and_then(|f| f[1].parse::<u32>().ok())
+                    .is_some_and(|parent| parent != gateway)
             })
             .collect()
     }
@@ -200,13 +225,9 @@ fn delta(after: &[usize], before: &[usize]) -> Vec<usize> {
 #[tokio::test]
 async fn three_hundred_requests_spread_evenly_and_a_full_worker_gets_less() {
     within(110, async {
-        // Worker 3 can run 2 processes and queue 2: under slow load it is full first.
-        let c = cluster(
-            "bal",
-            [&[], &[], &["--max-processes", "2", "--max-queue", "2"]],
-            &[],
-        )
-        .await;
+        // Three alike workers of 4 processes each.
+        let alike: &[&str] = &["--max-processes", "4", "--max-queue", "32"];
+        let c = cluster("bal", [alike, alike, alike], &[]).await;
         let t = Instant::now();
         let shots = (0..300).map(|i| c.shot(i, "[[reply:ok]]", false)).collect();
         let outcomes = c.fire(shots, 24).await;
@@ -219,18 +240,41 @@ async fn three_hundred_requests_spread_evenly_and_a_full_worker_gets_less() {
             "each worker must get 100 ± 20%: {spread:?}"
         );
 
+        // Worker 3 filled to its capacity by requests sent to it directly (not through a
+        // façade, which knows of them only by the load worker 3 reports).
+        let before = c.prompts();
+        let direct = c.workers[2].url("/v1/chat/completions");
+        let filler = c.client.spawn_task(async move {
+            let body = json!({"model": "gpt-4o", "messages": [{"role": "user",
+                "content": "[[words:10]] [[delay_ms:400]] filler"}]});
+            let calls = (0..4).map(|_| {
+                let (url, body) = (direct.clone(), body.clone());
+                async move { crate::common::client().post(&url).json(&body).send().await }
+            });
+            futures::future::join_all(calls).await
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.workers[2].prompts() < before[2] + 4 {
+            assert!(Instant::now() < deadline, "the filler never reached worker 3");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // One load report (every 100 ms at most) later, the façades know.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let before = c.prompts();
         let shots = (0..60)
-            .map(|i| c.shot(i, "[[words:10]] [[delay_ms:60]]", false))
+            .map(|i| c.shot(i, "[[words:4]] [[delay_ms:40]]", false))
             .collect();
-        let outcomes = c.fire(shots, 24).await;
+        let outcomes = c.fire(shots, 12).await;
         assert!(failures(&outcomes).is_empty(), "{:?}", failures(&outcomes));
         let slow = delta(&c.prompts(), &before);
-        eprintln!("60 slow requests, per worker {slow:?} (worker 3 capped at 2 processes)");
+        eprintln!("60 requests while worker 3 is full, per worker {slow:?}");
         assert!(
             slow[2] < slow[0].min(slow[1]) && slow[2] < 60 / 3,
             "the worker at capacity must get less: {slow:?}"
         );
+        for r in filler.await.unwrap() {
+            assert_eq!(r.unwrap().status(), 200);
+        }
     })
     .await;
 }
@@ -299,11 +343,20 @@ async fn a_worker_killed_mid_load_loses_nothing_and_rejoins() {
                 .is_empty()
         );
         for i in [0, 2] {
+            let orphans = c.orphans(i);
+            let described: Vec<String> = orphans
+                .iter()
+                .map(|p| {
+                    let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                    format!("{p}: {} | {stat}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+                })
+                .collect();
             assert!(
-                c.orphans(i).is_empty(),
-                "orphans on worker {}: {:?}",
+                orphans.is_empty(),
+                "orphans on worker {} (gateway {}): {described:?}",
                 i + 1,
-                c.orphans(i)
+                c.workers[i].pid
             );
         }
 

@@ -139,9 +139,11 @@ impl GatewayProc {
     }
 
     /// Fake CLI processes alive anywhere in this gateway's host (its children, and any
-    /// orphan of an earlier gateway there).
+    /// orphan of an earlier gateway there); not the gateway, whose argv names the fake too.
     pub fn live_fake_clis(&self) -> Vec<u32> {
-        self.host.processes_matching("fake_claude.py")
+        let mut found = self.host.processes_matching("fake_claude.py");
+        found.retain(|p| *p != self.pid);
+        found
     }
 }
 
