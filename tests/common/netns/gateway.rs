@@ -41,6 +41,16 @@ impl Host {
     /// `--pool-size 0`, `--discover-models false`, sessions in a directory of the host unless
     /// `args` has `--session-store`).
     pub async fn gateway(&self, args: &[&str]) -> Result<GatewayProc> {
+        self.gateway_with_env(args, &[]).await
+    }
+
+    /// `gateway` with variables set in its environment (after the harness removed the
+    /// caller's `ANTHROPIC_*`): the real CLI's key and the fake API's URL.
+    pub async fn gateway_with_env(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<GatewayProc> {
         let n = STARTS.fetch_add(1, Ordering::Relaxed);
         let label = format!("gw{n}");
         let root = self.path(&label);
@@ -64,6 +74,7 @@ impl Host {
             .env_remove("PORT")
             .env("RUST_LOG", "claude_gateway=debug,info")
             .env("FAKE_CLAUDE_LOG_DIR", &fake_log)
+            .envs(env.iter().copied())
             .current_dir(&root);
         let started = Instant::now();
         let mut proc = self.spawn_with(&label, &cmd, true)?;
