@@ -288,6 +288,14 @@ async fn fly(inner: Arc<Inner>, id: String) {
         if batch.is_empty() {
             return;
         }
+        if inner.backing_off() {
+            // The store just failed: those queued behind it decide in memory now, rather than
+            // wait for another timeout.
+            for waiter in batch {
+                let _ = waiter.send(None);
+            }
+            continue;
+        }
         let k = u32::try_from(batch.len()).unwrap_or(u32::MAX);
         match inner.decide(&id, k).await {
             Ok((spent, admitted)) => {
