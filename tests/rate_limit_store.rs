@@ -8,7 +8,8 @@
 //! with the headers the in-memory limiter gives for the same sequence, and a concurrent burst of
 //! 30 across both admits exactly 10. In process: two `Access` on one store batch a burst into a
 //! few statements, a store that stops answering costs one bounded wait (then the in-memory
-//! limiter decides), an unreachable store is an error at start, and whole budgets are swept.
+//! limiter decides, until the store answers again), an unreachable store is an error at start
+//! (and in `doctor`), and whole budgets are swept.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -331,7 +332,7 @@ async fn relay(
 }
 
 #[tokio::test]
-async fn a_store_that_stops_answering_costs_one_bounded_wait() {
+async fn a_store_that_stops_answering_costs_one_bounded_wait_then_counts_again() {
     within(60, async {
         let Some(store) = fresh_store().await else {
             return;
@@ -365,6 +366,16 @@ async fn a_store_that_stops_answering_costs_one_bounded_wait() {
             "{:?}",
             start.elapsed()
         );
+        // The store answers again: once the back-off is over, the shared budget counts again
+        // (one request of sk-1 spent there before the stall, this one the second of three).
+        stalled.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        let limiter = access.shared_limiter().unwrap();
+        let before = limiter.statements();
+        let auth = Some("Bearer sk-1");
+        let again = access.admit(Route::Api, Protocol::Http, auth, None).await;
+        assert_eq!(again.unwrap().quota.unwrap().remaining, 1);
+        assert_eq!(limiter.statements(), before + 1);
         let metrics = claude_gateway::metrics::render();
         let errors = metrics
             .lines()
