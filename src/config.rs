@@ -174,6 +174,12 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_RPM", default_value_t = 0)]
     pub rate_limit_rpm: u32,
 
+    /// A `postgres://` URL where the --rate-limit-rpm budgets are kept, shared by every gateway
+    /// using that database (façades and workers); without it each process counts its own. If
+    /// the database fails, each process decides in memory until it answers again.
+    #[arg(long, env = "RATE_LIMIT_STORE")]
+    pub rate_limit_store: Option<String>,
+
     /// Overall time limit of one completion, in seconds.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 600)]
     pub request_timeout_secs: u64,
@@ -416,6 +422,7 @@ impl Config {
             api_keys_file: self.api_keys_file.clone(),
             public_health: self.public_health,
             rate_limit_rpm: self.rate_limit_rpm,
+            rate_limit_store: self.rate_limit_store.clone().filter(|url| !url.is_empty()),
         }
     }
 

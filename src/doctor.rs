@@ -101,14 +101,16 @@ pub fn render(checks: &[Check]) -> String {
 }
 
 pub async fn checks(config: &Config) -> Vec<Check> {
+    let store = rate_limit_store(config).await;
     if !config.upstream.is_empty() {
         let mut out = Vec::new();
         for url in &config.upstream {
             out.push(upstream(config, url).await);
         }
+        out.extend(store);
         return out;
     }
-    let mut out = Vec::new();
+    let mut out: Vec<Check> = store.into_iter().collect();
     let engine = config.engine_config();
     out.push(match &engine {
         Ok(_) => check(Mark::Pass, "configuration", "valid"),
@@ -292,6 +294,21 @@ fn work_dir(root: &Path) -> Check {
         )
         .fix("point --work-dir / WORK_DIR at a writable directory"),
     }
+}
+
+/// The `--rate-limit-store`, when one is used: reachable, and its table usable.
+async fn rate_limit_store(config: &Config) -> Option<Check> {
+    let url = config.access_config().rate_limit_store?;
+    if config.rate_limit_rpm == 0 {
+        return None;
+    }
+    Some(
+        match crate::access::SharedLimiter::open(&url, config.rate_limit_rpm).await {
+            Ok(_) => check(Mark::Pass, "rate-limit store", "PostgreSQL answers"),
+            Err(e) => check(Mark::Fail, "rate-limit store", e)
+                .fix("correct --rate-limit-store, or start that PostgreSQL"),
+        },
+    )
 }
 
 async fn upstream(config: &Config, url: &str) -> Check {

@@ -75,7 +75,7 @@ pub struct Services {
 /// Builds what the configuration asks for: the local engine with its session store, or a
 /// remote worker's services (`--upstream`). Needs a tokio runtime (the warm pool starts here).
 pub async fn services(config: &Config) -> Result<Services, String> {
-    let access = Arc::new(access::Access::from_config(&config.access_config())?);
+    let access = Arc::new(access::Access::open(&config.access_config()).await?);
     let grpc_tls = config
         .grpc_tls()
         .map(|files| grpc::tls::server_config(&files))

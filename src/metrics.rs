@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use prometheus::{
-    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::chat::ChatError;
@@ -59,6 +59,7 @@ struct Metrics {
     spawn: Histogram,
     tokens: IntCounterVec,
     cost: CounterVec,
+    rate_limit_store_errors: IntCounter,
     models: Mutex<HashSet<String>>,
     load: Mutex<Option<LoadSource>>,
 }
@@ -210,6 +211,14 @@ impl Metrics {
                     &["model"],
                 ),
             ),
+            rate_limit_store_errors: register(
+                &r,
+                IntCounter::with_opts(opts(
+                    "rate_limit_store_errors_total",
+                    "Rate-limit decisions the --rate-limit-store failed (an error or no answer \
+                     within 1 s), decided by this process's in-memory limiter instead.",
+                )),
+            ),
             models: Mutex::new(HashSet::new()),
             load: Mutex::new(None),
             registry: r,
@@ -239,6 +248,11 @@ fn label_in(seen: &mut HashSet<String>, id: &str) -> String {
         return id.to_string();
     }
     "other".into()
+}
+
+/// The rate-limit store failed a decision (`access::shared_limiter`).
+pub fn rate_limit_store_error() {
+    METRICS.rate_limit_store_errors.inc();
 }
 
 /// Where the process and queue gauges are read from when scraped, or `None` once the source is

@@ -34,10 +34,6 @@ pub const KUBERNETES_VERSION: &str = "1.30.0";
 pub const MIB_PER_PROCESS: u64 = 250;
 pub const GATEWAY_MIB: u64 = 64;
 
-/// Flags landing with issue 12 on other branches (the multi-worker façade, the shared rate-limit
-/// store; COMMON.md has the contract). The lead removes this list once they are merged.
-pub const LANDING_WITH_ISSUE_12: &[&str] = &["RATE_LIMIT_STORE"];
-
 /// Variables the gateway reads or hands to the CLI without being a flag of its own (the CLI's
 /// allow-listed environment, src/claude/launch.rs), and what every process has.
 pub const PASSED_TO_THE_CLI: &[&str] = &["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"];
@@ -108,7 +104,6 @@ pub fn assert_known_env<'a>(place: &str, names: impl IntoIterator<Item = &'a str
         .into_iter()
         .filter(|n| {
             !envs.contains(*n)
-                && !LANDING_WITH_ISSUE_12.contains(n)
                 && !PASSED_TO_THE_CLI.contains(n)
                 && !PROCESS_ENV.contains(n)
         })

@@ -116,6 +116,18 @@ fn derived_tenant_id(key: &ApiKey) -> String {
     format!("key-{hex}")
 }
 
+/// `key:` and 32 hex digits of SHA-256 over another fixed prefix and the key: a stable name for
+/// the key's shared rate-limit budget that is neither the key, its lookup digest nor its tenant
+/// id (two keys of one tenant keep a budget each, as in memory).
+fn limit_id(key: &ApiKey) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"claude-gateway rate limit\0");
+    hasher.update(key.expose().as_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("key:{hex}")
+}
+
 /// One key file line's fields after the key.
 fn parse_fields<'a>(
     fields: impl Iterator<Item = &'a str>,
@@ -183,11 +195,13 @@ fn digest(key: &[u8]) -> KeyDigest {
 }
 
 /// The configured keys, as digests, each with its tenant. A key's index (its place among the
-/// distinct keys) is its identity for rate limiting; the key itself is not kept.
+/// distinct keys) is its identity for this process's rate limiting; its `limit_id` the one
+/// every gateway with that key shares (`--rate-limit-store`). The key itself is not kept.
 #[derive(Default)]
 pub struct KeySet {
     digests: Vec<KeyDigest>,
     tenants: Vec<Tenant>,
+    limit_ids: Vec<String>,
 }
 
 impl KeySet {
@@ -207,8 +221,13 @@ impl KeySet {
                 None => merged.push((d, entry.clone())),
             }
         }
+        let limit_ids = merged.iter().map(|(_, e)| limit_id(&e.key)).collect();
         let (digests, tenants) = merged.into_iter().map(|(d, e)| (d, e.tenant())).unzip();
-        KeySet { digests, tenants }
+        KeySet {
+            digests,
+            tenants,
+            limit_ids,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -222,6 +241,12 @@ impl KeySet {
     /// The tenant of the key `find` returned.
     pub fn tenant(&self, index: usize) -> Option<&Tenant> {
         self.tenants.get(index)
+    }
+
+    /// The rate-limit identity of the key `find` returned, the same on every gateway that has
+    /// the key (whatever its place in their lists).
+    pub fn limit_id(&self, index: usize) -> Option<&str> {
+        self.limit_ids.get(index).map(String::as_str)
     }
 
     /// The index of the configured key equal to `presented`, if any. Constant time in the
@@ -308,6 +333,16 @@ mod tests {
         assert!(!c.id().contains("sk-c"));
         assert_eq!(c, KeyEntry::user("sk-c".parse().unwrap()).tenant());
         assert_ne!(c, tenant("sk-d"));
+        // The shared rate-limit identity: the same whatever the key's place, and none of the
+        // key, its tenant id or its lookup digest.
+        let other = KeySet::new(&keys(&["sk-z", "sk-c"]));
+        let id = set.limit_id(set.find("sk-c").unwrap()).unwrap();
+        assert_eq!(Some(id), other.limit_id(other.find("sk-c").unwrap()));
+        assert!(id.starts_with("key:") && id.len() == 36, "{id}");
+        assert!(!id.contains("sk-c") && !id.contains(&c.id()[4..]));
+        let lookup: String = digest(b"sk-c").iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!lookup.contains(&id[4..]));
+        assert_ne!(Some(id), set.limit_id(set.find("sk-d").unwrap()));
         for (line, why) in [
             ("sk-x role=root", "role must be"),
             ("sk-x name=a/b", "not a tenant name"),

@@ -56,50 +56,59 @@ struct Buckets {
     sweep_at: usize,
 }
 
-/// A generic cell rate algorithm, which is a token bucket kept as one instant per identity and
-/// computed in integer nanoseconds: `per_minute` requests at once, then one every
-/// `interval` = a minute / `per_minute`.
-pub struct RateLimiter {
+/// The arithmetic of a generic cell rate algorithm, shared by the in-memory limiter and the
+/// PostgreSQL one (whose statement computes `admits` in SQL): `per_minute` requests at once,
+/// then one every `interval` = a minute / `per_minute`, in integer nanoseconds. `spent` is how
+/// much of the budget is spent: the theoretical arrival time minus now, zero when it is past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
     per_minute: u32,
     interval: Duration,
-    buckets: Mutex<Buckets>,
 }
 
-impl RateLimiter {
+impl Gcra {
     pub fn new(per_minute: u32) -> Self {
         let per_minute = per_minute.max(1);
-        RateLimiter {
+        Gcra {
             per_minute,
             interval: Duration::from_secs(60) / per_minute,
-            buckets: Mutex::new(Buckets {
-                map: HashMap::new(),
-                sweep_at: 1024,
-            }),
         }
     }
 
-    /// Spends one request of `who`'s budget at `now`; `retry_after` is set when there was none.
-    pub fn check(&self, who: Identity, now: Instant) -> Quota {
-        let whole = self.interval * self.per_minute;
-        let tolerance = whole - self.interval;
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let who = buckets.admit(who, now);
-        let tat = buckets.map.entry(who).or_insert(now);
-        // What is spent of the budget: a minute's worth when nothing is left.
-        let spent = tat.saturating_duration_since(now);
-        if spent > tolerance {
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// How far past now the theoretical arrival time may be and still admit one more: the
+    /// whole budget less one request.
+    pub fn tolerance(&self) -> Duration {
+        self.interval * (self.per_minute - 1)
+    }
+
+    /// How many of `k` requests arriving together fit when `spent` is spent: as many as `k`
+    /// requests one after another would admit.
+    pub fn admits(&self, spent: Duration, k: u32) -> u32 {
+        let Some(room) = self.tolerance().checked_sub(spent) else {
+            return 0;
+        };
+        let fit = room.as_nanos() / self.interval.as_nanos().max(1) + 1;
+        u32::try_from(fit).unwrap_or(u32::MAX).min(k)
+    }
+
+    /// The quota of the `i`-th of a batch (0-based, in arrival order) after `admitted` of it
+    /// were let in, leaving `spent_after` spent: the first `admitted` see the budget as it was
+    /// after each of them, the others are refused until one request's worth is back.
+    pub fn quota(&self, spent_after: Duration, admitted: u32, i: u32) -> Quota {
+        if i >= admitted {
             return Quota {
                 limit: self.per_minute,
                 remaining: 0,
-                reset: spent,
-                retry_after: Some(spent - tolerance),
+                reset: spent_after,
+                retry_after: Some(spent_after.saturating_sub(self.tolerance())),
             };
         }
-        let spent = spent + self.interval;
-        *tat = now + spent;
+        let spent = spent_after.saturating_sub(self.interval * (admitted - 1 - i));
+        let whole = self.interval * self.per_minute;
         let left = whole.saturating_sub(spent).as_nanos() / self.interval.as_nanos().max(1);
         Quota {
             limit: self.per_minute,
@@ -107,6 +116,44 @@ impl RateLimiter {
             reset: spent,
             retry_after: None,
         }
+    }
+}
+
+/// The in-memory limiter: a `Gcra` with one theoretical arrival time per identity, for one
+/// process.
+pub struct RateLimiter {
+    gcra: Gcra,
+    buckets: Mutex<Buckets>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        RateLimiter {
+            gcra: Gcra::new(per_minute),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                sweep_at: 1024,
+            }),
+        }
+    }
+
+    pub fn gcra(&self) -> Gcra {
+        self.gcra
+    }
+
+    /// Spends one request of `who`'s budget at `now`; `retry_after` is set when there was none.
+    pub fn check(&self, who: Identity, now: Instant) -> Quota {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let who = buckets.admit(who, now);
+        let tat = buckets.map.entry(who).or_insert(now);
+        let spent = tat.saturating_duration_since(now);
+        let admitted = self.gcra.admits(spent, 1);
+        let spent_after = spent + self.gcra.interval * admitted;
+        *tat = now + spent_after;
+        self.gcra.quota(spent_after, admitted, 0)
     }
 
     #[cfg(test)]
@@ -191,6 +238,40 @@ mod tests {
         let q = limiter.check(who, later + Duration::from_secs(60));
         assert_eq!(q.remaining, 2);
         assert_eq!(q.reset, Duration::from_secs(20));
+    }
+
+    /// One decision for k requests (what the store's statement does) gives each the quota k
+    /// requests one after another would get, from any starting point of the budget.
+    #[test]
+    fn a_batch_decides_like_requests_one_by_one() {
+        for per_minute in [1, 3, 7, 10, 60] {
+            let gcra = Gcra::new(per_minute);
+            let step = gcra.interval() / 3;
+            for start in 0..(3 * per_minute + 4) {
+                let spent = step * start;
+                for k in 1..=per_minute + 3 {
+                    // One by one, on the in-memory limiter's bookkeeping.
+                    let (mut tat, mut one_by_one) = (spent, Vec::new());
+                    for _ in 0..k {
+                        let admitted = gcra.admits(tat, 1);
+                        tat += gcra.interval() * admitted;
+                        one_by_one.push(gcra.quota(tat, admitted, 0));
+                    }
+                    let admitted = gcra.admits(spent, k);
+                    let after = spent + gcra.interval() * admitted;
+                    assert_eq!(after, tat, "rpm {per_minute} spent {spent:?} k {k}");
+                    let batch: Vec<Quota> =
+                        (0..k).map(|i| gcra.quota(after, admitted, i)).collect();
+                    assert_eq!(batch, one_by_one, "rpm {per_minute} spent {spent:?} k {k}");
+                }
+            }
+        }
+        // 10 rpm, nothing spent: 12 together admit 10, the 11th and 12th wait 6 s.
+        let gcra = Gcra::new(10);
+        assert_eq!(gcra.admits(Duration::ZERO, 12), 10);
+        let refused = gcra.quota(Duration::from_secs(60), 10, 10);
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(6)));
+        assert_eq!(gcra.quota(Duration::from_secs(60), 10, 0).remaining, 9);
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! (IPv6 per /64), which behind a reverse proxy means one budget for all. One budget serves
 //! both protocols. Keys are never logged, nor echoed in error messages.
 //!
+//! The budgets live in this process (`limiter`), or with `--rate-limit-store postgres://…` in
+//! PostgreSQL (`shared_limiter`), shared by every gateway using that database: a key by a
+//! digest of it (`KeySet::limit_id`), the same on every instance; a client address as itself,
+//! so one client is one budget whichever façade it reaches.
+//!
 //! Every admitted request acts for a `Tenant` (the key's, or the anonymous tenant without keys),
 //! which the layers put into the request's extensions for the handlers. A `--upstream` façade
 //! names the tenant it acts for in the `x-gateway-tenant` (and `x-gateway-tenant-admin`)
@@ -24,6 +29,7 @@
 
 mod keys;
 mod limiter;
+mod shared_limiter;
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -39,7 +45,8 @@ pub const TENANT_METADATA: &str = "x-gateway-tenant";
 pub const TENANT_ADMIN_METADATA: &str = "x-gateway-tenant-admin";
 
 pub use keys::{ApiKey, KeyEntry, KeySet, parse_key_file, read_key_file};
-pub use limiter::{Identity, Quota, RateLimiter, openai_duration, retry_after_secs};
+pub use limiter::{Gcra, Identity, Quota, RateLimiter, openai_duration, retry_after_secs};
+pub use shared_limiter::{DECIDE_TIMEOUT, SharedLimiter};
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,13 +121,21 @@ pub struct AccessConfig {
     pub api_keys_file: Option<std::path::PathBuf>,
     pub public_health: bool,
     pub rate_limit_rpm: u32,
+    /// `--rate-limit-store`: a `postgres://` URL, for budgets shared by every instance.
+    pub rate_limit_store: Option<String>,
+}
+
+/// Where the budgets are kept.
+enum Limiter {
+    Local(RateLimiter),
+    Shared(SharedLimiter),
 }
 
 /// The access rules of one gateway, shared by both protocols.
 pub struct Access {
     keys: KeySet,
     public_health: bool,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Limiter>,
 }
 
 impl Access {
@@ -128,7 +143,33 @@ impl Access {
         Access {
             keys,
             public_health,
-            limiter: (rate_limit_rpm > 0).then(|| RateLimiter::new(rate_limit_rpm)),
+            limiter: (rate_limit_rpm > 0).then(|| Limiter::Local(RateLimiter::new(rate_limit_rpm))),
+        }
+    }
+
+    /// `from_config`, with the budgets in `--rate-limit-store` when one is given (connecting to
+    /// it now: an unreachable store is an error at start, not at the first request).
+    pub async fn open(config: &AccessConfig) -> Result<Self, String> {
+        let mut access = Access::from_config(config)?;
+        match (&config.rate_limit_store, config.rate_limit_rpm) {
+            (Some(url), rpm) if rpm > 0 => {
+                let shared = SharedLimiter::open(url, rpm).await?;
+                tracing::info!("rate limits shared through the --rate-limit-store");
+                access.limiter = Some(Limiter::Shared(shared));
+            }
+            (Some(_), _) => {
+                tracing::warn!("--rate-limit-store is unused without --rate-limit-rpm");
+            }
+            (None, _) => {}
+        }
+        Ok(access)
+    }
+
+    /// The shared limiter, when the budgets are in a store.
+    pub fn shared_limiter(&self) -> Option<&SharedLimiter> {
+        match &self.limiter {
+            Some(Limiter::Shared(shared)) => Some(shared),
+            Some(Limiter::Local(_)) | None => None,
         }
     }
 
@@ -177,7 +218,7 @@ impl Access {
     /// client's address when known. `Ok` carries the tenant the request acts for (the anonymous
     /// one without keys, or on a route that needs none) and the quota to report, when
     /// rate-limited.
-    pub fn admit(
+    pub async fn admit(
         &self,
         route: Route,
         protocol: Protocol,
@@ -218,7 +259,10 @@ impl Access {
             (None, Some(ip)) => Identity::client(ip),
             (None, None) => Identity::Anonymous,
         };
-        let quota = limiter.check(who, Instant::now());
+        let quota = match limiter {
+            Limiter::Local(local) => local.check(who, Instant::now()),
+            Limiter::Shared(shared) => shared.check(&self.limit_id(who), who).await,
+        };
         match quota.retry_after {
             None => Ok(Admitted {
                 tenant,
@@ -233,6 +277,19 @@ impl Access {
 }
 
 impl Access {
+    /// The name of `who`'s budget in the store: the same on every gateway.
+    fn limit_id(&self, who: Identity) -> String {
+        match who {
+            Identity::Key(index) => self
+                .keys
+                .limit_id(index)
+                .map_or_else(|| format!("key#{index}"), str::to_owned),
+            Identity::Client(ip) => format!("ip:{ip}"),
+            Identity::Anonymous => "anonymous".into(),
+            Identity::Overflow => "overflow".into(),
+        }
+    }
+
     /// The tenant a request acts for when it names one in `forwarded` (the value of
     /// `x-gateway-tenant`, with `x-gateway-tenant-admin`): a façade calling for its own caller.
     /// Honoured only when `caller` is an admin or this gateway has no keys; from anyone else the

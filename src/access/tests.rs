@@ -2,6 +2,29 @@
 
 use super::*;
 
+/// `admit` for the in-memory limiter, which never waits.
+trait AdmitNow {
+    fn admit_now(
+        &self,
+        route: Route,
+        protocol: Protocol,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<Admitted, Refusal>;
+}
+
+impl AdmitNow for Access {
+    fn admit_now(
+        &self,
+        route: Route,
+        protocol: Protocol,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<Admitted, Refusal> {
+        futures::executor::block_on(self.admit(route, protocol, authorization, peer))
+    }
+}
+
 fn access(keys: &[&str], public_health: bool, rpm: u32) -> Access {
     let keys: Vec<KeyEntry> = keys
         .iter()
@@ -46,28 +69,34 @@ fn routes_are_classified_by_path_prefix() {
 fn keys_are_checked_where_the_rules_say() {
     let a = access(&["k1", "k2"], true, 0);
     let http = Protocol::Http;
-    let err = a.admit(Route::Api, http, None, None).unwrap_err().error;
+    let err = a.admit_now(Route::Api, http, None, None).unwrap_err().error;
     assert_eq!(err.code(), Some("invalid_api_key"));
     assert!(err.to_string().contains("didn't provide"), "{err}");
     let err = a
-        .admit(Route::Api, http, Some("Basic k1"), None)
+        .admit_now(Route::Api, http, Some("Basic k1"), None)
         .unwrap_err();
     assert!(err.error.to_string().contains("didn't provide"));
     let err = a
-        .admit(Route::Api, http, Some("Bearer k3"), None)
+        .admit_now(Route::Api, http, Some("Bearer k3"), None)
         .unwrap_err();
     assert!(err.error.to_string().starts_with("Incorrect API key"));
     assert!(!err.error.to_string().contains("k3"));
-    assert!(a.admit(Route::Api, http, Some("Bearer k2"), None).is_ok());
-    assert!(a.admit(Route::Api, http, Some("bearer  k1 "), None).is_ok());
-    assert!(a.admit(Route::Health, http, None, None).is_ok());
-    assert!(a.admit(Route::Open, http, None, None).is_ok());
+    assert!(
+        a.admit_now(Route::Api, http, Some("Bearer k2"), None)
+            .is_ok()
+    );
+    assert!(
+        a.admit_now(Route::Api, http, Some("bearer  k1 "), None)
+            .is_ok()
+    );
+    assert!(a.admit_now(Route::Health, http, None, None).is_ok());
+    assert!(a.admit_now(Route::Open, http, None, None).is_ok());
     let closed = access(&["k1"], false, 0);
-    assert!(closed.admit(Route::Health, http, None, None).is_err());
-    assert!(closed.admit(Route::Open, http, None, None).is_ok());
+    assert!(closed.admit_now(Route::Health, http, None, None).is_err());
+    assert!(closed.admit_now(Route::Open, http, None, None).is_ok());
     let open = access(&[], false, 0);
     assert!(open.is_open());
-    let admitted = open.admit(Route::Api, http, None, None).unwrap();
+    let admitted = open.admit_now(Route::Api, http, None, None).unwrap();
     assert!(admitted.quota.is_none());
     assert_eq!(admitted.tenant, Tenant::anonymous());
 }
@@ -75,7 +104,7 @@ fn keys_are_checked_where_the_rules_say() {
 #[test]
 fn the_rate_limit_is_per_key_or_per_client() {
     let a = access(&["k1", "k2"], true, 2);
-    let call = |auth| a.admit(Route::Api, Protocol::Grpc, Some(auth), None);
+    let call = |auth| a.admit_now(Route::Api, Protocol::Grpc, Some(auth), None);
     assert_eq!(call("Bearer k1").unwrap().quota.unwrap().remaining, 1);
     assert_eq!(call("Bearer k1").unwrap().quota.unwrap().remaining, 0);
     let refusal = call("Bearer k1").unwrap_err();
@@ -90,21 +119,23 @@ fn the_rate_limit_is_per_key_or_per_client() {
     assert_eq!(refusal.quota.unwrap().remaining, 0);
     assert!(call("Bearer k2").is_ok());
     // Health is never counted.
-    let health = a.admit(Route::Health, Protocol::Grpc, None, None).unwrap();
+    let health = a
+        .admit_now(Route::Health, Protocol::Grpc, None, None)
+        .unwrap();
     assert!(health.quota.is_none());
 
     let open = access(&[], true, 1);
     let ip = |s: &str| Some(s.parse().unwrap());
     assert!(
-        open.admit(Route::Api, Protocol::Http, None, ip("10.0.0.1"))
+        open.admit_now(Route::Api, Protocol::Http, None, ip("10.0.0.1"))
             .is_ok()
     );
     assert!(
-        open.admit(Route::Api, Protocol::Http, None, ip("10.0.0.1"))
+        open.admit_now(Route::Api, Protocol::Http, None, ip("10.0.0.1"))
             .is_err()
     );
     assert!(
-        open.admit(Route::Api, Protocol::Http, None, ip("10.0.0.2"))
+        open.admit_now(Route::Api, Protocol::Http, None, ip("10.0.0.2"))
             .is_ok()
     );
 }
@@ -121,17 +152,18 @@ fn the_configuration_builds_the_rules() {
         api_keys_file: Some(file),
         public_health: false,
         rate_limit_rpm: 5,
+        rate_limit_store: None,
     };
     let a = Access::from_config(&config).unwrap();
     assert_eq!(a.keys.len(), 4);
     assert!(!a.public_health);
     let auth = Some("Bearer k3");
-    let admitted = a.admit(Route::Api, Protocol::Http, auth, None).unwrap();
+    let admitted = a.admit_now(Route::Api, Protocol::Http, auth, None).unwrap();
     assert_eq!(admitted.quota.unwrap().limit, 5);
     assert_eq!(admitted.tenant, Tenant::new("ops", false).unwrap());
-    let admin = a.admit(Route::Api, Protocol::Http, Some("Bearer k9"), None);
+    let admin = a.admit_now(Route::Api, Protocol::Http, Some("Bearer k9"), None);
     assert!(admin.unwrap().tenant.is_admin());
-    let user = a.admit(Route::Api, Protocol::Http, Some("Bearer k1"), None);
+    let user = a.admit_now(Route::Api, Protocol::Http, Some("Bearer k1"), None);
     assert!(!user.unwrap().tenant.is_admin());
 
     let open = AccessConfig {
@@ -184,7 +216,7 @@ fn only_admins_and_open_gateways_act_on_behalf_of_a_tenant() {
     );
     let tenant = |key: &str| {
         keyed
-            .admit(
+            .admit_now(
                 Route::Api,
                 Protocol::Grpc,
                 Some(&format!("Bearer {key}")),

@@ -56,7 +56,7 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S> tower::Service<Request<Body>> for AccessService<S>
 where
-    S: tower::Service<Request<Body>, Response = Response<Body>>,
+    S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -69,50 +69,79 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        match admit(&self.access, &request) {
-            Ok(Admitted { tenant, quota }) => {
-                request.extensions_mut().insert(tenant);
-                let response = self.inner.call(request);
-                Box::pin(async move {
-                    let mut response = response.await?;
+        // The service polled ready goes into the future; this one keeps a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let access = self.access.clone();
+        let call = Call::of(&request);
+        Box::pin(async move {
+            match call.admit(&access).await {
+                Ok(Admitted { tenant, quota }) => {
+                    request.extensions_mut().insert(tenant);
+                    let mut response = inner.call(request).await?;
                     write_quota(response.headers_mut(), quota.as_ref());
                     Ok(response)
-                })
+                }
+                Err(refusal) => {
+                    tracing::info!(error = %refusal.error, "gRPC request refused");
+                    let mut response = to_status(&refusal.error).into_http::<Body>();
+                    write_quota(response.headers_mut(), refusal.quota.as_ref());
+                    Ok(response)
+                }
             }
-            Err(refusal) => {
-                tracing::info!(error = %refusal.error, "gRPC request refused");
-                let mut response = to_status(&refusal.error).into_http::<Body>();
-                write_quota(response.headers_mut(), refusal.quota.as_ref());
-                Box::pin(std::future::ready(Ok(response)))
-            }
-        }
+        })
     }
 }
 
-/// The access decision for one call, and the tenant it acts for.
-fn admit(access: &Access, request: &Request<Body>) -> Result<Admitted, Refusal> {
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    let admitted = if access.is_open() {
-        Admitted {
-            tenant: Tenant::anonymous(),
-            quota: None,
+/// What the access decision reads of a call, taken out of it so the decision can wait (the
+/// request's body is not `Sync`).
+struct Call {
+    route: Route,
+    authorization: Option<String>,
+    tenant: Option<String>,
+    tenant_admin: Option<String>,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl Call {
+    fn of(request: &Request<Body>) -> Self {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Call {
+            route: Route::of_grpc_path(request.uri().path()),
+            authorization: header("authorization"),
+            tenant: header(TENANT_METADATA),
+            tenant_admin: header(TENANT_ADMIN_METADATA),
+            peer: request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(|info| info.remote_addr)
+                .map(|addr| addr.ip()),
         }
-    } else {
-        let route = Route::of_grpc_path(request.uri().path());
-        let peer = request
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(|info| info.remote_addr)
-            .map(|addr| addr.ip());
-        access.admit(route, Protocol::Grpc, header("authorization"), peer)?
-    };
-    let Admitted { tenant, quota } = admitted;
-    match access.on_behalf_of(
-        tenant,
-        header(TENANT_METADATA),
-        header(TENANT_ADMIN_METADATA),
-    ) {
-        Ok(tenant) => Ok(Admitted { tenant, quota }),
-        Err(error) => Err(Refusal { error, quota }),
+    }
+
+    /// The access decision for one call, and the tenant it acts for.
+    async fn admit(&self, access: &Access) -> Result<Admitted, Refusal> {
+        let admitted = if access.is_open() {
+            Admitted {
+                tenant: Tenant::anonymous(),
+                quota: None,
+            }
+        } else {
+            let authorization = self.authorization.as_deref();
+            access
+                .admit(self.route, Protocol::Grpc, authorization, self.peer)
+                .await?
+        };
+        let Admitted { tenant, quota } = admitted;
+        match access.on_behalf_of(tenant, self.tenant.as_deref(), self.tenant_admin.as_deref()) {
+            Ok(tenant) => Ok(Admitted { tenant, quota }),
+            Err(error) => Err(Refusal { error, quota }),
+        }
     }
 }

@@ -37,7 +37,10 @@ pub async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    match access.admit(route, Protocol::Http, authorization, peer) {
+    match access
+        .admit(route, Protocol::Http, authorization, peer)
+        .await
+    {
         Ok(admitted) => {
             request.extensions_mut().insert(admitted.tenant);
             let mut response = next.run(request).await;
