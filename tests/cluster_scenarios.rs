@@ -255,7 +255,10 @@ async fn three_hundred_requests_spread_evenly_and_a_full_worker_gets_less() {
         });
         let deadline = Instant::now() + Duration::from_secs(20);
         while c.workers[2].prompts() < before[2] + 4 {
-            assert!(Instant::now() < deadline, "the filler never reached worker 3");
+            assert!(
+                Instant::now() < deadline,
+                "the filler never reached worker 3"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // One load report (every 100 ms at most) later, the façades know.
@@ -348,8 +351,12 @@ async fn a_worker_killed_mid_load_loses_nothing_and_rejoins() {
                 .iter()
                 .map(|p| {
                     let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-                    format!("{p}: {} | {stat}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                    format!(
+                        "{p}: {} | {stat}",
+                        String::from_utf8_lossy(&cmd).replace('\0', " ")
+                    )
                 })
                 .collect();
             assert!(
@@ -538,6 +545,132 @@ async fn a_per_key_limit_holds_across_both_facades() {
             // Five of the ten went through façade 2: only a shared count stops this one.
             other => panic!("the 11th request (façade 1) must be 429: {other:?}"),
         }
+    })
+    .await;
+}
+
+/// The real CLI (pinned) on two worker hosts, each against a fake Anthropic API on its own
+/// loopback, behind a façade host: a completion, a stream, and a conversation whose resent
+/// history keeps it on one worker, in one live CLI process, across hosts.
+#[tokio::test]
+async fn the_real_cli_serves_a_conversation_through_a_facade_across_hosts() {
+    within(110, async {
+        let Some(cli) = real_cli() else {
+            return;
+        };
+        let cli = cli.display().to_string();
+        let net = Netns::new("real").unwrap().unwrap();
+        let hosts: Vec<Host> = (1..=2u8)
+            .map(|i| net.host(&format!("w{i}"), 10 + i).unwrap())
+            .collect();
+        let facade_host = net.host("f1", 21).unwrap();
+        let client = net.host("c", 30).unwrap();
+        let mut apis = Vec::new();
+        let mut workers = Vec::new();
+        for host in &hosts {
+            // Bound on that host's own 127.0.0.1: only its worker reaches it.
+            let api = host.run(fake_anthropic::FakeAnthropic::start()).await;
+            let base = api.base_url();
+            let args = ["--claude-bin", cli.as_str(), "--claude-max-retries", "0"];
+            let env = [("ANTHROPIC_API_KEY", "sk-test"), ("ANTHROPIC_BASE_URL", base.as_str())];
+            workers.push(host.gateway_with_env(&args, &env).await.unwrap());
+            apis.push(api);
+        }
+        let upstream = format!("{},{}", workers[0].grpc_url, workers[1].grpc_url);
+        let facade = start(&facade_host, &["--upstream".into(), upstream]).await;
+        let url = facade.url("/v1/chat/completions");
+        let health = facade.url("/health");
+        let turns = client
+            .run(async move {
+                let http = crate::common::client();
+                for _ in 0..200 {
+                    let body: Value = match http.get(&health).send().await {
+                        Ok(r) => r.json().await.unwrap_or_default(),
+                        Err(_) => Value::Null,
+                    };
+                    if body["upstream"].as_str().unwrap_or_default().matches(": SERVING").count()
+                        == 2
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let whole: Value = http
+                    .post(&url)
+                    .json(&json!({"model": "sonnet", "messages": [{"role": "user", "content": "Hello across hosts"}]}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    whole["choices"][0]["message"]["content"],
+                    "You said: Hello across hosts",
+                    "{whole}"
+                );
+                let streamed = http
+                    .post(&url)
+                    .json(&json!({"model": "sonnet", "stream": true,
+                        "messages": [{"role": "user", "content": "[[words:5]] streamed"}]}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert!(streamed.contains("w5") && streamed.trim_end().ends_with("data: [DONE]"), "{streamed}");
+                // Three turns, the history resent each time.
+                let mut messages = vec![json!({"role": "user", "content": "CONV-1 My name is Ada."})];
+                let mut said = Vec::new();
+                for turn in 2..=4 {
+                    let answer: Value = http
+                        .post(&url)
+                        .json(&json!({"model": "sonnet", "messages": messages}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    let reply = answer["choices"][0]["message"].clone();
+                    said.push(reply["content"].as_str().unwrap_or_default().to_string());
+                    messages.push(reply);
+                    messages.push(json!({"role": "user", "content": format!("CONV-{turn} more")}));
+                }
+                said
+            })
+            .await;
+        assert_eq!(turns[0], "You said: CONV-1 My name is Ada.");
+        // Where each conversation turn reached the API, and in which CLI session.
+        let conv: Vec<(usize, String)> = apis
+            .iter()
+            .enumerate()
+            .flat_map(|(w, api)| {
+                api.requests()
+                    .into_iter()
+                    .zip(api.request_headers())
+                    .filter(|(body, _)| body.to_string().contains("CONV-"))
+                    .map(move |(_, headers)| {
+                        let session = headers
+                            .iter()
+                            .find(|(k, _)| k == "x-claude-code-session-id")
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default();
+                        (w, session)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        eprintln!("conversation turns (worker, CLI session): {conv:?}");
+        assert_eq!(conv.len(), 3, "{conv:?}");
+        // The 2nd and 3rd turns resend the history: one worker, one live process.
+        let later: Vec<&(usize, String)> = conv
+            .iter()
+            .filter(|(w, s)| conv.iter().filter(|(w2, s2)| w2 == w && s2 == s).count() >= 2)
+            .collect();
+        assert_eq!(later.len(), 2, "turns 2 and 3 must continue one process: {conv:?}");
+        assert!(workers.iter().all(|w| w.stderr().contains("claude CLI found")));
     })
     .await;
 }

@@ -103,9 +103,7 @@ pub fn assert_known_env<'a>(place: &str, names: impl IntoIterator<Item = &'a str
     let unknown: Vec<&str> = names
         .into_iter()
         .filter(|n| {
-            !envs.contains(*n)
-                && !PASSED_TO_THE_CLI.contains(n)
-                && !PROCESS_ENV.contains(n)
+            !envs.contains(*n) && !PASSED_TO_THE_CLI.contains(n) && !PROCESS_ENV.contains(n)
         })
         .collect();
     assert!(
