@@ -23,9 +23,10 @@ static UPSTREAM: LazyLock<Upstream> = LazyLock::new(|| {
             IntCounterVec::new(
                 opts(
                     "upstream_attempts_total",
-                    "Requests sent to a worker, by worker and outcome: `ok` (its first event \
-                     came), `retried` (it failed before that and went to another worker), \
-                     `failed` (it failed and was not retried).",
+                    "Calls sent to a worker (completions, token counts, models, sessions, stored \
+                     responses), by worker and outcome: `ok` (it answered; a completion: its \
+                     first event came), `retried` (it failed before that and went to another \
+                     worker), `failed` (it failed and was not retried).",
                 ),
                 &["worker", "outcome"],
             ),

@@ -209,8 +209,7 @@ impl Members {
 
     /// Members by state, for `/health` and the metrics.
     pub fn states(&self) -> Vec<(String, &'static str)> {
-        let states: Vec<(String, &'static str)> = self
-            .all()
+        self.all()
             .iter()
             .map(|m| {
                 let state = match m.health() {
@@ -221,8 +220,7 @@ impl Members {
                 };
                 (m.name.clone(), state)
             })
-            .collect();
-        states
+            .collect()
     }
 
     /// Runs `call` on a worker and, while it fails in a way that may be retried, on others.
@@ -238,7 +236,10 @@ impl Members {
                 break;
             };
             match call(member.clone()).await {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    metrics::attempt(&member.name, "ok");
+                    return Ok(value);
+                }
                 Err(refusal) if refusal.retry => {
                     tracing::warn!(worker = %member.name, error = %refusal.error, "retrying on another worker");
                     metrics::attempt(&member.name, "retried");

@@ -98,7 +98,6 @@ impl ChatBackend for ClusterBackend {
                 async move {
                     let guard = member.begin();
                     let ChatStream { meta, events } = member.remote.open(params, ctx).await?;
-                    metrics::attempt(&member.name, "ok");
                     // The request counts on its worker until its stream ends or is dropped.
                     let events = events.map(move |event| {
                         let _on = &guard;
