@@ -413,7 +413,7 @@ async fn request_ids_are_echoed_generated_and_reach_the_workers_logs() {
         assert_eq!(sum(&m, "claude_gateway_http_requests_total", &chat), 2.0);
         assert_eq!(sum(&m, "claude_gateway_tokens_total", &[]), 0.0);
         let m = scrape(&worker.gw).await;
-        let calls = [("method", "CreateChatCompletion"), ("code", "OK")];
+        let calls = [("method", "StreamChatCompletion"), ("code", "OK")];
         assert_eq!(sum(&m, "claude_gateway_grpc_requests_total", &calls), 2.0);
         assert!(sum(&m, "claude_gateway_tokens_total", &[]) > 0.0);
     })

@@ -46,6 +46,9 @@ pub enum Health {
 struct State {
     health: Health,
     load: Option<pb::WorkerLoad>,
+    /// This façade's requests on it when its last report came: those started since are not
+    /// in the report yet.
+    in_flight_at_report: u32,
     /// Passed over until then: a request could not reach it.
     paused_until: Option<Instant>,
 }
@@ -68,6 +71,7 @@ impl Member {
             state: Mutex::new(State {
                 health: Health::Unknown,
                 load: None,
+                in_flight_at_report: 0,
                 paused_until: None,
             }),
             in_flight: AtomicU32::new(0),
@@ -111,12 +115,14 @@ impl Member {
         self.state(|s| match &s.load {
             Some(l) => Candidate {
                 reported_busy: l.serving.saturating_add(l.queued),
+                since_report: in_flight.saturating_sub(s.in_flight_at_report),
                 capacity: l.capacity,
                 ready: l.warm.saturating_add(l.idle),
                 in_flight,
             },
             None => Candidate {
                 reported_busy: 0,
+                since_report: in_flight,
                 capacity: 0,
                 ready: 0,
                 in_flight,
@@ -157,7 +163,11 @@ impl Member {
     }
 
     fn set_load(&self, load: Option<pb::WorkerLoad>) {
-        self.state(|s| s.load = load);
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        self.state(|s| {
+            s.load = load;
+            s.in_flight_at_report = in_flight;
+        });
     }
 }
 

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 pub struct Candidate {
     /// Requests the worker reported running or waiting.
     pub reported_busy: u32,
+    /// Requests this façade sent it since that report (a report is up to 100 ms old).
+    pub since_report: u32,
     /// The worker's process budget (0 before its first report).
     pub capacity: u32,
     /// Idle processes the worker reported ready (warm, recycled).
@@ -25,14 +27,16 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// The share of its capacity a new request would find busy, lower is better. The reported
-    /// count already holds some of this façade's requests, the larger of the two is the
-    /// better guess. A worker with a process ready skips a cold start (~0.7 CPU-s), which
-    /// counts as a little less load.
+    /// The share of its capacity a new request would find busy, lower is better: what the
+    /// worker reported plus what this façade sent it since (every façade sees its own requests
+    /// at once, so a stale report does not send them all to one worker), or this façade's own
+    /// count when that is larger. A worker with a process ready skips a cold start
+    /// (~0.7 CPU-s): between equally busy workers, it wins; it never outweighs a request.
     pub fn cost(&self) -> f64 {
-        let busy = f64::from(self.reported_busy.max(self.in_flight));
+        let reported = self.reported_busy.saturating_add(self.since_report);
+        let busy = f64::from(reported.max(self.in_flight));
         let capacity = f64::from(self.capacity.max(1));
-        let ready = if self.ready > 0 { 0.25 } else { 0.0 };
+        let ready = if self.ready > 0 { 0.1 } else { 0.0 };
         (busy + 1.0 - ready) / capacity
     }
 }
@@ -85,6 +89,7 @@ mod tests {
     fn idle(capacity: u32) -> Candidate {
         Candidate {
             reported_busy: 0,
+            since_report: 0,
             capacity,
             ready: 0,
             in_flight: 0,
