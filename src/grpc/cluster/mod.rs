@@ -35,7 +35,6 @@ use crate::metrics::upstream as metrics;
 
 use super::convert;
 use super::remote::{Refusal, may_retry};
-
 use super::upstream::{Deadlines, UpstreamConfig};
 
 pub use members::Members;
