@@ -1,6 +1,6 @@
-//! The HTTP side of `Access`: an axum middleware that reads `Authorization` and the client
-//! address, refuses with the OpenAI-shaped 401 (`invalid_api_key`, plus `WWW-Authenticate:
-//! Bearer`) or 429 (`rate_limit_exceeded`, plus `Retry-After`), and puts the `x-ratelimit-*`
+//! The HTTP side of `Access`: an axum middleware that reads `Authorization` (or Anthropic's
+//! `x-api-key`) and the client address, refuses with the OpenAI-shaped 401 (`invalid_api_key`,
+//! plus `WWW-Authenticate: Bearer`; Anthropic-shaped on the Messages routes) or 429 (`rate_limit_exceeded`, plus `Retry-After`), and puts the `x-ratelimit-*`
 //! headers on every rate-limited response, refused or not. An admitted request carries its
 //! `Tenant` in its extensions, which handlers take with the `Tenant` extractor below.
 
@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::messages::error::MessagesError;
 use crate::access::{Access, Protocol, Route, write_quota};
 use crate::chat::{ChatError, Tenant};
 
@@ -28,10 +29,18 @@ pub async fn guard(
         return next.run(request).await;
     }
     let route = Route::of_http_path(request.uri().path());
+    // Anthropic's clients send the key as `x-api-key`; it is read as a bearer token.
+    let api_key = request
+        .headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("Bearer {k}"));
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())
+        .or(api_key.as_deref());
+    let anthropic = super::messages::error::is_messages_path(request.uri().path());
     // Present when the server runs with `into_make_service_with_connect_info`.
     let peer = request
         .extensions()
@@ -45,6 +54,11 @@ pub async fn guard(
             request.extensions_mut().insert(admitted.tenant);
             let mut response = next.run(request).await;
             write_quota(response.headers_mut(), admitted.quota.as_ref());
+            response
+        }
+        Err(refusal) if anthropic => {
+            let mut response = MessagesError(refusal.error).into_response();
+            write_quota(response.headers_mut(), refusal.quota.as_ref());
             response
         }
         Err(refusal) => {

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod docs;
 pub mod error;
 pub mod handlers;
+pub mod messages;
 pub mod openai;
 pub mod responses;
 pub mod routes;
@@ -38,6 +39,8 @@ pub fn router(
             access,
             access::guard,
         ))
+        // Outside the guard, so its refusals of Messages requests carry `request-id` too.
+        .layer(axum::middleware::from_fn(messages::error::with_request_id))
         // Outside the access guard, so refusals are counted too; under the route template.
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(

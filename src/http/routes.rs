@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::docs::{self, ApiDoc};
 use super::handlers::{self, AppState};
-use super::{responses, sessions};
+use super::{messages, responses, sessions};
 
 /// Every route of the API, with its operation.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -25,6 +25,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(responses::lookup::get, responses::lookup::delete))
         .routes(routes!(responses::lookup::input_items))
         .routes(routes!(responses::input_tokens::count))
+        .routes(routes!(messages::handler::create))
+        .routes(routes!(messages::handler::count_tokens))
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::clear))

@@ -1,0 +1,182 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::chat::error::ChatError;
+
+fn convert(body: Value) -> Result<Converted, ChatError> {
+    let req: MessagesRequest = serde_json::from_value(body).expect("a request");
+    create_request(req)
+}
+
+fn base(messages: Value) -> Value {
+    json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": messages})
+}
+
+#[test]
+fn system_text_images_and_fields_reach_the_domain() {
+    let mut body = base(json!([{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+    ]}]));
+    body["system"] = json!([{"type": "text", "text": "Be brief."},
+                           {"type": "text", "text": "Be kind.", "cache_control": {"type": "ephemeral"}}]);
+    body["stop_sequences"] = json!(["END"]);
+    body["temperature"] = json!(0.5);
+    body["top_k"] = json!(5);
+    body["metadata"] = json!({"user_id": "u1"});
+    body["service_tier"] = json!("auto");
+    let c = convert(body).unwrap();
+    let r = c.request;
+    assert_eq!(
+        r.messages[0],
+        Message::text(Role::System, "Be brief.\n\nBe kind.")
+    );
+    assert_eq!(r.messages[1].role, Role::User);
+    assert_eq!(
+        r.messages[1].content,
+        vec![
+            ContentPart::Text("What is this?".into()),
+            ContentPart::ImageUrl {
+                url: "data:image/png;base64,AA==".into(),
+                detail: ImageDetail::Unspecified
+            },
+            ContentPart::ImageUrl {
+                url: "https://example.com/a.png".into(),
+                detail: ImageDetail::Unspecified
+            },
+        ]
+    );
+    assert_eq!(r.max_tokens, Some(100));
+    assert_eq!(r.stop, vec!["END".to_string()]);
+    assert_eq!(r.sampling.temperature, Some(0.5));
+    let mut other = r.sampling.other.clone();
+    other.sort();
+    assert_eq!(
+        other,
+        vec!["cache_control", "metadata.user_id", "service_tier", "top_k"]
+    );
+    assert!(!c.stream && !c.thinking);
+}
+
+#[test]
+fn a_tool_round_trip_becomes_calls_and_tool_messages() {
+    let mut body = base(json!([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Call it.", "signature": "sig"},
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "Sunny"}], "is_error": true},
+            {"type": "text", "text": "Thanks"},
+        ]},
+    ]));
+    body["tools"] =
+        json!([{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}}]);
+    body["tool_choice"] = json!({"type": "any", "disable_parallel_tool_use": true});
+    let r = convert(body).unwrap().request;
+    assert_eq!(r.tools.len(), 1);
+    assert_eq!(r.tools[0].name, "weather");
+    assert_eq!(r.tools[0].parameters, Some(json!({"type": "object"})));
+    assert_eq!(r.tool_choice, Some(ToolChoice::Required));
+    assert_eq!(r.parallel_tool_calls, Some(false));
+    let assistant = &r.messages[1];
+    assert_eq!(
+        assistant.content[0],
+        ContentPart::Thinking {
+            thinking: "Call it.".into(),
+            signature: "sig".into(),
+            model: "claude-sonnet-4-5".into()
+        }
+    );
+    assert_eq!(assistant.tool_calls[0].id, "toolu_1");
+    assert_eq!(assistant.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
+    assert_eq!(r.messages[2].role, Role::Tool);
+    assert_eq!(r.messages[2].tool_call_id.as_deref(), Some("toolu_1"));
+    assert_eq!(
+        r.messages[2].content,
+        vec![ContentPart::Text("Sunny".into())]
+    );
+    assert_eq!(r.messages[3], Message::text(Role::User, "Thanks"));
+    assert_eq!(r.sampling.other, vec!["is_error".to_string()]);
+}
+
+#[test]
+fn thinking_budgets_map_to_efforts() {
+    for (thinking, effort, shown) in [
+        (
+            json!({"type": "enabled", "budget_tokens": 1024}),
+            Some("low"),
+            true,
+        ),
+        (
+            json!({"type": "enabled", "budget_tokens": 8000}),
+            Some("medium"),
+            true,
+        ),
+        (
+            json!({"type": "enabled", "budget_tokens": 32000}),
+            Some("high"),
+            true,
+        ),
+        (json!({"type": "adaptive"}), None, true),
+        (json!({"type": "disabled"}), None, false),
+    ] {
+        let mut body = base(json!([{"role": "user", "content": "Hi"}]));
+        body["thinking"] = thinking.clone();
+        let c = convert(body).unwrap();
+        assert_eq!(c.request.reasoning_effort.as_deref(), effort, "{thinking}");
+        assert_eq!(c.thinking, shown, "{thinking}");
+    }
+    let mut body = base(json!([{"role": "user", "content": "Hi"}]));
+    body["thinking"] = json!({"type": "enabled"});
+    assert_eq!(
+        convert(body).unwrap_err().param(),
+        Some("thinking.budget_tokens")
+    );
+}
+
+#[test]
+fn what_the_domain_cannot_carry_is_refused_by_name() {
+    let mut body = base(json!([{"role": "user", "content": "Hi"}]));
+    body["tools"] = json!([{"type": "web_search_20250305", "name": "web_search"}]);
+    let e = convert(body).unwrap_err();
+    assert_eq!(e.param(), Some("tools[0].type"));
+    assert!(e.to_string().contains("web_search_20250305"), "{e}");
+
+    let doc = base(json!([{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}}]}]));
+    let e = convert(doc).unwrap_err();
+    assert_eq!(e.param(), Some("messages[0].content[0].type"));
+    assert!(e.to_string().contains("document"), "{e}");
+
+    let redacted = base(json!([
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "xx"}]},
+        {"role": "user", "content": "Again"}]));
+    let e = convert(redacted).unwrap_err();
+    assert!(e.to_string().contains("redacted_thinking"), "{e}");
+
+    let role = base(json!([{"role": "system", "content": "Hi"}]));
+    assert_eq!(convert(role).unwrap_err().param(), Some("messages[0].role"));
+    let choice = {
+        let mut b = base(json!([{"role": "user", "content": "Hi"}]));
+        b["tool_choice"] = json!({"type": "tool"});
+        b
+    };
+    assert_eq!(
+        convert(choice).unwrap_err().param(),
+        Some("tool_choice.name")
+    );
+}
+
+#[test]
+fn missing_max_tokens_is_a_parse_error_naming_it() {
+    let e = crate::http::error::parse_json::<MessagesRequest>(
+        br#"{"model":"claude-sonnet-4-5","messages":[]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.param(), Some("max_tokens"));
+}
