@@ -176,6 +176,26 @@ async fn python_inner() {
             .all(|r| matches!(r["thinking"]["type"].as_str(), Some("enabled" | "adaptive"))),
         "{think:#?}"
     );
+    // The thinking sent back reached Claude natively, first in the turn of its tool_use.
+    let signature = recorded(&record, "messages_think_signature");
+    let looped: Vec<&Value> = marked(&requests, "#msg-think-tool")
+        .into_iter()
+        .filter(|r| !blocks(r, "user", "tool_result").is_empty())
+        .collect();
+    assert_eq!(looped.len(), 1, "{requests:#?}");
+    let turn = looped[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant" && m["content"].to_string().contains("tool_use"))
+        .unwrap_or_else(|| panic!("no tool_use turn: {:#}", looped[0]));
+    assert_eq!(turn["content"][0]["type"], "thinking", "{turn:#}");
+    assert_eq!(turn["content"][0]["thinking"], "Let me think about this.");
+    assert_eq!(
+        turn["content"][0]["signature"],
+        signature.as_str(),
+        "{turn:#}"
+    );
     // max_tokens is Claude's max_tokens.
     let max = marked(&requests, "#msg-max");
     assert!(max.iter().all(|r| r["max_tokens"] == 3), "{max:#?}");
@@ -259,20 +279,23 @@ async fn node_anthropic_sdk_messages() {
         .expect("node_anthropic_sdk_messages timed out");
 }
 
-/// Claude Code as the gateway's client: `claude -p` with `ANTHROPIC_BASE_URL` = the gateway
-/// and the gateway key as its API key, in a HOME of its own (nothing of the machine's config,
-/// no CLAUDE.md, not a git repository). It must print the inner Claude's answer, and the inner
-/// request must carry the outer CLI's prompt (its marker) and the tools it offered.
-async fn claude_code_inner() {
+/// Claude Code as the gateway's client: `claude -p` (on `model`, else its default) with
+/// `ANTHROPIC_BASE_URL` = the gateway and the gateway key as its API key, in a HOME of its own
+/// (nothing of the machine's config, no CLAUDE.md, not a git repository). It must print the
+/// inner Claude's answer, and the inner request must carry the outer CLI's prompt (its marker)
+/// and the tools it offered.
+async fn claude_code_inner(model: Option<&str>) {
     let Some(cli) = real_cli() else { return };
     let api = FakeAnthropic::start().await;
     let gw = gateway(&cli, &api).await;
     let home = tempfile::tempdir().unwrap();
     let prompt = "Hello #cc-client";
     let started = Instant::now();
+    let model = model.map(|m| ["--model", m]);
     let out = run(tokio::process::Command::new(&cli)
         .current_dir(home.path())
         .args(["-p", prompt])
+        .args(model.iter().flatten())
         .env("HOME", home.path())
         .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
         .env("ANTHROPIC_BASE_URL", &gw.http)
@@ -311,9 +334,22 @@ async fn claude_code_inner() {
     );
 }
 
+/// On `claude-sonnet-4-5` the CLI puts its context in `<system-reminder>`s of the user turn.
 #[tokio::test]
 async fn claude_code_as_a_client() {
-    tokio::time::timeout(Duration::from_secs(240), claude_code_inner())
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        claude_code_inner(Some("claude-sonnet-4-5")),
+    )
+    .await
+    .expect("claude_code_as_a_client timed out");
+}
+
+/// On its default model (`claude-opus-5-5`) the CLI also sends `{"role":"system"}` entries in
+/// `messages` (beta `per-turn-control-2026-07-01`), which the endpoint must accept.
+#[tokio::test]
+async fn claude_code_on_its_default_model_as_a_client() {
+    tokio::time::timeout(Duration::from_secs(240), claude_code_inner(None))
         .await
-        .expect("claude_code_as_a_client timed out");
+        .expect("claude_code_on_its_default_model_as_a_client timed out");
 }

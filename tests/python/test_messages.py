@@ -217,6 +217,33 @@ def test_thinking_only_when_asked(client: Anthropic) -> None:
     assert [b.type for b in plain.content] == ["text"], plain
 
 
+def test_thinking_replayed_in_a_tool_loop(client: Anthropic) -> None:
+    # The thinking block sent back (with its signature) before the tool_use it led to.
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    question = {"role": "user", "content": f"#msg-think-tool Weather? [[thinking]] {CALL_WEATHER}"}
+    first = client.messages.create(
+        model=MODEL, max_tokens=4096, thinking=thinking, tools=[WEATHER], messages=[question]
+    )
+    assert [b.type for b in first.content] == ["thinking", "text", "tool_use"], first
+    call = first.content[2]
+    record(messages_think_signature=first.content[0].signature)
+    second = client.messages.create(
+        model=MODEL,
+        max_tokens=4096,
+        thinking=thinking,
+        tools=[WEATHER],
+        messages=[
+            question,
+            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Rain"}],
+            },
+        ],
+    )
+    assert text_of(second) == "Tool said: Rain", second
+
+
 def tiny_png() -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
