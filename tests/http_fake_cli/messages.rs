@@ -250,7 +250,7 @@ pub(crate) async fn x_api_key_carries_the_gateways_key() {
         assert_anthropic_error(status, &headers, &text, (401, "authentication_error"));
         let (status, headers, text) = post_with_headers(&url, &b, &[]).await;
         assert_anthropic_error(status, &headers, &text, (401, "authentication_error"));
-        let (status, _, text) = post_with_headers(
+        let (status, headers, text) = post_with_headers(
             &url,
             &b,
             &[
@@ -262,6 +262,10 @@ pub(crate) async fn x_api_key_carries_the_gateways_key() {
         assert_eq!(status, 200, "{text}");
         let m: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(m["content"][0]["text"], "w1");
+        assert_eq!(
+            headers["x-ignored-params"],
+            "anthropic-beta:fine-grained-tool-streaming-2025-05-14"
+        );
         // The OpenAI routes take it too, and keep their own error shape.
         let (status, _, text) = post_with_headers(
             &completions(&fake),
