@@ -99,6 +99,8 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
         (name = "chat", description = "Chat completions, whole or streamed"),
         (name = "responses", description = "OpenAI's Responses API, whole or streamed event by \
             event; stateless (responses are not stored yet)"),
+        (name = "messages", description = "Anthropic's Messages API, whole or streamed as \
+            Anthropic's events, for clients that speak Claude natively"),
         (name = "sessions", description = "Server-side conversations: a chat request naming a \
             session (`session_id`, or the `x-session-id` header) runs on its stored history, and \
             a successful turn is appended to it. A session belongs to the tenant of the API key \

@@ -321,6 +321,8 @@ pub async fn index() -> Json<serde_json::Value> {
             "DELETE /v1/responses/{response_id}",
             "GET /v1/responses/{response_id}/input_items",
             "POST /v1/responses/input_tokens",
+            "POST /v1/messages",
+            "POST /v1/messages/count_tokens",
             "GET /v1/models",
             "GET /v1/models/{id}",
             "POST /v1/sessions",

@@ -296,6 +296,7 @@ mod cluster;
 mod completions;
 mod failures;
 mod input_tokens;
+mod messages;
 mod model_map;
 mod models;
 mod refusals;

@@ -70,17 +70,17 @@ pub async fn create(
     crate::metrics::note_model(&body.model);
     let ctx = request_context(&headers, tenant);
     let Converted {
-        mut request,
+        request,
         stream,
         thinking,
     } = convert::create_request(body).map_err(in_dialect)?;
-    note_betas(&headers, &mut request.sampling.other);
     let model = request.model.clone();
     let started = tokio::select! {
         started = state.backend.stream(request, ctx) => started.map_err(in_dialect)?,
         () = state.abort.cancelled() => return Err(MessagesError(shutting_down())),
     };
-    let ignored = started.meta.ignored_params.clone();
+    let mut ignored = started.meta.ignored_params.clone();
+    ignored.extend(betas(&headers));
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let mut machine = MessageStream::new(id, model, thinking);
     let mut events = started.events;
@@ -145,21 +145,25 @@ fn frame(event: &SseEvent) -> Result<Event, Infallible> {
         .data(event.data.to_string()))
 }
 
-/// `anthropic-beta` flags change nothing here: reported, as ignored parameters are.
-fn note_betas(headers: &HeaderMap, other: &mut Vec<String>) {
-    let betas = headers
+/// `anthropic-beta` flags change nothing here: reported beside the ignored parameters, but
+/// kept out of the domain request so `--strict-params` does not refuse the betas every Claude
+/// Code request carries.
+fn betas(headers: &HeaderMap) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let names = headers
         .get_all("anthropic-beta")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|b| !b.is_empty());
-    for beta in betas {
+    for beta in names {
         let name = format!("anthropic-beta:{beta}");
-        if !other.contains(&name) {
-            other.push(name);
+        if !out.contains(&name) {
+            out.push(name);
         }
     }
+    out
 }
 
 /// Anthropic's `{"input_tokens": N}`.

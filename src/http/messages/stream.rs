@@ -1,5 +1,5 @@
 //! The Messages stream as a pure state machine: domain `ChatEvent`s in, Anthropic's SSE events
-//! out. `start` gives `message_start`; each `push` opens, extends and closes content blocks
+//! out. `start` gives `message_start` and a `ping`; each `push` opens, extends and closes content blocks
 //! (`text`, `tool_use` with `input_json_delta`s, and, when the client asked for thinking,
 //! `thinking` with `thinking_delta`s ended by its `signature_delta`), numbered from 0 in the
 //! order they open; `finish` closes what is open and ends with `message_delta` (stop reason and
@@ -81,10 +81,14 @@ impl MessageStream {
     pub fn start(&self) -> Vec<SseEvent> {
         let mut message = self.envelope(json!([]), None);
         message["usage"] = usage_json(&self.usage);
-        vec![SseEvent::new(
-            "message_start",
-            json!({"type": "message_start", "message": message}),
-        )]
+        vec![
+            SseEvent::new(
+                "message_start",
+                json!({"type": "message_start", "message": message}),
+            ),
+            // Anthropic's API pings right after the start; later pings are the keep-alive's.
+            SseEvent::new("ping", json!({"type": "ping"})),
+        ]
     }
 
     pub fn push(&mut self, event: ChatEvent) -> Vec<SseEvent> {

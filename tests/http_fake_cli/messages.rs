@@ -1,0 +1,300 @@
+//! `POST /v1/messages` and `/v1/messages/count_tokens` (Anthropic's Messages API) on the fake
+//! CLI: the whole message, the exact event sequence of a stream, a tool round trip (tool_use
+//! out, tool_result back, natively to the CLI), and Anthropic-shaped errors for a missing
+//! `max_tokens`, malformed JSON, server tools, a wrong `x-api-key` and the count.
+
+use super::*;
+
+fn messages(fake: &FakeCliGateway) -> String {
+    fake.gw.url("/v1/messages")
+}
+
+fn body(text: &str) -> Value {
+    json!({"model": "claude-sonnet-4-5", "max_tokens": 256,
+           "messages": [{"role": "user", "content": text}]})
+}
+
+/// Asserts an Anthropic error answer: its status, `{"type":"error","error":{"type",…}}`, the
+/// `request-id` header equal to the body's `request_id`; returns the message.
+fn assert_anthropic_error(
+    status: u16,
+    headers: &HeaderMap,
+    text: &str,
+    want: (u16, &str),
+) -> String {
+    assert_eq!(status, want.0, "{text}");
+    let body: Value = serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], want.1, "{body}");
+    let id = headers["request-id"].to_str().expect("a request-id");
+    assert!(!id.is_empty());
+    assert_eq!(body["request_id"], id, "{body}");
+    body["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_string()
+}
+
+/// The SSE events of a body: (event name, data), pings left out after checking their shape.
+fn events_of(raw: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for frame in raw.split("\n\n").filter(|f| !f.trim().is_empty()) {
+        let mut name = String::new();
+        let mut data = String::new();
+        for line in frame.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_string();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        let data: Value =
+            serde_json::from_str(&data).unwrap_or_else(|_| panic!("not JSON: {frame}"));
+        assert_eq!(
+            data["type"],
+            name.as_str(),
+            "event name is its type: {frame}"
+        );
+        if name != "ping" {
+            out.push((name, data));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+pub(crate) async fn a_whole_message_is_anthropic_shaped_with_real_usage() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let mut b = body("MSG1 [[words:3]]");
+        b["system"] = json!([{"type": "text", "text": "MSGSYSTEM be brief"}]);
+        b["temperature"] = json!(0.2);
+        b["top_k"] = json!(3);
+        let (status, headers, text) =
+            post_with_headers(&messages(&fake), &b, &[("anthropic-version", "2023-06-01")]).await;
+        assert_eq!(status, 200, "{text}");
+        let m: Value = serde_json::from_str(&text).expect("JSON");
+        assert!(m["id"].as_str().unwrap().starts_with("msg_"), "{m}");
+        assert_eq!(m["type"], "message");
+        assert_eq!(m["role"], "assistant");
+        assert_eq!(m["model"], "claude-sonnet-4-5");
+        assert_eq!(m["content"], json!([{"type": "text", "text": "w1 w2 w3"}]));
+        assert_eq!(m["stop_reason"], "end_turn");
+        assert_eq!(m["stop_sequence"], Value::Null);
+        assert!(m["usage"]["input_tokens"].as_u64().unwrap() > 0, "{m}");
+        assert_eq!(m["usage"]["output_tokens"], 3, "{m}");
+        assert_eq!(m["usage"]["cache_read_input_tokens"], 0, "{m}");
+        assert_eq!(headers["x-ignored-params"], "temperature, top_k");
+        assert!(headers.get("request-id").is_some());
+        let run = run_with(&fake, "MSG1").expect("the run");
+        assert!(run.to_string().contains("MSGSYSTEM be brief"), "{run}");
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn a_stream_is_anthropics_exact_event_sequence() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let mut b = body("MSG2 [[words:3]] [[cache_read:7]]");
+        b["stream"] = json!(true);
+        let (status, headers, raw) = post_with_headers(&messages(&fake), &b, &[]).await;
+        assert_eq!(status, 200, "{raw}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let events = events_of(&raw);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ],
+            "{raw}"
+        );
+        let start = &events[0].1["message"];
+        assert_eq!(start["content"], json!([]));
+        assert_eq!(start["stop_reason"], Value::Null);
+        assert_eq!(
+            events[1].1,
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "text", "text": ""}})
+        );
+        let text: String = events[2..5]
+            .iter()
+            .map(|(_, d)| {
+                assert_eq!(d["index"], 0);
+                assert_eq!(d["delta"]["type"], "text_delta");
+                d["delta"]["text"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(text, "w1 w2 w3");
+        let delta = &events[6].1;
+        assert_eq!(
+            delta["delta"],
+            json!({"stop_reason": "end_turn", "stop_sequence": null})
+        );
+        assert_eq!(delta["usage"]["output_tokens"], 3);
+        assert_eq!(delta["usage"]["cache_read_input_tokens"], 7);
+    })
+    .await;
+}
+
+fn weather_tools() -> Value {
+    json!([{"name": "get_weather", "description": "Weather of a city",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                             "required": ["city"]}}])
+}
+
+#[tokio::test]
+pub(crate) async fn a_tool_round_trip_is_tool_use_out_and_tool_result_back() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let prompt =
+            r#"MSGTOOL [[tool_text:Let me check.]][[tool_call:get_weather:{"city":"Paris"}]]"#;
+        let mut first = body(prompt);
+        first["tools"] = weather_tools();
+        first["tool_choice"] = json!({"type": "auto"});
+        let (status, _, text) = post_with_headers(&messages(&fake), &first, &[]).await;
+        assert_eq!(status, 200, "{text}");
+        let m: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(m["stop_reason"], "tool_use", "{m}");
+        let content = m["content"].as_array().expect("blocks");
+        assert_eq!(content[0], json!({"type": "text", "text": "Let me check."}));
+        let call = &content[1];
+        assert_eq!(call["type"], "tool_use");
+        assert_eq!(call["name"], "get_weather");
+        assert_eq!(call["input"], json!({"city": "Paris"}));
+        let id = call["id"].as_str().expect("an id");
+
+        let mut next = first.clone();
+        next["messages"] = json!([
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": m["content"]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": id, "content": "Sunny"}]},
+        ]);
+        next["stream"] = json!(true);
+        let (status, _, raw) = post_with_headers(&messages(&fake), &next, &[]).await;
+        assert_eq!(status, 200, "{raw}");
+        let events = events_of(&raw);
+        let text: String = events
+            .iter()
+            .filter(|(n, _)| n == "content_block_delta")
+            .filter_map(|(_, d)| d["delta"]["text"].as_str())
+            .collect();
+        assert_eq!(text, "Tool results: Sunny", "{raw}");
+        assert_eq!(events.last().map(|(n, _)| n.as_str()), Some("message_stop"));
+        // The client's result reached the CLI as the answer to its call.
+        let run = run_with(&fake, "MSGTOOL").expect("the run");
+        assert!(run.to_string().contains("Sunny"), "{run}");
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn refusals_are_anthropic_errors() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = messages(&fake);
+        let no_max = json!({"model": "claude-sonnet-4-5",
+                            "messages": [{"role": "user", "content": "Hi"}]});
+        let (status, headers, text) = post_with_headers(&url, &no_max, &[]).await;
+        let message =
+            assert_anthropic_error(status, &headers, &text, (400, "invalid_request_error"));
+        assert!(message.contains("max_tokens"), "{message}");
+
+        let response = client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .expect("sent");
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let text = response.text().await.expect("body");
+        assert_anthropic_error(status, &headers, &text, (400, "invalid_request_error"));
+
+        let mut server_tool = body("Hi");
+        server_tool["tools"] = json!([{"type": "bash_20250124", "name": "bash"}]);
+        let (status, headers, text) = post_with_headers(&url, &server_tool, &[]).await;
+        let message =
+            assert_anthropic_error(status, &headers, &text, (400, "invalid_request_error"));
+        assert!(message.contains("bash_20250124"), "{message}");
+
+        let mut unknown = body("Hi");
+        unknown["model"] = json!("gpt-nonexistent-model");
+        let (status, headers, text) = post_with_headers(&url, &unknown, &[]).await;
+        assert_anthropic_error(status, &headers, &text, (404, "not_found_error"));
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn x_api_key_carries_the_gateways_key() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&["--api-keys", "sk-msg-key"]).await;
+        let url = messages(&fake);
+        let b = body("MSGKEY [[words:1]]");
+        let (status, headers, text) = post_with_headers(&url, &b, &[("x-api-key", "wrong")]).await;
+        assert_anthropic_error(status, &headers, &text, (401, "authentication_error"));
+        let (status, headers, text) = post_with_headers(&url, &b, &[]).await;
+        assert_anthropic_error(status, &headers, &text, (401, "authentication_error"));
+        let (status, headers, text) = post_with_headers(
+            &url,
+            &b,
+            &[
+                ("x-api-key", "sk-msg-key"),
+                ("anthropic-beta", "fine-grained-tool-streaming-2025-05-14"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let m: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(m["content"][0]["text"], "w1");
+        assert_eq!(
+            headers["x-ignored-params"],
+            "anthropic-beta:fine-grained-tool-streaming-2025-05-14"
+        );
+        // The OpenAI routes take it too, and keep their own error shape.
+        let (status, _, text) = post_with_headers(
+            &completions(&fake),
+            &chat_body("gpt-4o", "x"),
+            &[("x-api-key", "wrong")],
+        )
+        .await;
+        assert_eq!(status, 401);
+        let e: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(e["error"]["code"], "invalid_api_key");
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn count_tokens_is_an_anthropic_501_never_a_guess() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = fake.gw.url("/v1/messages/count_tokens");
+        let b = json!({"model": "claude-sonnet-4-5",
+                       "messages": [{"role": "user", "content": "MSGCOUNT hello"}]});
+        let (status, headers, text) = post_with_headers(&url, &b, &[]).await;
+        assert_anthropic_error(status, &headers, &text, (501, "invalid_request_error"));
+        assert_eq!(headers["x-should-retry"], "false");
+        assert!(run_with(&fake, "MSGCOUNT").is_none(), "no CLI was started");
+        let bad =
+            json!({"model": "claude-sonnet-4-5", "messages": [{"role": "robot", "content": "x"}]});
+        let (status, headers, text) = post_with_headers(&url, &bad, &[]).await;
+        assert_anthropic_error(status, &headers, &text, (400, "invalid_request_error"));
+    })
+    .await;
+}
