@@ -439,3 +439,37 @@ pub(crate) async fn a_streamed_tool_call_and_a_crash_after_the_start() {
     })
     .await;
 }
+
+#[tokio::test]
+pub(crate) async fn anthropic_clients_list_models_in_anthropics_shape() {
+    bounded(async {
+        // The concrete `claude-*` ids are the ones learned from the CLI at startup.
+        let fake = FakeCliGateway::start(&["--discover-models", "true"]).await;
+        let url = fake.gw.url("/v1/models");
+        let response = client()
+            .get(&url)
+            .header("anthropic-version", "2023-06-01")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status().as_u16(), 200);
+        let list: Value = response.json().await.expect("JSON");
+        let data = list["data"].as_array().expect("data");
+        assert!(!data.is_empty(), "{list}");
+        for m in data {
+            assert_eq!(m["type"], "model", "{m}");
+            assert!(m["id"].as_str().unwrap().starts_with("claude-"), "{m}");
+            assert_eq!(m["display_name"], m["id"]);
+            assert!(m["created_at"].as_str().unwrap().ends_with('Z'), "{m}");
+        }
+        assert_eq!(list["has_more"], false);
+        assert_eq!(list["first_id"], data[0]["id"]);
+        assert_eq!(list["last_id"], data[data.len() - 1]["id"]);
+        // OpenAI clients keep OpenAI's list.
+        let (status, openai) = get_json(&url).await;
+        assert_eq!(status, 200);
+        assert_eq!(openai["object"], "list");
+        assert!(openai["data"].to_string().contains("gpt-4o"), "{openai}");
+    })
+    .await;
+}
