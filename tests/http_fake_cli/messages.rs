@@ -473,3 +473,14 @@ pub(crate) async fn anthropic_clients_list_models_in_anthropics_shape() {
     })
     .await;
 }
+
+#[tokio::test]
+pub(crate) async fn a_body_over_the_limit_is_request_too_large() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&["--max-body-bytes", "2000"]).await;
+        let big = body(&"x".repeat(5000));
+        let (status, headers, text) = post_with_headers(&messages(&fake), &big, &[]).await;
+        assert_anthropic_error(status, &headers, &text, (413, "request_too_large"));
+    })
+    .await;
+}
