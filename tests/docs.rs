@@ -33,6 +33,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/responses/{response_id}", "delete"),
     ("/v1/responses/{response_id}/input_items", "get"),
     ("/v1/responses/input_tokens", "post"),
+    ("/v1/messages", "post"),
+    ("/v1/messages/count_tokens", "post"),
     ("/v1/models", "get"),
     ("/v1/models/{id}", "get"),
     ("/v1/sessions", "post"),

@@ -176,7 +176,10 @@ fn model_json(m: ModelInfo, created: i64) -> openai::Model {
     tag = "models",
     summary = "List the model ids",
     description = "The model table: OpenAI ids and the Claude aliases (`--model-map` changes \
-        it). Any `claude-*` id is accepted too, without being listed.",
+        it). Any `claude-*` id is accepted too, without being listed. A request with an \
+        `anthropic-version` header (an Anthropic client) gets Anthropic's list shape instead \
+        (`data[]` of `type: model` with `id`, `display_name`, `created_at`; `has_more`, \
+        `first_id`, `last_id`), with the `claude-*` ids only.",
     responses(
         (status = 200, description = "The model ids clients may send.", body = openai::ModelList),
         super::docs::ServerErrors,
@@ -184,15 +187,21 @@ fn model_json(m: ModelInfo, created: i64) -> openai::Model {
 )]
 pub async fn list_models(
     State(state): State<AppState>,
-) -> Result<Json<openai::ModelList>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let models = state.backend.list_models().await?;
+    if super::messages::models::wants_anthropic_list(&headers) {
+        let list = super::messages::models::anthropic_list(&models, state.started);
+        return Ok(Json(list).into_response());
+    }
     Ok(Json(openai::ModelList {
         object: "list",
         data: models
             .into_iter()
             .map(|m| model_json(m, state.started))
             .collect(),
-    }))
+    })
+    .into_response())
 }
 
 #[utoipa::path(

@@ -298,3 +298,189 @@ pub(crate) async fn count_tokens_is_an_anthropic_501_never_a_guess() {
     })
     .await;
 }
+
+/// The content blocks a streamed answer was made of, by their start events' types.
+fn block_types(events: &[(String, Value)]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .map(|(_, d)| {
+            d["content_block"]["type"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+pub(crate) async fn thinking_streams_as_blocks_when_asked_and_replays_natively() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = messages(&fake);
+        let question = json!({"role": "user", "content": "MSGTHINK hi [[thinking]]"});
+        let b = json!({"model": "claude-sonnet-4-5", "max_tokens": 2048, "stream": true,
+            "thinking": {"type": "enabled", "budget_tokens": 20000}, "messages": [question]});
+        let (status, _, raw) = post_with_headers(&url, &b, &[]).await;
+        assert_eq!(status, 200, "{raw}");
+        let events = events_of(&raw);
+        assert_eq!(block_types(&events), ["thinking", "text"], "{raw}");
+        let thought: String = events
+            .iter()
+            .filter_map(|(_, d)| d["delta"]["thinking"].as_str())
+            .collect();
+        assert_eq!(thought, "Let me think about this. I will answer briefly.");
+        let signature: Vec<&str> = events
+            .iter()
+            .filter(|(_, d)| d["delta"]["type"] == "signature_delta")
+            .filter_map(|(_, d)| d["delta"]["signature"].as_str())
+            .collect();
+        assert_eq!(signature.len(), 1, "{raw}");
+        assert!(signature[0].starts_with("sig_fake_"), "{raw}");
+        // The signature ends the thinking block, which is index 0; the text is index 1.
+        let stop = events
+            .iter()
+            .position(|(n, _)| n == "content_block_stop")
+            .expect("a stop");
+        assert_eq!(events[stop - 1].1["delta"]["type"], "signature_delta");
+        assert_eq!(events[stop].1["index"], 0);
+        let run = run_with(&fake, "MSGTHINK hi").expect("the run");
+        assert!(
+            run["argv"].to_string().contains("high"),
+            "the effort: {run}"
+        );
+
+        // Not asked for: the same thinking is not shown.
+        let mut plain = b.clone();
+        plain["thinking"] = json!({"type": "disabled"});
+        plain["stream"] = json!(false);
+        plain["messages"] = json!([{"role": "user", "content": "MSGTHINKOFF [[thinking]]"}]);
+        let (status, _, text) = post_with_headers(&url, &plain, &[]).await;
+        assert_eq!(status, 200, "{text}");
+        let m: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(m["content"].as_array().map(Vec::len), Some(1), "{m}");
+        assert_eq!(m["content"][0]["type"], "text");
+
+        // Sent back, the block reaches the CLI as Claude's signed thinking block.
+        let history = json!([question,
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": thought, "signature": signature[0]},
+                {"type": "text", "text": "Hello."}]},
+            {"role": "user", "content": "MSGTHINK2 more"}]);
+        let again = json!({"model": "claude-sonnet-4-5", "max_tokens": 2048,
+            "thinking": {"type": "enabled", "budget_tokens": 2000}, "messages": history});
+        let (status, _, text) = post_with_headers(&url, &again, &[]).await;
+        assert_eq!(status, 200, "{text}");
+        let run = run_with(&fake, "MSGTHINK2").expect("the run");
+        let blocks: Vec<Value> = run["stdin"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["type"] == "assistant")
+            .flat_map(|l| {
+                l["message"]["content"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|b| b["type"] == "thinking")
+            .collect();
+        assert_eq!(blocks.len(), 1, "{run}");
+        assert_eq!(blocks[0]["signature"], signature[0]);
+        assert_eq!(blocks[0]["thinking"], thought);
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn a_streamed_tool_call_and_a_crash_after_the_start() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = messages(&fake);
+        let mut b = body(r#"MSGSTREAMTOOL [[tool_call:get_weather:{"city":"Oslo"}]]"#);
+        b["tools"] = weather_tools();
+        b["stream"] = json!(true);
+        let (status, _, raw) = post_with_headers(&url, &b, &[]).await;
+        assert_eq!(status, 200, "{raw}");
+        let events = events_of(&raw);
+        assert_eq!(block_types(&events), ["tool_use"], "{raw}");
+        let start = events
+            .iter()
+            .find(|(n, _)| n == "content_block_start")
+            .expect("a start");
+        assert_eq!(start.1["content_block"]["name"], "get_weather");
+        assert_eq!(start.1["content_block"]["input"], json!({}));
+        let json_text: String = events
+            .iter()
+            .filter(|(_, d)| d["delta"]["type"] == "input_json_delta")
+            .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
+            .collect();
+        let input: Value = serde_json::from_str(&json_text).expect("the arguments");
+        assert_eq!(input, json!({"city": "Oslo"}));
+        let delta = events
+            .iter()
+            .find(|(n, _)| n == "message_delta")
+            .expect("a message_delta");
+        assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+
+        let mut crash = body("MSGCRASH a b [[crash_mid_stream]]");
+        crash["stream"] = json!(true);
+        let (status, _, raw) = post_with_headers(&url, &crash, &[]).await;
+        assert_eq!(status, 200, "{raw}");
+        let events = events_of(&raw);
+        let (name, last) = events.last().expect("events");
+        assert_eq!(name, "error", "{raw}");
+        assert_eq!(last["error"]["type"], "api_error", "{raw}");
+        assert!(!events.iter().any(|(n, _)| n == "message_stop"), "{raw}");
+        // Not streaming, the same crash is an Anthropic-shaped 502.
+        let (status, headers, text) =
+            post_with_headers(&url, &body("MSGCRASH2 [[crash_mid_stream]]"), &[]).await;
+        assert_anthropic_error(status, &headers, &text, (502, "api_error"));
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn anthropic_clients_list_models_in_anthropics_shape() {
+    bounded(async {
+        // The concrete `claude-*` ids are the ones learned from the CLI at startup.
+        let fake = FakeCliGateway::start(&["--discover-models", "true"]).await;
+        let url = fake.gw.url("/v1/models");
+        let response = client()
+            .get(&url)
+            .header("anthropic-version", "2023-06-01")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status().as_u16(), 200);
+        let list: Value = response.json().await.expect("JSON");
+        let data = list["data"].as_array().expect("data");
+        assert!(!data.is_empty(), "{list}");
+        for m in data {
+            assert_eq!(m["type"], "model", "{m}");
+            assert!(m["id"].as_str().unwrap().starts_with("claude-"), "{m}");
+            assert_eq!(m["display_name"], m["id"]);
+            assert!(m["created_at"].as_str().unwrap().ends_with('Z'), "{m}");
+        }
+        assert_eq!(list["has_more"], false);
+        assert_eq!(list["first_id"], data[0]["id"]);
+        assert_eq!(list["last_id"], data[data.len() - 1]["id"]);
+        // OpenAI clients keep OpenAI's list.
+        let (status, openai) = get_json(&url).await;
+        assert_eq!(status, 200);
+        assert_eq!(openai["object"], "list");
+        assert!(openai["data"].to_string().contains("gpt-4o"), "{openai}");
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn a_body_over_the_limit_is_request_too_large() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&["--max-body-bytes", "2000"]).await;
+        let big = body(&"x".repeat(5000));
+        let (status, headers, text) = post_with_headers(&messages(&fake), &big, &[]).await;
+        assert_anthropic_error(status, &headers, &text, (413, "request_too_large"));
+    })
+    .await;
+}

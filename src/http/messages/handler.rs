@@ -33,6 +33,7 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 #[utoipa::path(
     post,
     path = "/v1/messages",
+    operation_id = "create_message",
     tag = "messages",
     summary = "Create a message (Anthropic Messages API)",
     description = "Answers `messages` with Claude in Anthropic's own format, whole (a `message` \
@@ -176,6 +177,7 @@ pub struct TokenCount {
 #[utoipa::path(
     post,
     path = "/v1/messages/count_tokens",
+    operation_id = "count_message_tokens",
     tag = "messages",
     summary = "Count the input tokens of a message request (Anthropic Messages API)",
     description = "Takes the body of `POST /v1/messages` (`max_tokens` not needed) and answers \

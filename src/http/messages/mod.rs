@@ -4,10 +4,12 @@
 //! `ChatBackend` seam: `types` holds the wire types, `convert` turns a request into a domain
 //! `ChatRequest`, `stream` is the pure state machine from domain events to Anthropic's SSE events
 //! (its final state is also the non-streaming answer), `error` maps every `ChatError` to
-//! Anthropic's error shape and owns the JSON extractor, and `handler` is the thin axum layer.
+//! Anthropic's error shape and owns the JSON extractor, `handler` is the thin axum layer, and
+//! `models` answers `GET /v1/models` in Anthropic's shape for Anthropic clients.
 
 pub mod convert;
 pub mod error;
 pub mod handler;
+pub mod models;
 pub mod stream;
 pub mod types;
