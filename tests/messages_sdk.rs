@@ -31,9 +31,10 @@ use serde_json::{Value, json};
 /// The one key the gateway accepts; the clients send it as `x-api-key` (or Bearer).
 const KEY: &str = "gw-messages-test-key";
 
-/// The gateway on the real CLI with the fake API, requiring `KEY`.
-async fn gateway(cli: &Path, api: &FakeAnthropic) -> Gateway {
-    real_cli_gateway(cli, api, &["--api-keys", KEY]).await
+/// The gateway on the real CLI with the fake API, requiring `KEY`, with `extra` flags.
+async fn gateway(cli: &Path, api: &FakeAnthropic, extra: &[&str]) -> Gateway {
+    let args = [&["--api-keys", KEY], extra].concat();
+    real_cli_gateway(cli, api, &args).await
 }
 
 /// A client program pointed at the gateway's Anthropic surface (`GATEWAY_URL`, `GATEWAY_KEY`).
@@ -106,7 +107,8 @@ async fn python_inner() {
         return;
     };
     let api = FakeAnthropic::start().await;
-    let gw = gateway(&cli, &api).await;
+    // Models learned from the CLI at startup, for `models.list`.
+    let gw = gateway(&cli, &api, &["--discover-models", "true"]).await;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     let file = "tests/python/test_messages.py";
@@ -248,7 +250,7 @@ async fn node_inner() {
     }
     let Some(node) = node() else { return };
     let api = FakeAnthropic::start().await;
-    let gw = gateway(&cli, &api).await;
+    let gw = gateway(&cli, &api, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     let script = "tests/node/messages.mjs";
@@ -287,7 +289,7 @@ async fn node_anthropic_sdk_messages() {
 async fn claude_code_inner(model: Option<&str>) {
     let Some(cli) = real_cli() else { return };
     let api = FakeAnthropic::start().await;
-    let gw = gateway(&cli, &api).await;
+    let gw = gateway(&cli, &api, &[]).await;
     let home = tempfile::tempdir().unwrap();
     let prompt = "Hello #cc-client";
     let started = Instant::now();

@@ -1,7 +1,7 @@
 """Anthropic's Messages API (`/v1/messages`) through the official `anthropic` Python SDK against
 claude-gateway: `messages.create`, the `messages.stream` helper (text_stream and the final
 message), a tool with an `input_schema` and its `tool_result` round trip, thinking, a base64
-image, `stop_sequences`, `max_tokens`, `messages.count_tokens`, both auth headers and the
+image, `stop_sequences`, `max_tokens`, `messages.count_tokens`, `models.list`, both auth headers and the
 Anthropic-shaped errors.
 
 The gateway runs the real `claude` CLI against the fake Anthropic API of
@@ -325,6 +325,20 @@ def test_count_tokens(client: Anthropic) -> None:
         return
     assert count.input_tokens > 0, count
     record(messages_count="counted", messages_count_tokens=count.input_tokens)
+
+
+def test_models_list_in_anthropic_shape(client: Anthropic) -> None:
+    # The SDK sends `anthropic-version`: the list comes in Anthropic's shape, claude-* ids only.
+    raw = client.models.with_raw_response.list()
+    body = raw.http_response.json()
+    assert set(body) >= {"data", "has_more", "first_id", "last_id"}, body
+    ids = [m["id"] for m in body["data"]]
+    assert ids, body
+    assert all(i.startswith("claude-") for i in ids), body
+    assert all(m["type"] == "model" and m["display_name"] and m["created_at"] for m in body["data"])
+    assert (body["first_id"], body["last_id"], body["has_more"]) == (ids[0], ids[-1], False), body
+    page = raw.parse()
+    assert [m.id for m in page.data] == ids
 
 
 def test_invalid_requests_are_anthropic_errors(client: Anthropic) -> None:
