@@ -323,6 +323,13 @@ async fn claude_code_inner(model: Option<&str>) {
     );
     let requests = api.requests();
     let inner = marked(&requests, "#cc-client");
+    // The outer CLI's own (long) system prompt reached the inner Claude's system prompt.
+    assert!(
+        inner.iter().any(|r| r["system"]
+            .to_string()
+            .contains("You are an agent working with the user toward their goals")),
+        "the outer CLI's system prompt did not reach Claude: {inner:#?}"
+    );
     // The outer CLI's own tools (Bash, Read, …) were offered to the inner Claude.
     assert!(
         inner.iter().any(|r| {
