@@ -284,9 +284,11 @@ def test_stop_sequences(client: Anthropic) -> None:
         stop_sequences=["HALT"],
         messages=[{"role": "user", "content": "#msg-stop [[reply:one two HALT three]]"}],
     )
-    assert message.stop_reason == "stop_sequence", message
-    assert message.stop_sequence == "HALT", message
+    # Cut where the sequence begins. Which sequence ended it is not known to the dialect (the
+    # domain's finish reason has no stop-sequence case yet): README says `end_turn`, and so
+    # does the answer, never a made-up `stop_sequence`.
     assert text_of(message) == "one two ", message
+    assert (message.stop_reason, message.stop_sequence) == ("end_turn", None), message
 
     with client.messages.stream(
         model=MODEL,
@@ -297,7 +299,7 @@ def test_stop_sequences(client: Anthropic) -> None:
         streamed = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert streamed == "one two ", streamed
-    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "HALT"), final
+    assert (final.stop_reason, final.stop_sequence) == ("end_turn", None), final
 
 
 def test_max_tokens(client: Anthropic) -> None:

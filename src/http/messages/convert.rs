@@ -182,10 +182,14 @@ fn push_message(
     let role = match string_field(item, "role", &path)?.as_deref() {
         Some("user") => Role::User,
         Some("assistant") => Role::Assistant,
+        // Claude Code (2.1.330, on its default model) sends per-turn context as a
+        // `{"role":"system"}` entry after the user turn: its text joins the system prompt, as
+        // a chat-completions system message anywhere does; its `output_config` is reported.
+        Some("system") => return system_entry(out, item, &path, other),
         kind => {
             return Err(ChatError::invalid(
                 format!(
-                    "`{path}.role` must be `user` or `assistant`; got {}.",
+                    "`{path}.role` must be `user`, `assistant` or `system`; got {}.",
                     shown(kind)
                 ),
                 format!("{path}.role"),
@@ -466,3 +470,57 @@ fn parse_thinking(thinking: Option<&Value>) -> Result<(Option<String>, bool), Ch
 #[cfg(test)]
 #[path = "convert_tests.rs"]
 mod tests;
+
+/// A `{"role":"system"}` entry of `messages`: its text (a string or text blocks) as a system
+/// message; any other field is reported.
+fn system_entry(
+    out: &mut Vec<Message>,
+    item: &Value,
+    path: &str,
+    other: &mut Vec<String>,
+) -> Result<(), ChatError> {
+    let text = match field(item, "content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => {
+            let mut text = String::new();
+            for (j, block) in blocks.iter().enumerate() {
+                match (
+                    field(block, "type").and_then(Value::as_str),
+                    field(block, "text"),
+                ) {
+                    (Some("text"), Some(Value::String(t))) => {
+                        if !text.is_empty() {
+                            text.push('\n');
+                        }
+                        text.push_str(t);
+                    }
+                    _ => {
+                        return Err(ChatError::invalid(
+                            format!(
+                                "`{path}.content[{j}]` of a system entry must be a text block."
+                            ),
+                            format!("{path}.content[{j}]"),
+                        ));
+                    }
+                }
+            }
+            text
+        }
+        _ => {
+            return Err(ChatError::invalid(
+                format!("`{path}.content` must be a string or an array of text blocks."),
+                format!("{path}.content"),
+            ));
+        }
+    };
+    if let Some(map) = item.as_object() {
+        for key in map
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "role" | "content"))
+        {
+            note(other, &format!("{path}.{key}"));
+        }
+    }
+    out.push(Message::text(Role::System, text));
+    Ok(())
+}

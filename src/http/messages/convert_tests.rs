@@ -159,8 +159,13 @@ fn what_the_domain_cannot_carry_is_refused_by_name() {
     let e = convert(redacted).unwrap_err();
     assert!(e.to_string().contains("redacted_thinking"), "{e}");
 
-    let role = base(json!([{"role": "system", "content": "Hi"}]));
+    let role = base(json!([{"role": "robot", "content": "Hi"}]));
     assert_eq!(convert(role).unwrap_err().param(), Some("messages[0].role"));
+    let bad_system = base(json!([{"role": "system", "content": [{"type": "image"}]}]));
+    assert_eq!(
+        convert(bad_system).unwrap_err().param(),
+        Some("messages[0].content[0]")
+    );
     let choice = {
         let mut b = base(json!([{"role": "user", "content": "Hi"}]));
         b["tool_choice"] = json!({"type": "tool"});
@@ -179,4 +184,26 @@ fn missing_max_tokens_is_a_parse_error_naming_it() {
     )
     .unwrap_err();
     assert_eq!(e.param(), Some("max_tokens"));
+}
+
+#[test]
+fn a_system_entry_in_messages_joins_the_system_prompt_as_claude_code_sends_it() {
+    let body = base(json!([
+        {"role": "user", "content": "Hello"},
+        {"role": "system", "content": [{"type": "text", "text": "ctx one"}, {"type": "text", "text": "ctx two"}],
+         "output_config": {"effort": "medium"}}]));
+    let converted = convert(body).unwrap();
+    let system: Vec<_> = converted
+        .request
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.joined_text())
+        .collect();
+    assert_eq!(system, vec!["ctx one\nctx two".to_string()]);
+    let ignored = &converted.request.sampling.other;
+    assert!(
+        ignored.iter().any(|p| p == "messages[1].output_config"),
+        "{ignored:?}"
+    );
 }
