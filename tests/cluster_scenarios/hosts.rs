@@ -36,19 +36,8 @@ async fn the_real_cli_serves_a_conversation_through_a_facade_across_hosts() {
         let health = facade.url("/health");
         let turns = client
             .run(async move {
+                serving(health, 2).await;
                 let http = crate::common::client();
-                for _ in 0..200 {
-                    let body: Value = match http.get(&health).send().await {
-                        Ok(r) => r.json().await.unwrap_or_default(),
-                        Err(_) => Value::Null,
-                    };
-                    if body["upstream"].as_str().unwrap_or_default().matches(": SERVING").count()
-                        == 2
-                    {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
                 let whole: Value = http
                     .post(&url)
                     .json(&json!({"model": "sonnet", "messages": [{"role": "user", "content": "Hello across hosts"}]}))
@@ -183,8 +172,7 @@ async fn a_dns_name_is_every_worker_it_resolves_to_and_is_followed() {
             .collect();
         let facade_host = net.host("f1", 21).unwrap();
         let client = net.host("c", 30).unwrap();
-        let workers =
-            futures::future::join_all(hosts.iter().map(|h| start(h, &[]))).await;
+        let workers = futures::future::join_all(hosts.iter().map(|h| start(h, &[]))).await;
         let names = HostsFile::new(&facade_host);
         names.write(&[hosts[0].addr(), hosts[1].addr()]);
         let args = [
@@ -195,59 +183,44 @@ async fn a_dns_name_is_every_worker_it_resolves_to_and_is_followed() {
         ];
         let facade = start(&facade_host, &args).await;
         let health = facade.url("/health");
-        let serving = move |want: usize| {
-            let health = health.clone();
-            async move {
-                let http = crate::common::client();
-                let mut seen = String::new();
-                for _ in 0..200 {
-                    if let Ok(r) = http.get(&health).send().await {
-                        let body: Value = r.json().await.unwrap_or_default();
-                        seen = body["upstream"].as_str().unwrap_or_default().to_string();
-                        if seen.matches(": SERVING").count() == want && !seen.contains("UNREACHABLE") {
-                            return seen;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                panic!("never {want} serving workers: {seen}");
-            }
-        };
-        let seen = client.run(serving(2)).await;
-        assert!(seen.contains(&hosts[0].addr().to_string()) && seen.contains(&hosts[1].addr().to_string()), "{seen}");
+        let seen = client.run(serving(health.clone(), 2)).await;
+        assert!(
+            seen.contains(&hosts[0].addr().to_string())
+                && seen.contains(&hosts[1].addr().to_string()),
+            "{seen}"
+        );
         // A third pod becomes ready: it joins within a resolve period and gets requests.
         names.write(&[hosts[0].addr(), hosts[1].addr(), hosts[2].addr()]);
-        client.run(serving(3)).await;
-        let shots = (0..30).map(|i| Shot {
-            url: facade.url("/v1/chat/completions"),
-            body: json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("#{i} hi")}]}),
-            key: None,
-        }).collect::<Vec<_>>();
-        let outcomes = client
-            .run(async move {
-                futures::stream::iter(shots).map(send).buffer_unordered(6).collect::<Vec<_>>().await
-            })
-            .await;
-        assert!(outcomes.iter().all(|o| *o == Outcome::Answered), "{outcomes:?}");
+        client.run(serving(health.clone(), 3)).await;
+        let shots = (0..30).map(|i| shot_to(&facade, i, "hi", false)).collect();
+        let outcomes = fire_from(&client, shots, 6).await;
+        assert!(
+            outcomes.iter().all(|o| *o == Outcome::Answered),
+            "{outcomes:?}"
+        );
         let spread: Vec<usize> = workers.iter().map(GatewayProc::prompts).collect();
-        assert!(spread.iter().all(|n| *n > 0), "every resolved worker serves: {spread:?}");
+        assert!(
+            spread.iter().all(|n| *n > 0),
+            "every resolved worker serves: {spread:?}"
+        );
         // The first leaves the answer: it is no longer a worker, the others stay.
         names.write(&[hosts[1].addr(), hosts[2].addr()]);
-        let seen = client.run(serving(2)).await;
+        let seen = client.run(serving(health.clone(), 2)).await;
         assert!(!seen.contains(&format!("{}:", hosts[0].addr())), "{seen}");
         let before = workers[0].prompts();
-        let shots = (0..12).map(|i| Shot {
-            url: facade.url("/v1/chat/completions"),
-            body: json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("#{i} after")}]}),
-            key: None,
-        }).collect::<Vec<_>>();
-        let outcomes = client
-            .run(async move {
-                futures::stream::iter(shots).map(send).buffer_unordered(4).collect::<Vec<_>>().await
-            })
-            .await;
-        assert!(outcomes.iter().all(|o| *o == Outcome::Answered), "{outcomes:?}");
-        assert_eq!(workers[0].prompts(), before, "a worker gone from the answer got requests");
+        let shots = (0..12)
+            .map(|i| shot_to(&facade, i, "after", false))
+            .collect();
+        let outcomes = fire_from(&client, shots, 4).await;
+        assert!(
+            outcomes.iter().all(|o| *o == Outcome::Answered),
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            workers[0].prompts(),
+            before,
+            "a worker gone from the answer got requests"
+        );
         drop(names);
     })
     .await;

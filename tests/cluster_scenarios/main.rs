@@ -78,18 +78,7 @@ async fn cluster(tag: &str, worker_args: [&[&str]; 3], facade_args: &[&str]) -> 
     client
         .run(async move {
             for url in health {
-                let mut seen = String::new();
-                for _ in 0..200 {
-                    if let Ok(r) = crate::common::client().get(&url).send().await {
-                        let body: Value = r.json().await.unwrap_or_default();
-                        seen = body["upstream"].as_str().unwrap_or_default().to_string();
-                        if seen.matches(": SERVING").count() == 3 {
-                            break;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                assert_eq!(seen.matches(": SERVING").count(), 3, "{url}: {seen}");
+                serving(url, 3).await;
             }
         })
         .await;
@@ -134,12 +123,7 @@ struct Shot {
 impl Cluster {
     fn shot(&self, i: usize, prompt: &str, stream: bool) -> Shot {
         let f = &self.facades[i % self.facades.len()];
-        Shot {
-            url: f.url("/v1/chat/completions"),
-            body: json!({"model": "gpt-4o", "stream": stream,
-                "messages": [{"role": "user", "content": format!("#{i} {prompt}")}]}),
-            key: None,
-        }
+        shot_to(f, i, prompt, stream)
     }
 
     /// Prompts that reached each worker so far.
@@ -149,15 +133,7 @@ impl Cluster {
 
     /// Runs `shots` from the client host, `concurrency` at a time.
     async fn fire(&self, shots: Vec<Shot>, concurrency: usize) -> Vec<Outcome> {
-        self.client
-            .run(async move {
-                futures::stream::iter(shots)
-                    .map(send)
-                    .buffer_unordered(concurrency)
-                    .collect::<Vec<_>>()
-                    .await
-            })
-            .await
+        fire_from(&self.client, shots, concurrency).await
     }
 
     /// Fake CLI processes on worker host `i` whose parent is not its running gateway.
@@ -182,6 +158,47 @@ impl Cluster {
         let w = start(&self.worker_hosts[i], &self.worker_args[i]).await;
         self.workers[i] = w;
     }
+}
+
+/// Request `i` (its number in the prompt) to façade `f`.
+fn shot_to(f: &GatewayProc, i: usize, prompt: &str, stream: bool) -> Shot {
+    Shot {
+        url: f.url("/v1/chat/completions"),
+        body: json!({"model": "gpt-4o", "stream": stream,
+            "messages": [{"role": "user", "content": format!("#{i} {prompt}")}]}),
+        key: None,
+    }
+}
+
+/// Runs `shots` from host `client`, `concurrency` at a time.
+async fn fire_from(client: &Host, shots: Vec<Shot>, concurrency: usize) -> Vec<Outcome> {
+    client
+        .run(async move {
+            futures::stream::iter(shots)
+                .map(send)
+                .buffer_unordered(concurrency)
+                .collect::<Vec<_>>()
+                .await
+        })
+        .await
+}
+
+/// Waits (run it in a host) until the façade whose `/health` is `url` lists exactly `n`
+/// serving workers and none unreachable; its worker list then.
+async fn serving(url: String, n: usize) -> String {
+    let http = crate::common::client();
+    let mut seen = String::new();
+    for _ in 0..200 {
+        if let Ok(r) = http.get(&url).send().await {
+            let body: Value = r.json().await.unwrap_or_default();
+            seen = body["upstream"].as_str().unwrap_or_default().to_string();
+            if seen.matches(": SERVING").count() == n && !seen.contains("UNREACHABLE") {
+                return seen;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url}: never {n} serving workers: {seen}");
 }
 
 async fn send(shot: Shot) -> Outcome {
