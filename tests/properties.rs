@@ -635,34 +635,36 @@ async fn the_stream_json_path_never_panics_on_typed_json_lines() {
 // ------------------------------------------------------------------------------------------
 
 /// What a client must get: the text before the first occurrence of any stop sequence, or all of
-/// it, and whether a stop matched.
-fn expected_stop(text: &str, stops: &[String]) -> (String, bool) {
+/// it, and the stop that matched (of two starting at one place, the shorter).
+fn expected_stop(text: &str, stops: &[String]) -> (String, Option<String>) {
     let first = stops
         .iter()
         .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
+        .filter_map(|s| text.find(s.as_str()).map(|at| (at, s.len(), s)))
         .min();
     match first {
-        Some(at) => (text[..at].to_string(), true),
-        None => (text.to_string(), false),
+        Some((at, _, stop)) => (text[..at].to_string(), Some(stop.clone())),
+        None => (text.to_string(), None),
     }
 }
 
-/// What the matcher releases for `text` pushed in `chunks` pieces.
-fn released(stops: &[String], chunks: &[&str]) -> (String, bool) {
+/// What the matcher releases for `text` pushed in `chunks` pieces, and the stop it names.
+fn released(stops: &[String], chunks: &[&str]) -> (String, Option<String>) {
     let mut matcher = StopMatcher::new(stops.to_vec());
+    let name = |which: u32| stops[which as usize].clone();
     let mut out = String::new();
     for chunk in chunks {
         match matcher.push(chunk) {
             StopOutcome::Continue(text) => out.push_str(&text),
-            StopOutcome::Stopped(text) => {
+            StopOutcome::Stopped(text, which) => {
                 out.push_str(&text);
-                return (out, true);
+                return (out, Some(name(which)));
             }
         }
     }
-    out.push_str(&matcher.finish());
-    (out, false)
+    let (held, which) = matcher.finish();
+    out.push_str(&held);
+    (out, which.map(name))
 }
 
 /// Splits `text` at the given char positions (modulo its length, deduplicated, sorted).

@@ -1,10 +1,12 @@
 //! Stop sequences on a stream of text: text that could still turn into a stop sequence is held
 //! back across chunk boundaries and released as soon as it cannot; on a match everything from the
-//! sequence on is dropped. Pure, so it is tested without a process.
+//! sequence on is dropped, and the match names which sequence it was (its index in the request's
+//! list: Anthropic's `stop_sequence` says it). Pure, so it is tested without a process.
 
 #[derive(Debug, Clone, Default)]
 pub struct StopMatcher {
-    stops: Vec<String>,
+    /// The non-empty stops, each with its index in the list the request gave.
+    stops: Vec<(u32, String)>,
     held: String,
 }
 
@@ -13,14 +15,15 @@ pub struct StopMatcher {
 pub enum StopOutcome {
     /// Text safe to release now (possibly empty); the stream goes on.
     Continue(String),
-    /// A stop sequence matched: release this text, then end the choice.
-    Stopped(String),
+    /// The stop sequence at this index of the request's list matched: release this text, then
+    /// end the choice.
+    Stopped(String, u32),
 }
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>) -> Self {
         StopMatcher {
-            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            stops: (0u32..).zip(stops).filter(|(_, s)| !s.is_empty()).collect(),
             held: String::new(),
         }
     }
@@ -34,10 +37,10 @@ impl StopMatcher {
         let partial = self.partial_start();
         match (complete, partial) {
             // A match that nothing earlier can still overtake: cut there.
-            (Some(at), p) if p.is_none_or(|p| at <= p) => {
+            (Some((at, which)), p) if p.is_none_or(|p| at <= p) => {
                 let before = self.held[..at].to_string();
                 self.held.clear();
-                StopOutcome::Stopped(before)
+                StopOutcome::Stopped(before, which)
             }
             // Release what no stop can start in; hold the rest.
             (_, p) => {
@@ -49,24 +52,29 @@ impl StopMatcher {
         }
     }
 
-    /// Text still held when the stream ends: cut at a stop it holds, else all of it.
-    pub fn finish(&mut self) -> String {
+    /// Text still held when the stream ends: cut at a stop it holds (and which one), else all
+    /// of it.
+    pub fn finish(&mut self) -> (String, Option<u32>) {
         let held = std::mem::take(&mut self.held);
         match self.earliest_match_in(&held) {
-            Some(at) => held[..at].to_string(),
-            None => held,
+            Some((at, which)) => (held[..at].to_string(), Some(which)),
+            None => (held, None),
         }
     }
 
-    fn earliest_match(&self) -> Option<usize> {
+    fn earliest_match(&self) -> Option<(usize, u32)> {
         self.earliest_match_in(&self.held)
     }
 
-    fn earliest_match_in(&self, text: &str) -> Option<usize> {
+    /// Where the earliest stop in `text` starts, and which stop it is. Of two starting at one
+    /// place the shorter (a prefix of the other, so it completes first whatever the chunking),
+    /// then the one listed first.
+    fn earliest_match_in(&self, text: &str) -> Option<(usize, u32)> {
         self.stops
             .iter()
-            .filter_map(|stop| text.find(stop.as_str()))
+            .filter_map(|(which, stop)| text.find(stop.as_str()).map(|at| (at, stop.len(), *which)))
             .min()
+            .map(|(at, _, which)| (at, which))
     }
 
     /// Where the earliest suffix of `held` starts that is a proper prefix of some stop: a stop
@@ -77,7 +85,7 @@ impl StopMatcher {
             let suffix = &held[i..];
             self.stops
                 .iter()
-                .any(|s| s.len() > suffix.len() && s.starts_with(suffix))
+                .any(|(_, s)| s.len() > suffix.len() && s.starts_with(suffix))
         })
     }
 }
@@ -87,19 +95,52 @@ mod tests {
     use super::*;
 
     fn run(stops: &[&str], chunks: &[&str]) -> (String, bool) {
+        let (out, which) = run_which(stops, chunks);
+        (out, which.is_some())
+    }
+
+    /// The text let through and the stop that ended it, by its text.
+    fn run_which(stops: &[&str], chunks: &[&str]) -> (String, Option<String>) {
         let mut m = StopMatcher::new(stops.iter().map(|s| s.to_string()).collect());
+        let name = |i: u32| stops[i as usize].to_string();
         let mut out = String::new();
         for chunk in chunks {
             match m.push(chunk) {
                 StopOutcome::Continue(t) => out.push_str(&t),
-                StopOutcome::Stopped(t) => {
+                StopOutcome::Stopped(t, which) => {
                     out.push_str(&t);
-                    return (out, true);
+                    return (out, Some(name(which)));
                 }
             }
         }
-        out.push_str(&m.finish());
-        (out, false)
+        let (held, which) = m.finish();
+        out.push_str(&held);
+        (out, which.map(name))
+    }
+
+    #[test]
+    fn the_match_names_the_stop_by_its_index_in_the_request() {
+        // The empty stop is dropped but still counts for the indices of the others.
+        assert_eq!(
+            run_which(&["", "END", "x"], &["ab", "E", "ND"]),
+            ("ab".into(), Some("END".into()))
+        );
+        assert_eq!(
+            run_which(&["b", "a"], &["xxab"]),
+            ("xx".into(), Some("a".into()))
+        );
+        // Two starting at one place: the shorter, however the text is cut.
+        for chunks in [&["xabc"][..], &["xab", "c"]] {
+            assert_eq!(
+                run_which(&["abc", "ab"], chunks),
+                ("x".into(), Some("ab".into()))
+            );
+        }
+        // Held ("abc" may still start at "a") until the stream ends, then cut at "b".
+        assert_eq!(
+            run_which(&["abc", "b"], &["xab"]),
+            ("xa".into(), Some("b".into()))
+        );
     }
 
     #[test]
@@ -120,7 +161,7 @@ mod tests {
         let mut m = StopMatcher::new(vec!["END".into()]);
         assert_eq!(m.push("hello EN"), StopOutcome::Continue("hello ".into()));
         assert_eq!(m.push("X"), StopOutcome::Continue("ENX".into()));
-        assert_eq!(m.finish(), "");
+        assert_eq!(m.finish(), (String::new(), None));
     }
 
     #[test]

@@ -185,6 +185,9 @@ pub struct JsonSchemaFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     Stop,
+    /// A stop sequence of the request ended the answer: its index in `ChatRequest::stop`.
+    /// OpenAI's dialects say `stop`; Anthropic's names the sequence.
+    StopSequence(u32),
     Length,
     ToolCalls,
     ContentFilter,
@@ -193,7 +196,7 @@ pub enum FinishReason {
 impl FinishReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            FinishReason::Stop => "stop",
+            FinishReason::Stop | FinishReason::StopSequence(_) => "stop",
             FinishReason::Length => "length",
             FinishReason::ToolCalls => "tool_calls",
             FinishReason::ContentFilter => "content_filter",

@@ -277,9 +277,11 @@ impl TurnState {
                     // The CLI would answer a max_tokens cut with automatic continuations
                     // (PROTOCOL.md §16.6); the client's limit is reached, so the turn ends.
                     Some("max_tokens") => {
-                        let held = self.stop.finish();
+                        let (held, stopped) = self.stop.finish();
                         self.emit(held, out);
-                        self.finish_from_stream(FinishReason::Length, out);
+                        let reason =
+                            stopped.map_or(FinishReason::Length, FinishReason::StopSequence);
+                        self.finish_from_stream(reason, out);
                     }
                     // The message with the client's calls is complete: hand them over. The
                     // CLI is still waiting for a permission answer it never gets.
@@ -307,9 +309,9 @@ impl TurnState {
     fn on_text(&mut self, text: &str, out: &mut Vec<TurnOutput>) {
         match self.stop.push(text) {
             StopOutcome::Continue(text) => self.emit(text, out),
-            StopOutcome::Stopped(text) => {
+            StopOutcome::Stopped(text, which) => {
                 self.emit(text, out);
-                self.finish_from_stream(FinishReason::Stop, out);
+                self.finish_from_stream(FinishReason::StopSequence(which), out);
             }
         }
     }
@@ -452,12 +454,13 @@ impl TurnState {
             );
             return;
         }
-        let held = self.stop.finish();
+        let (held, stopped) = self.stop.finish();
         self.emit(held, out);
-        let reason = match result.stop_reason.as_deref() {
+        let reason = match (stopped, result.stop_reason.as_deref()) {
             _ if self.structured_done => FinishReason::Stop,
-            Some("max_tokens") => FinishReason::Length,
-            Some("refusal") => FinishReason::ContentFilter,
+            (Some(which), _) => FinishReason::StopSequence(which),
+            (None, Some("max_tokens")) => FinishReason::Length,
+            (None, Some("refusal")) => FinishReason::ContentFilter,
             _ => FinishReason::Stop,
         };
         let mut usage = match result.usage.as_ref() {

@@ -56,12 +56,16 @@ fn real_partial_run_streams_text_then_finishes_with_usage() {
 
 #[test]
 fn stop_sequence_ends_the_turn_early_with_an_estimate() {
-    let out = run_file("04-stream-json-partial.out", vec!["canned".into()]);
+    let out = run_file(
+        "04-stream-json-partial.out",
+        vec!["never".into(), "canned".into()],
+    );
     assert_eq!(text_of(&out), "Hello! This is a ");
     let Some(TurnOutput::Finished { reason, usage }) = out.last() else {
         panic!("{out:?}")
     };
-    assert_eq!(*reason, FinishReason::Stop);
+    // Which of the request's stops matched: the second.
+    assert_eq!(*reason, FinishReason::StopSequence(1));
     assert!(usage.estimated);
     assert!(usage.completion_tokens > 0);
 }

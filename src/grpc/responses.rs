@@ -59,7 +59,7 @@ fn record_from_pb(r: pb::StoredResponse) -> Result<ResponseRecord, ChatError> {
             .collect::<Result<_, _>>()?,
         reply: convert::message(0, reply.unwrap_or_default())?,
         usage: convert::usage_from_pb(usage.unwrap_or_default()),
-        finish: convert::finish_from_pb(finish_reason).unwrap_or(FinishReason::Stop),
+        finish: convert::finish_from_pb(finish_reason, None).unwrap_or(FinishReason::Stop),
     })
 }
 

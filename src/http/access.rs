@@ -40,7 +40,7 @@ pub async fn guard(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .or(api_key.as_deref());
-    let anthropic = super::messages::error::is_messages_path(request.uri().path());
+    let anthropic = super::messages::error::is_anthropic_request(&request);
     // Present when the server runs with `into_make_service_with_connect_info`.
     let peer = request
         .extensions()

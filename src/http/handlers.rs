@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -177,9 +177,9 @@ fn model_json(m: ModelInfo, created: i64) -> openai::Model {
     summary = "List the model ids",
     description = "The model table: OpenAI ids and the Claude aliases (`--model-map` changes \
         it). Any `claude-*` id is accepted too, without being listed. A request with an \
-        `anthropic-version` header (an Anthropic client) gets Anthropic's list shape instead \
-        (`data[]` of `type: model` with `id`, `display_name`, `created_at`; `has_more`, \
-        `first_id`, `last_id`), with the `claude-*` ids only.",
+        `anthropic-version` header or `?beta=true` (an Anthropic client) gets Anthropic's list \
+        shape instead (`data[]` of `type: model` with `id`, `display_name`, `created_at`; \
+        `has_more`, `first_id`, `last_id`), with the `claude-*` ids only.",
     responses(
         (status = 200, description = "The model ids clients may send.", body = openai::ModelList),
         super::docs::ServerErrors,
@@ -188,9 +188,10 @@ fn model_json(m: ModelInfo, created: i64) -> openai::Model {
 pub async fn list_models(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let models = state.backend.list_models().await?;
-    if super::messages::models::wants_anthropic_list(&headers) {
+    if super::messages::models::wants_anthropic(&headers, query.as_deref()) {
         let list = super::messages::models::anthropic_list(&models, state.started);
         return Ok(Json(list).into_response());
     }
@@ -209,6 +210,9 @@ pub async fn list_models(
     path = "/v1/models/{id}",
     tag = "models",
     summary = "Describe one model id",
+    description = "OpenAI's model object; with an `anthropic-version` header or `?beta=true`, \
+        Anthropic's (`type: model`, `id`, `display_name`, `created_at`), its errors in \
+        Anthropic's shape.",
     params(("id" = String, Path, description = "A model id, e.g. `gpt-4o` or `sonnet`.")),
     responses(
         (status = 200, description = "The model.", body = openai::Model),
@@ -219,9 +223,17 @@ pub async fn list_models(
 pub async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<openai::Model>, ApiError> {
-    let model = state.backend.get_model(&id).await?;
-    Ok(Json(model_json(model, state.started)))
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    use super::messages::{error::MessagesError, models};
+    let anthropic = models::wants_anthropic(&headers, query.as_deref());
+    match state.backend.get_model(&id).await {
+        Ok(_) if anthropic => Json(models::anthropic_model(&id, state.started)).into_response(),
+        Ok(model) => Json(model_json(model, state.started)).into_response(),
+        Err(err) if anthropic => MessagesError(err).into_response(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
 }
 
 #[utoipa::path(

@@ -276,7 +276,8 @@ pub fn encode_outcome(usage: &Usage, finish: FinishReason) -> Result<String> {
     Ok(serde_json::to_string(&StoredOutcome {
         record: RECORD_VERSION,
         finish: match finish {
-            FinishReason::Stop => StoredFinish::Stop,
+            // Which sequence is the request's business, not the record's.
+            FinishReason::Stop | FinishReason::StopSequence(_) => StoredFinish::Stop,
             FinishReason::Length => StoredFinish::Length,
             FinishReason::ToolCalls => StoredFinish::ToolCalls,
             FinishReason::ContentFilter => StoredFinish::ContentFilter,

@@ -484,3 +484,99 @@ pub(crate) async fn a_body_over_the_limit_is_request_too_large() {
     })
     .await;
 }
+
+#[tokio::test]
+pub(crate) async fn a_stop_sequence_is_named_whole_and_streamed() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = messages(&fake);
+        let mut whole = body("[[reply:one two HALT three]]");
+        whole["stop_sequences"] = json!(["NEVER", "HALT"]);
+        let (status, _, text) = post_with_headers(&url, &whole, &[]).await;
+        assert_eq!(status, 200, "{text}");
+        let m: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(m["content"][0]["text"], "one two ", "{m}");
+        assert_eq!(m["stop_reason"], "stop_sequence", "{m}");
+        assert_eq!(m["stop_sequence"], "HALT", "{m}");
+
+        let mut streamed = whole.clone();
+        streamed["stream"] = json!(true);
+        let (status, _, raw) = post_with_headers(&url, &streamed, &[]).await;
+        assert_eq!(status, 200, "{raw}");
+        let events = events_of(&raw);
+        let delta = events
+            .iter()
+            .find(|(n, _)| n == "message_delta")
+            .expect("a message_delta");
+        assert_eq!(
+            delta.1["delta"],
+            json!({"stop_reason": "stop_sequence", "stop_sequence": "HALT"})
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn betas_and_fields_that_cannot_be_honoured_are_refused_by_name() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&[]).await;
+        let url = messages(&fake);
+        // Claude Code's own betas pass and are reported.
+        let betas = "claude-code-20250219,interleaved-thinking-2025-05-14";
+        let (status, headers, text) =
+            post_with_headers(&url, &body("Hi"), &[("anthropic-beta", betas)]).await;
+        assert_eq!(status, 200, "{text}");
+        let ignored = headers["x-ignored-params"].to_str().expect("ASCII");
+        assert!(
+            ignored.contains("anthropic-beta:interleaved-thinking-2025-05-14"),
+            "{ignored}"
+        );
+        // One that switches on what the gateway has not: a 400 naming it, nothing run.
+        for beta in ["mcp-client-2025-04-04", "files-api-2025-04-14"] {
+            let (status, headers, text) = post_with_headers(
+                &url,
+                &body("Hi"),
+                &[("anthropic-beta", &format!("claude-code-20250219,{beta}"))],
+            )
+            .await;
+            let message =
+                assert_anthropic_error(status, &headers, &text, (400, "invalid_request_error"));
+            assert!(message.contains(beta), "{message}");
+        }
+        let mut mcp = body("Hi");
+        mcp["mcp_servers"] =
+            json!([{"type": "url", "url": "https://example.com/sse", "name": "x"}]);
+        let (status, headers, text) = post_with_headers(&url, &mcp, &[]).await;
+        let message =
+            assert_anthropic_error(status, &headers, &text, (400, "invalid_request_error"));
+        assert!(message.contains("mcp_servers"), "{message}");
+    })
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn beta_clients_get_anthropics_model_shapes_by_query() {
+    bounded(async {
+        let fake = FakeCliGateway::start(&["--discover-models", "true"]).await;
+        let (status, list) = get_json(&fake.gw.url("/v1/models?beta=true")).await;
+        assert_eq!(status, 200);
+        let first = list["first_id"].as_str().expect("a first id").to_string();
+        assert!(first.starts_with("claude-"), "{list}");
+        let (status, one) = get_json(&fake.gw.url(&format!("/v1/models/{first}?beta=true"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(one["type"], "model", "{one}");
+        assert_eq!(one["id"], first.as_str());
+        assert!(one["created_at"].as_str().expect("a time").ends_with('Z'));
+        // A model nobody has is Anthropic's 404 for an Anthropic client.
+        let response = client()
+            .get(fake.gw.url("/v1/models/gpt-nonexistent-model"))
+            .header("anthropic-version", "2023-06-01")
+            .send()
+            .await
+            .expect("sent");
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let text = response.text().await.expect("body");
+        assert_anthropic_error(status, &headers, &text, (404, "not_found_error"));
+    })
+    .await;
+}

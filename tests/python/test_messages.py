@@ -281,14 +281,12 @@ def test_stop_sequences(client: Anthropic) -> None:
     message = client.messages.create(
         model=MODEL,
         max_tokens=1024,
-        stop_sequences=["HALT"],
+        stop_sequences=["NEVER", "HALT"],
         messages=[{"role": "user", "content": "#msg-stop [[reply:one two HALT three]]"}],
     )
-    # Cut where the sequence begins. Which sequence ended it is not known to the dialect (the
-    # domain's finish reason has no stop-sequence case yet): README says `end_turn`, and so
-    # does the answer, never a made-up `stop_sequence`.
+    # Cut where the sequence begins, and the answer names the sequence that matched.
     assert text_of(message) == "one two ", message
-    assert (message.stop_reason, message.stop_sequence) == ("end_turn", None), message
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "HALT"), message
 
     with client.messages.stream(
         model=MODEL,
@@ -299,7 +297,7 @@ def test_stop_sequences(client: Anthropic) -> None:
         streamed = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert streamed == "one two ", streamed
-    assert (final.stop_reason, final.stop_sequence) == ("end_turn", None), final
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "HALT"), final
 
 
 def test_max_tokens(client: Anthropic) -> None:

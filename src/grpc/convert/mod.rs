@@ -133,6 +133,10 @@ mod tests {
                 index: 0,
                 reason: d::FinishReason::Length,
             },
+            d::ChatEvent::Finish {
+                index: 1,
+                reason: d::FinishReason::StopSequence(2),
+            },
             d::ChatEvent::Usage(d::Usage {
                 prompt_tokens: 5,
                 completion_tokens: 2,

@@ -7,18 +7,30 @@ use crate::chat::types as d;
 use super::super::pb;
 use super::request::{tool_call_from_pb, tool_call_to_pb};
 
+/// The reason; a stop sequence's index travels beside it (`stop_sequence_to_pb`).
 pub fn finish_to_pb(r: d::FinishReason) -> pb::FinishReason {
     match r {
-        d::FinishReason::Stop => pb::FinishReason::Stop,
+        d::FinishReason::Stop | d::FinishReason::StopSequence(_) => pb::FinishReason::Stop,
         d::FinishReason::Length => pb::FinishReason::Length,
         d::FinishReason::ToolCalls => pb::FinishReason::ToolCalls,
         d::FinishReason::ContentFilter => pb::FinishReason::ContentFilter,
     }
 }
 
-pub fn finish_from_pb(r: i32) -> Option<d::FinishReason> {
+/// Which stop sequence ended a choice, if one did.
+pub fn stop_sequence_to_pb(r: d::FinishReason) -> Option<u32> {
+    match r {
+        d::FinishReason::StopSequence(which) => Some(which),
+        _ => None,
+    }
+}
+
+/// The reason, with the stop sequence's index when the message names one.
+pub fn finish_from_pb(r: i32, stop_sequence: Option<u32>) -> Option<d::FinishReason> {
     match pb::FinishReason::try_from(r) {
-        Ok(pb::FinishReason::Stop) => Some(d::FinishReason::Stop),
+        Ok(pb::FinishReason::Stop) => {
+            Some(stop_sequence.map_or(d::FinishReason::Stop, d::FinishReason::StopSequence))
+        }
         Ok(pb::FinishReason::Length) => Some(d::FinishReason::Length),
         Ok(pb::FinishReason::ToolCalls) => Some(d::FinishReason::ToolCalls),
         Ok(pb::FinishReason::ContentFilter) => Some(d::FinishReason::ContentFilter),
@@ -98,6 +110,7 @@ pub fn completion_to_pb(c: d::ChatCompletion) -> pb::CreateChatCompletionRespons
                         tool_calls: tool_calls.into_iter().map(tool_call_to_pb).collect(),
                     }),
                     finish_reason: finish_to_pb(finish_reason) as i32,
+                    stop_sequence: stop_sequence_to_pb(finish_reason),
                 }
             })
             .collect(),
@@ -129,6 +142,7 @@ pub fn completion_from_pb(r: pb::CreateChatCompletionResponse) -> d::ChatComplet
                     index,
                     message,
                     finish_reason,
+                    stop_sequence,
                 } = c;
                 let pb::AssistantMessage {
                     content,
@@ -138,7 +152,8 @@ pub fn completion_from_pb(r: pb::CreateChatCompletionResponse) -> d::ChatComplet
                     index,
                     content,
                     tool_calls: tool_calls.into_iter().map(tool_call_from_pb).collect(),
-                    finish_reason: finish_from_pb(finish_reason).unwrap_or(d::FinishReason::Stop),
+                    finish_reason: finish_from_pb(finish_reason, stop_sequence)
+                        .unwrap_or(d::FinishReason::Stop),
                 }
             })
             .collect(),
@@ -156,6 +171,7 @@ pub fn event_to_pb(
         index,
         delta: Some(delta),
         finish_reason: finish.map_or(pb::FinishReason::Unspecified, finish_to_pb) as i32,
+        stop_sequence: finish.and_then(stop_sequence_to_pb),
     };
     let (choices, usage) = match event {
         d::ChatEvent::Role { index } => (
@@ -250,6 +266,7 @@ pub fn events_from_pb(msg: pb::StreamChatCompletionResponse) -> Vec<d::ChatEvent
             index,
             delta,
             finish_reason,
+            stop_sequence,
         } = c;
         let pb::Delta {
             role,
@@ -293,7 +310,7 @@ pub fn events_from_pb(msg: pb::StreamChatCompletionResponse) -> Vec<d::ChatEvent
                 },
             });
         }
-        if let Some(reason) = finish_from_pb(finish_reason) {
+        if let Some(reason) = finish_from_pb(finish_reason, stop_sequence) {
             events.push(d::ChatEvent::Finish { index, reason });
         }
     }

@@ -6,6 +6,8 @@
 //! fields) is reported in `x-ignored-params`. Engine rules (sizes, counts, roles) are checked in
 //! `chat::validate`, as for every door.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::chat::ChatError;
@@ -51,6 +53,7 @@ pub fn create_request(req: MessagesRequest) -> Result<Converted, ChatError> {
         top_k,
         extra,
     } = req;
+    refuse_unavailable(&extra)?;
     let mut other: Vec<String> = extra
         .iter()
         .filter(|(_, v)| !v.is_null())
@@ -122,6 +125,35 @@ pub fn create_request(req: MessagesRequest) -> Result<Converted, ChatError> {
         stream: stream.unwrap_or(false),
         thinking: shown,
     })
+}
+
+/// Fields that hand Claude what the gateway never gives it: MCP servers the API would connect to
+/// and a code-execution container. Ignoring them would answer as if the tools were there.
+fn refuse_unavailable(extra: &BTreeMap<String, Value>) -> Result<(), ChatError> {
+    const UNAVAILABLE: &[(&str, &str)] = &[
+        (
+            "mcp_servers",
+            "MCP servers reached by the API; Claude gets no network tools here",
+        ),
+        (
+            "container",
+            "a code-execution container; client tools are returned to the caller, never run",
+        ),
+    ];
+    for (name, why) in UNAVAILABLE {
+        let given = match extra.get(*name) {
+            None | Some(Value::Null) => false,
+            Some(Value::Array(items)) => !items.is_empty(),
+            Some(_) => true,
+        };
+        if given {
+            return Err(ChatError::invalid(
+                format!("`{name}` asks for {why}: this gateway cannot provide it."),
+                *name,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `system` as one text: a string, or text blocks joined by blank lines.

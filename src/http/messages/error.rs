@@ -119,15 +119,21 @@ where
     }
 }
 
-/// Whether `path` is served by this dialect (its errors are Anthropic-shaped).
-pub fn is_messages_path(path: &str) -> bool {
-    path == "/v1/messages" || path.starts_with("/v1/messages/")
+/// Whether the request is answered in this dialect (its errors are Anthropic-shaped): the
+/// Messages routes, and the model routes when an Anthropic client asks (`anthropic-version`
+/// or `?beta=true`, see `models::wants_anthropic`).
+pub fn is_anthropic_request(request: &Request) -> bool {
+    let path = request.uri().path();
+    path == "/v1/messages"
+        || path.starts_with("/v1/messages/")
+        || ((path == "/v1/models" || path.starts_with("/v1/models/"))
+            && super::models::wants_anthropic(request.headers(), request.uri().query()))
 }
 
-/// Middleware for the Messages routes: the request id also as Anthropic's `request-id` header,
-/// and in the body of an error.
+/// Middleware for the Anthropic-shaped routes: the request id also as Anthropic's `request-id`
+/// header, and in the body of an error.
 pub async fn with_request_id(request: Request, next: axum::middleware::Next) -> Response {
-    if !is_messages_path(request.uri().path()) {
+    if !is_anthropic_request(&request) {
         return next.run(request).await;
     }
     let id = request.headers().get("x-request-id").cloned();

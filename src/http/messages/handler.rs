@@ -22,6 +22,7 @@ use crate::chat::types::ChatEvent;
 use crate::chat::{ChatError, Tenant};
 
 use super::super::handlers::{AppState, request_context, set_ignored, shutting_down};
+use super::betas;
 use super::convert::{self, Converted};
 use super::error::{MessagesError, MessagesJson};
 use super::stream::{MessageStream, SseEvent};
@@ -70,20 +71,22 @@ pub async fn create(
 ) -> Result<Response, MessagesError> {
     crate::metrics::note_model(&body.model);
     let ctx = request_context(&headers, tenant);
+    let betas = betas::check(&headers).map_err(MessagesError)?;
     let Converted {
         request,
         stream,
         thinking,
     } = convert::create_request(body).map_err(in_dialect)?;
     let model = request.model.clone();
+    let stops = request.stop.clone();
     let started = tokio::select! {
         started = state.backend.stream(request, ctx) => started.map_err(in_dialect)?,
         () = state.abort.cancelled() => return Err(MessagesError(shutting_down())),
     };
     let mut ignored = started.meta.ignored_params.clone();
-    ignored.extend(betas(&headers));
+    ignored.extend(betas);
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let mut machine = MessageStream::new(id, model, thinking);
+    let mut machine = MessageStream::new(id, model, thinking, stops);
     let mut events = started.events;
     if !stream {
         let message = tokio::select! {
@@ -146,27 +149,6 @@ fn frame(event: &SseEvent) -> Result<Event, Infallible> {
         .data(event.data.to_string()))
 }
 
-/// `anthropic-beta` flags change nothing here: reported beside the ignored parameters, but
-/// kept out of the domain request so `--strict-params` does not refuse the betas every Claude
-/// Code request carries.
-fn betas(headers: &HeaderMap) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let names = headers
-        .get_all("anthropic-beta")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|b| !b.is_empty());
-    for beta in names {
-        let name = format!("anthropic-beta:{beta}");
-        if !out.contains(&name) {
-            out.push(name);
-        }
-    }
-    out
-}
-
 /// Anthropic's `{"input_tokens": N}`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TokenCount {
@@ -200,6 +182,7 @@ pub async fn count_tokens(
 ) -> Result<Json<TokenCount>, MessagesError> {
     crate::metrics::note_model(&body.model);
     let ctx = request_context(&headers, tenant);
+    betas::check(&headers).map_err(MessagesError)?;
     let Converted {
         request,
         stream: _,

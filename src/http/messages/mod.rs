@@ -5,8 +5,10 @@
 //! `ChatRequest`, `stream` is the pure state machine from domain events to Anthropic's SSE events
 //! (its final state is also the non-streaming answer), `error` maps every `ChatError` to
 //! Anthropic's error shape and owns the JSON extractor, `handler` is the thin axum layer, and
-//! `models` answers `GET /v1/models` in Anthropic's shape for Anthropic clients.
+//! `models` answers `GET /v1/models` in Anthropic's shape for Anthropic clients, `betas` sorts the
+//! `anthropic-beta` flags into reported and refused.
 
+pub mod betas;
 pub mod convert;
 pub mod error;
 pub mod handler;

@@ -1,16 +1,27 @@
-//! `GET /v1/models` for Anthropic's clients: when a request carries `anthropic-version` (as the
-//! Anthropic SDKs' `models.list` does), the same model table is answered in Anthropic's list
-//! shape — `data[]` of `{"type":"model","id","display_name","created_at"}`, `has_more`,
-//! `first_id`, `last_id` — with the `claude-*` ids only (OpenAI ids and CLI aliases are not
-//! Anthropic model ids). OpenAI clients keep OpenAI's shape.
+//! `GET /v1/models` and `GET /v1/models/{id}` for Anthropic's clients: when a request carries
+//! `anthropic-version` (as the Anthropic SDKs do) or `?beta=true` (as their beta clients do), the
+//! same model table is answered in Anthropic's shapes — a list of
+//! `{"type":"model","id","display_name","created_at"}` with `has_more`, `first_id`, `last_id`,
+//! with the `claude-*` ids only (OpenAI ids and CLI aliases are not Anthropic model ids), and
+//! one such object. OpenAI clients keep OpenAI's shapes.
 
 use serde_json::{Value, json};
 
 use crate::chat::models::ModelInfo;
 
-/// Whether the request is an Anthropic client's.
-pub fn wants_anthropic_list(headers: &axum::http::HeaderMap) -> bool {
+/// Whether the request is an Anthropic client's: an `anthropic-version` header, or `beta=true`
+/// in the query.
+pub fn wants_anthropic(headers: &axum::http::HeaderMap, query: Option<&str>) -> bool {
     headers.contains_key("anthropic-version")
+        || query.is_some_and(|q| {
+            q.split('&')
+                .any(|pair| pair.eq_ignore_ascii_case("beta=true"))
+        })
+}
+
+/// One model in Anthropic's shape.
+pub fn anthropic_model(id: &str, created: i64) -> Value {
+    json!({"type": "model", "id": id, "display_name": id, "created_at": rfc3339(created)})
 }
 
 /// Anthropic's model list of `models`, each created at `created` (Unix seconds).
@@ -22,11 +33,7 @@ pub fn anthropic_list(models: &[ModelInfo], created: i64) -> Value {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let created_at = rfc3339(created);
-    let data: Vec<Value> = ids
-        .iter()
-        .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": created_at}))
-        .collect();
+    let data: Vec<Value> = ids.iter().map(|id| anthropic_model(id, created)).collect();
     json!({
         "data": data,
         "has_more": false,
@@ -66,6 +73,16 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_796_190_580), "2026-12-02T05:49:40Z");
+    }
+
+    #[test]
+    fn anthropic_clients_are_known_by_header_or_query() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(!wants_anthropic(&headers, None));
+        assert!(!wants_anthropic(&headers, Some("beta=false")));
+        assert!(wants_anthropic(&headers, Some("limit=20&beta=true")));
+        headers.insert("anthropic-version", "2023-06-01".parse().expect("a value"));
+        assert!(wants_anthropic(&headers, None));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct MessageStream {
     model: String,
     /// Whether thinking blocks are part of the answer.
     thinking: bool,
+    /// The request's `stop_sequences`, so the answer names the one that ended it.
+    stops: Vec<String>,
     blocks: Vec<Block>,
     /// Whether the last block is still open.
     open: bool,
@@ -59,11 +61,12 @@ pub struct MessageStream {
 }
 
 impl MessageStream {
-    pub fn new(id: String, model: String, thinking: bool) -> Self {
+    pub fn new(id: String, model: String, thinking: bool, stops: Vec<String>) -> Self {
         MessageStream {
             id,
             model,
             thinking,
+            stops,
             blocks: Vec::new(),
             open: false,
             reason: None,
@@ -124,7 +127,7 @@ impl MessageStream {
             "message_delta",
             json!({
                 "type": "message_delta",
-                "delta": {"stop_reason": self.stop_reason(), "stop_sequence": null},
+                "delta": {"stop_reason": self.stop_reason(), "stop_sequence": self.stop_sequence()},
                 "usage": usage_json(&self.usage),
             }),
         ));
@@ -148,6 +151,7 @@ impl MessageStream {
     pub fn message(&self) -> Value {
         let content = self.blocks.iter().map(block_json).collect();
         let mut message = self.envelope(Value::Array(content), Some(self.stop_reason()));
+        message["stop_sequence"] = json!(self.stop_sequence());
         message["usage"] = usage_json(&self.usage);
         message
     }
@@ -163,9 +167,20 @@ impl MessageStream {
     fn stop_reason(&self) -> &'static str {
         match self.reason {
             None | Some(FinishReason::Stop) => "end_turn",
+            Some(FinishReason::StopSequence(_)) => "stop_sequence",
             Some(FinishReason::Length) => "max_tokens",
             Some(FinishReason::ToolCalls) => "tool_use",
             Some(FinishReason::ContentFilter) => "refusal",
+        }
+    }
+
+    /// The stop sequence that ended the answer, as the request spelled it.
+    fn stop_sequence(&self) -> Option<&str> {
+        match self.reason {
+            Some(FinishReason::StopSequence(which)) => {
+                self.stops.get(which as usize).map(String::as_str)
+            }
+            _ => None,
         }
     }
 

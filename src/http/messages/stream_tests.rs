@@ -3,7 +3,12 @@ use serde_json::{Value, json};
 use super::*;
 
 fn machine(thinking: bool) -> MessageStream {
-    MessageStream::new("msg_1".into(), "claude-sonnet-4-5".into(), thinking)
+    MessageStream::new(
+        "msg_1".into(),
+        "claude-sonnet-4-5".into(),
+        thinking,
+        vec!["END".into(), "STOP".into()],
+    )
 }
 
 fn text(t: &str) -> ChatEvent {
@@ -267,7 +272,28 @@ fn stop_reasons_map_to_anthropics() {
         let mut m = machine(false);
         run(&mut m, vec![text("x"), finish(reason)]);
         assert_eq!(m.message()["stop_reason"], expected);
+        assert_eq!(m.message()["stop_sequence"], Value::Null);
     }
+}
+
+#[test]
+fn a_stop_sequence_is_named_in_the_message_and_its_delta() {
+    let mut m = machine(false);
+    let events = run(
+        &mut m,
+        vec![text("x"), finish(FinishReason::StopSequence(1))],
+    );
+    let message = m.message();
+    assert_eq!(message["stop_reason"], "stop_sequence");
+    assert_eq!(message["stop_sequence"], "STOP");
+    let delta = events
+        .iter()
+        .find(|e| e["type"] == "message_delta")
+        .expect("a message_delta");
+    assert_eq!(
+        delta["delta"],
+        json!({"stop_reason": "stop_sequence", "stop_sequence": "STOP"})
+    );
 }
 
 #[test]

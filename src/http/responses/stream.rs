@@ -143,7 +143,8 @@ impl ResponseStream {
         let incomplete = match self.reason {
             Some(FinishReason::Length) => Some("max_output_tokens"),
             Some(FinishReason::ContentFilter) => Some("content_filter"),
-            Some(FinishReason::Stop | FinishReason::ToolCalls) | None => None,
+            Some(FinishReason::Stop | FinishReason::StopSequence(_) | FinishReason::ToolCalls)
+            | None => None,
         };
         if self.open.is_none() {
             self.reasoning_first(&mut out);
