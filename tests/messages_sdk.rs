@@ -170,12 +170,14 @@ async fn python_inner() {
             && b["source"]["data"] == data.as_str()),
         "{image:#?}"
     );
-    // Asked thinking reached Claude as thinking on.
+    // Asked thinking reached Claude as thinking on, with the client's budget (2048; the CLI's
+    // own for claude-sonnet-4-5 is 31999).
     let think = marked(&requests, "#msg-think");
+    assert!(!think.is_empty());
     assert!(
         think
             .iter()
-            .all(|r| matches!(r["thinking"]["type"].as_str(), Some("enabled" | "adaptive"))),
+            .all(|r| r["thinking"]["type"] == "enabled" && r["thinking"]["budget_tokens"] == 2048),
         "{think:#?}"
     );
     // The thinking sent back reached Claude natively, first in the turn of its tool_use.

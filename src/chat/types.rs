@@ -20,6 +20,9 @@ pub struct ChatRequest {
     pub metadata: BTreeMap<String, String>,
     pub sampling: SamplingParams,
     pub reasoning_effort: Option<String>,
+    /// Anthropic's `thinking.budget_tokens`: the most tokens Claude may think, on models whose
+    /// thinking takes a budget (4.x); adaptive models decide for themselves.
+    pub thinking_budget: Option<u32>,
     /// A turn of a stored response chain (the Responses API), handled by the session layer.
     pub response: Option<ResponseTurn>,
 }

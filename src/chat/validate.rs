@@ -63,6 +63,9 @@ pub struct ValidChatRequest {
     /// Independent choices to generate, 1 to 10.
     pub n: u32,
     pub effort: Option<Effort>,
+    /// The most tokens Claude may think (`set_max_thinking_tokens`), on models that take a
+    /// budget.
+    pub thinking_budget: Option<u32>,
     /// Parameters accepted but not honoured, in request order.
     pub ignored_params: Vec<String>,
 }
@@ -142,6 +145,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         metadata,
         sampling,
         reasoning_effort,
+        thinking_budget,
         response,
     } = req;
 
@@ -180,6 +184,7 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
             "max_tokens",
         ));
     }
+    check_thinking_budget(thinking_budget, max_tokens)?;
     if stop.len() > MAX_STOP {
         return Err(ChatError::invalid(
             format!(
@@ -263,8 +268,38 @@ pub fn validate(req: ChatRequest, cfg: &ValidationConfig) -> Result<ValidChatReq
         stop,
         n,
         effort,
+        thinking_budget,
         ignored_params,
     })
+}
+
+/// The least thinking budget Anthropic's API takes.
+const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// Anthropic's rules for a thinking budget: at least 1024 tokens, and fewer than `max_tokens`
+/// (the thinking is part of the answer's tokens).
+fn check_thinking_budget(budget: Option<u32>, max_tokens: Option<u32>) -> Result<(), ChatError> {
+    let Some(budget) = budget else {
+        return Ok(());
+    };
+    if budget < MIN_THINKING_BUDGET {
+        return Err(ChatError::invalid(
+            format!(
+                "`thinking_budget_tokens` must be at least {MIN_THINKING_BUDGET}; got {budget}."
+            ),
+            "thinking_budget_tokens",
+        ));
+    }
+    if let Some(max) = max_tokens.filter(|&max| budget >= max) {
+        return Err(ChatError::invalid(
+            format!(
+                "`thinking_budget_tokens` must be less than `max_tokens`; got {budget} with \
+                 `max_tokens` {max}."
+            ),
+            "thinking_budget_tokens",
+        ));
+    }
+    Ok(())
 }
 
 /// Tokens of every text of the request and of the tool schemas, by tiktoken.

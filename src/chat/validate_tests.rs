@@ -267,3 +267,23 @@ fn stop_n_and_max_tokens_are_checked() {
         assert_eq!(validate(r.clone(), &cfg).is_ok(), ok, "n={n}");
     }
 }
+
+#[test]
+fn a_thinking_budget_follows_anthropics_rules() {
+    let with = |budget: u32, max_tokens: Option<u32>| {
+        let mut r = req(vec![Message::text(Role::User, "Hi")]);
+        r.thinking_budget = Some(budget);
+        r.max_tokens = max_tokens;
+        validate(r, &ValidationConfig::default())
+    };
+    assert_eq!(with(2048, Some(4096)).unwrap().thinking_budget, Some(2048));
+    assert_eq!(with(1024, None).unwrap().thinking_budget, Some(1024));
+    for (budget, max_tokens, says) in [
+        (1023, None, "at least 1024"),
+        (4096, Some(4096), "less than `max_tokens`"),
+    ] {
+        let err = with(budget, max_tokens).unwrap_err();
+        assert_eq!(err.param(), Some("thinking_budget_tokens"));
+        assert!(err.to_string().contains(says), "{err}");
+    }
+}

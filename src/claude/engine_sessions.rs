@@ -21,6 +21,7 @@ pub(super) fn eligible(req: &ValidChatRequest) -> bool {
         && req.output == OutputMode::Text
         && req.stop.is_empty()
         && req.max_tokens.is_none()
+        && req.thinking_budget.is_none()
         && req.n == 1
 }
 

@@ -47,6 +47,13 @@ pub fn run_input(req: &ValidChatRequest, configure: bool) -> RunInput {
                 user: None,
             });
         }
+        if let Some(budget) = req.thinking_budget {
+            lines.push(InputLine {
+                json: thinking_budget(budget),
+                await_ack: false,
+                user: None,
+            });
+        }
     }
     let mut history_user_lines = 0;
     for turn in &req.history {
@@ -99,6 +106,21 @@ pub fn output_limit(max: u32) -> String {
     json!({"type": "control_request", "request_id": LIMIT_ID, "request": {
         "subtype": "apply_flag_settings",
         "settings": {"env": {"CLAUDE_CODE_MAX_OUTPUT_TOKENS": max.to_string()}},
+    }})
+    .to_string()
+}
+
+/// The request id of the thinking-budget control request (its answer is not awaited).
+pub const THINKING_ID: &str = "thinking_1";
+
+/// The client's thinking budget, for a running process: the next API request's
+/// `thinking.budget_tokens` is this on the models that take a budget (measured on 2.1.330 with
+/// claude-sonnet-4-5; `apply_flag_settings` with `MAX_THINKING_TOKENS` in `env` changes nothing
+/// there). Models with adaptive thinking ignore it.
+pub fn thinking_budget(budget: u32) -> String {
+    json!({"type": "control_request", "request_id": THINKING_ID, "request": {
+        "subtype": "set_max_thinking_tokens",
+        "max_thinking_tokens": budget,
     }})
     .to_string()
 }
@@ -265,6 +287,7 @@ mod tests {
             stop: vec![],
             n: 1,
             effort: None,
+            thinking_budget: None,
             ignored_params: vec![],
         }
     }
@@ -334,6 +357,34 @@ mod tests {
         );
         assert!(lines[3].get("shouldQuery").is_none());
         assert!(input.lines.iter().all(|l| !l.json.contains('\n')));
+    }
+
+    #[test]
+    fn limits_are_set_on_a_new_process_before_the_prompt() {
+        let mut req = request(vec![], text(TurnRole::User, "Hi"));
+        req.max_tokens = Some(4096);
+        req.thinking_budget = Some(2048);
+        let lines: Vec<Value> = run_input(&req, true)
+            .lines
+            .iter()
+            .map(|l| serde_json::from_str(&l.json).unwrap())
+            .collect();
+        let subtypes: Vec<&str> = lines
+            .iter()
+            .map(|l| l["request"]["subtype"].as_str().unwrap_or("(user)"))
+            .collect();
+        assert_eq!(
+            subtypes,
+            [
+                "initialize",
+                "apply_flag_settings",
+                "set_max_thinking_tokens",
+                "(user)"
+            ]
+        );
+        assert_eq!(lines[2]["request"]["max_thinking_tokens"], 2048);
+        // A recycled process keeps its configuration (its key includes the budget).
+        assert_eq!(run_input(&req, false).lines.len(), 1);
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl ReuseKey {
         req.output.cli_schema().map(|s| s.to_string()).hash(&mut h);
         format!("{:?}", req.tool_mode.required).hash(&mut h);
         req.max_tokens.hash(&mut h);
+        req.thinking_budget.hash(&mut h);
         ReuseKey {
             tenant: tenant.id().to_string(),
             config: h.finish(),

@@ -164,6 +164,7 @@ pub fn chat_request(
             other,
         },
         reasoning_effort,
+        thinking_budget: None,
         response: None,
     };
     Ok((

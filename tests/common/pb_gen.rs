@@ -268,12 +268,13 @@ pub fn wild_params() -> BoxedStrategy<pb::ChatCompletionParams> {
             1 => any_text()
         ],
         proptest::option::of(response_turn()),
+        proptest::option::of(prop_oneof![1000..1100u32, any::<u32>()]),
     );
     (head, tail)
         .prop_map(
             |(
                 (model, mut messages, tools, tool_choice, parallel_tool_calls, response_format),
-                (stop, n, max_tokens, sampling, reasoning_effort, response),
+                (stop, n, max_tokens, sampling, reasoning_effort, response, thinking_budget_tokens),
             )| {
                 // Most requests end with a user message, so many get past validation to the CLI.
                 messages.push(user("[[words:2]]"));
@@ -292,6 +293,7 @@ pub fn wild_params() -> BoxedStrategy<pb::ChatCompletionParams> {
                     sampling,
                     reasoning_effort,
                     response,
+                    thinking_budget_tokens,
                 }
             },
         )

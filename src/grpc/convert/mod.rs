@@ -84,6 +84,7 @@ mod tests {
                 ..Default::default()
             },
             reasoning_effort: Some("high".into()),
+            thinking_budget: Some(2048),
             response: Some(d::ResponseTurn {
                 id: "resp_1".into(),
                 previous: Some("resp_0".into()),

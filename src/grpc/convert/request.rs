@@ -33,6 +33,7 @@ pub fn chat_request(params: Option<pb::ChatCompletionParams>) -> Result<d::ChatR
         sampling,
         reasoning_effort,
         response,
+        thinking_budget_tokens,
     } = params.ok_or_else(|| ChatError::invalid("`params` is required.", "params"))?;
     let messages = messages
         .into_iter()
@@ -161,6 +162,7 @@ pub fn chat_request(params: Option<pb::ChatCompletionParams>) -> Result<d::ChatR
         sampling,
         response: response.map(response_turn),
         reasoning_effort: (!reasoning_effort.is_empty()).then_some(reasoning_effort),
+        thinking_budget: thinking_budget_tokens,
     })
 }
 
@@ -259,6 +261,7 @@ pub fn chat_params(req: d::ChatRequest) -> pb::ChatCompletionParams {
         metadata,
         sampling,
         reasoning_effort,
+        thinking_budget,
         response,
     } = req;
     let d::SamplingParams {
@@ -353,6 +356,7 @@ pub fn chat_params(req: d::ChatRequest) -> pb::ChatCompletionParams {
         }),
         reasoning_effort: reasoning_effort.unwrap_or_default(),
         response: response.map(response_turn_to_pb),
+        thinking_budget_tokens: thinking_budget,
     }
 }
 

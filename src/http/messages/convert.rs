@@ -98,7 +98,11 @@ pub fn create_request(req: MessagesRequest) -> Result<Converted, ChatError> {
         None | Some(Value::Null) => (None, None),
         Some(v) => parse_tool_choice(&v)?,
     };
-    let (reasoning_effort, shown) = parse_thinking(thinking.as_ref())?;
+    let Thinking {
+        effort: reasoning_effort,
+        budget: thinking_budget,
+        shown,
+    } = parse_thinking(thinking.as_ref())?;
     let request = ChatRequest {
         model,
         messages: out,
@@ -118,6 +122,7 @@ pub fn create_request(req: MessagesRequest) -> Result<Converted, ChatError> {
             ..SamplingParams::default()
         },
         reasoning_effort,
+        thinking_budget,
         response: None,
     };
     Ok(Converted {
@@ -462,16 +467,32 @@ fn parse_tool_choice(value: &Value) -> Result<(Option<ToolChoice>, Option<bool>)
     Ok((Some(choice), parallel))
 }
 
-/// `thinking` to the domain's effort (the CLI's `--effort`), and whether thinking blocks are
-/// shown. A budget picks the level: under 4 096 tokens low, under 16 384 medium, else high;
-/// `adaptive` leaves the effort to Claude.
-fn parse_thinking(thinking: Option<&Value>) -> Result<(Option<String>, bool), ChatError> {
+/// What `thinking` asks of the domain.
+#[derive(Debug, Default, PartialEq)]
+struct Thinking {
+    /// The CLI's `--effort`, for models with adaptive thinking.
+    effort: Option<String>,
+    /// The budget itself, for models that take one (4.x).
+    budget: Option<u32>,
+    /// Whether thinking blocks are shown.
+    shown: bool,
+}
+
+/// `thinking` to the domain: `enabled` gives its budget (which the 4.x models take as it is)
+/// and, for models that think adaptively and take no budget, an effort level picked by it —
+/// under 4 096 tokens low, under 16 384 medium, else high; `adaptive` leaves both to Claude.
+fn parse_thinking(thinking: Option<&Value>) -> Result<Thinking, ChatError> {
     let Some(thinking) = thinking.filter(|v| !v.is_null()) else {
-        return Ok((None, false));
+        return Ok(Thinking::default());
+    };
+    let thinking_on = |effort: Option<&str>, budget: Option<u32>| Thinking {
+        effort: effort.map(str::to_string),
+        budget,
+        shown: true,
     };
     match string_field(thinking, "type", "thinking")?.as_deref() {
-        Some("disabled") => Ok((None, false)),
-        Some("adaptive") => Ok((None, true)),
+        Some("disabled") => Ok(Thinking::default()),
+        Some("adaptive") => Ok(thinking_on(None, None)),
         Some("enabled") => {
             let budget = field(thinking, "budget_tokens")
                 .and_then(Value::as_u64)
@@ -487,7 +508,10 @@ fn parse_thinking(thinking: Option<&Value>) -> Result<(Option<String>, bool), Ch
                 4096..16384 => "medium",
                 _ => "high",
             };
-            Ok((Some(effort.to_string()), true))
+            Ok(thinking_on(
+                Some(effort),
+                Some(u32::try_from(budget).unwrap_or(u32::MAX)),
+            ))
         }
         kind => Err(ChatError::invalid(
             format!(

@@ -104,7 +104,7 @@ fn a_tool_round_trip_becomes_calls_and_tool_messages() {
 }
 
 #[test]
-fn thinking_budgets_map_to_efforts() {
+fn thinking_budgets_are_kept_and_map_to_efforts() {
     for (thinking, effort, shown) in [
         (
             json!({"type": "enabled", "budget_tokens": 1024}),
@@ -129,6 +129,8 @@ fn thinking_budgets_map_to_efforts() {
         let c = convert(body).unwrap();
         assert_eq!(c.request.reasoning_effort.as_deref(), effort, "{thinking}");
         assert_eq!(c.thinking, shown, "{thinking}");
+        let budget = thinking["budget_tokens"].as_u64().map(|b| b as u32);
+        assert_eq!(c.request.thinking_budget, budget, "{thinking}");
     }
     let mut body = base(json!([{"role": "user", "content": "Hi"}]));
     body["thinking"] = json!({"type": "enabled"});

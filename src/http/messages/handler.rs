@@ -201,6 +201,7 @@ fn in_dialect(err: ChatError) -> MessagesError {
         ("`stop`", "`stop_sequences`"),
         ("`reasoning_effort`", "`thinking`"),
         ("`max_completion_tokens`", "`max_tokens`"),
+        ("`thinking_budget_tokens`", "`thinking.budget_tokens`"),
     ];
     MessagesError(match err {
         ChatError::InvalidRequest {
@@ -211,6 +212,13 @@ fn in_dialect(err: ChatError) -> MessagesError {
             for (from, to) in RENAMES {
                 message = message.replace(from, to);
             }
+            let param = param.map(|p| {
+                if p == "thinking_budget_tokens" {
+                    "thinking.budget_tokens".to_string()
+                } else {
+                    p
+                }
+            });
             ChatError::InvalidRequest {
                 message,
                 param,

@@ -192,6 +192,7 @@ pub fn create_request(req: CreateResponseRequest, key: &SealKey) -> Result<Conve
             ..SamplingParams::default()
         },
         reasoning_effort,
+        thinking_budget: None,
         response: None,
     };
     Ok(Converted {
