@@ -298,6 +298,8 @@ fn is_client_error(err: &ChatError) -> bool {
         | ChatError::ResponseNotFound { .. }
         | ChatError::SessionConflict { .. }
         | ChatError::Unauthorized { .. }
+        | ChatError::Forbidden { .. }
+        | ChatError::QuotaExceeded { .. }
         | ChatError::CliNotFound { .. }
         | ChatError::RateLimited { .. }
         | ChatError::UpstreamAuth { .. }

@@ -37,6 +37,16 @@ pub enum ChatError {
     /// The client sent no gateway API key, or a wrong one (401).
     #[error("{message}")]
     Unauthorized { message: String },
+    /// The key is known but may not do this: an admin-only route asked by a user key (403).
+    #[error("{message}")]
+    Forbidden { message: String },
+    /// The key has spent one of its budgets (429 `insufficient_quota`); `retry_after` is the
+    /// seconds until that budget's window resets.
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        retry_after: Option<u64>,
+    },
     /// The `claude` binary cannot be started (503).
     #[error("{message}")]
     CliNotFound { message: String },
@@ -107,8 +117,9 @@ impl ChatError {
             | ChatError::ResponseNotFound { .. }
             | ChatError::SessionConflict { .. }
             | ChatError::Unauthorized { .. }
+            | ChatError::Forbidden { .. }
             | ChatError::NotImplemented { .. } => ErrorKind::InvalidRequest,
-            ChatError::RateLimited { .. } => ErrorKind::RateLimit,
+            ChatError::RateLimited { .. } | ChatError::QuotaExceeded { .. } => ErrorKind::RateLimit,
             ChatError::CliNotFound { .. }
             | ChatError::UpstreamAuth { .. }
             | ChatError::Overloaded { .. }
@@ -203,6 +214,8 @@ impl ChatError {
             ChatError::ResponseNotFound { .. } => Some("response_not_found"),
             ChatError::SessionConflict { .. } => Some("session_conflict"),
             ChatError::Unauthorized { .. } => Some("invalid_api_key"),
+            ChatError::Forbidden { .. } => Some("permission_denied"),
+            ChatError::QuotaExceeded { .. } => Some("insufficient_quota"),
             ChatError::CliNotFound { .. } => Some("cli_not_found"),
             ChatError::RateLimited { .. } => Some("rate_limit_exceeded"),
             ChatError::UpstreamAuth { .. } => Some("upstream_auth_failed"),
@@ -213,6 +226,15 @@ impl ChatError {
             ChatError::Unavailable { .. } => Some("unavailable"),
             ChatError::Internal { .. } => Some("internal_error"),
             ChatError::NotImplemented { .. } => Some("not_implemented"),
+        }
+    }
+
+    /// Seconds the client should wait before asking again, when the error says.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ChatError::RateLimited { retry_after, .. }
+            | ChatError::QuotaExceeded { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
@@ -227,6 +249,8 @@ impl ChatError {
             }
             ChatError::PayloadTooLarge { .. }
             | ChatError::Unauthorized { .. }
+            | ChatError::Forbidden { .. }
+            | ChatError::QuotaExceeded { .. }
             | ChatError::CliNotFound { .. }
             | ChatError::RateLimited { .. }
             | ChatError::UpstreamAuth { .. }
@@ -257,6 +281,11 @@ impl ChatError {
             },
             Some("session_conflict") => ChatError::SessionConflict { message },
             Some("invalid_api_key") => ChatError::Unauthorized { message },
+            Some("permission_denied") => ChatError::Forbidden { message },
+            Some("insufficient_quota") => ChatError::QuotaExceeded {
+                message,
+                retry_after,
+            },
             Some("cli_not_found") => ChatError::CliNotFound { message },
             Some("rate_limit_exceeded") => ChatError::RateLimited {
                 message,

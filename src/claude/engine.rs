@@ -534,6 +534,8 @@ fn retryable(err: &ChatError) -> bool {
         | ChatError::ResponseNotFound { .. }
         | ChatError::SessionConflict { .. }
         | ChatError::Unauthorized { .. }
+        | ChatError::Forbidden { .. }
+        | ChatError::QuotaExceeded { .. }
         | ChatError::CliNotFound { .. }
         | ChatError::RateLimited { .. }
         | ChatError::UpstreamAuth { .. }

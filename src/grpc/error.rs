@@ -17,6 +17,8 @@ fn code_of(err: &ChatError) -> Code {
         ChatError::ResponseNotFound { .. } => Code::NotFound,
         ChatError::SessionConflict { .. } => Code::Aborted,
         ChatError::Unauthorized { .. } => Code::Unauthenticated,
+        ChatError::Forbidden { .. } => Code::PermissionDenied,
+        ChatError::QuotaExceeded { .. } => Code::ResourceExhausted,
         ChatError::CliNotFound { .. } => Code::Unavailable,
         ChatError::RateLimited { .. } => Code::ResourceExhausted,
         ChatError::UpstreamAuth { .. } => Code::Internal,
@@ -63,12 +65,8 @@ pub fn to_status(err: &ChatError) -> Status {
     {
         md.insert("error-param", param);
     }
-    if let ChatError::RateLimited {
-        retry_after: Some(secs),
-        ..
-    } = err
-    {
-        md.insert("retry-after", MetadataValue::from(*secs));
+    if let Some(secs) = err.retry_after() {
+        md.insert("retry-after", MetadataValue::from(secs));
     }
     status
 }

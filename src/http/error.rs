@@ -31,7 +31,10 @@ pub fn status_and_type(err: &ChatError) -> (StatusCode, &'static str) {
         | ChatError::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
         ChatError::SessionConflict { .. } => StatusCode::CONFLICT,
         ChatError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-        ChatError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ChatError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        ChatError::RateLimited { .. } | ChatError::QuotaExceeded { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         ChatError::UpstreamAuth { .. }
         | ChatError::Upstream { .. }
         | ChatError::CliFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -42,7 +45,12 @@ pub fn status_and_type(err: &ChatError) -> (StatusCode, &'static str) {
         ChatError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         ChatError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
     };
-    (status, err.kind().as_str())
+    // OpenAI names a spent quota by its own type as well as its code.
+    let kind = match err {
+        ChatError::QuotaExceeded { .. } => "insufficient_quota",
+        _ => err.kind().as_str(),
+    };
+    (status, kind)
 }
 
 /// The OpenAI error body of `err`.
@@ -73,16 +81,14 @@ impl IntoResponse for ApiError {
             tracing::debug!(error = %self.0, "request refused");
         }
         let mut response = (status, axum::Json(error_body(&self.0))).into_response();
-        if let ChatError::RateLimited {
-            retry_after: Some(secs),
-            ..
-        } = &self.0
+        if let Some(secs) = self.0.retry_after()
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
-        if let ChatError::NotImplemented { .. } = &self.0 {
-            // The OpenAI SDKs retry every 5xx unless told not to; a 501 stays a 501.
+        if let ChatError::NotImplemented { .. } | ChatError::QuotaExceeded { .. } = &self.0 {
+            // The OpenAI SDKs retry every 5xx and 429 unless told not to: a 501 stays a 501, and
+            // a spent budget stays spent until its window resets.
             response
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
@@ -270,5 +276,30 @@ mod tests {
         assert_eq!(response.headers()["x-should-retry"], "false");
         let other = ApiError(ChatError::internal("x")).into_response();
         assert!(other.headers().get("x-should-retry").is_none());
+    }
+
+    #[test]
+    fn a_spent_budget_is_openais_insufficient_quota_and_not_retried() {
+        let err = ChatError::QuotaExceeded {
+            message: "The usd/day budget is spent".into(),
+            retry_after: Some(60),
+        };
+        let body = error_body(&err).error;
+        assert_eq!(
+            (body.kind, body.code.as_deref()),
+            ("insufficient_quota", Some("insufficient_quota"))
+        );
+        let response = ApiError(err).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "60");
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let back = ChatError::from_parts(Some("insufficient_quota"), "m".into(), Some(60));
+        assert!(matches!(
+            back,
+            Some(ChatError::QuotaExceeded {
+                retry_after: Some(60),
+                ..
+            })
+        ));
     }
 }

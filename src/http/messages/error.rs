@@ -41,7 +41,10 @@ pub fn status_and_type(err: &ChatError) -> (StatusCode, &'static str) {
         | ChatError::ResponseNotFound { .. } => (StatusCode::NOT_FOUND, "not_found_error"),
         ChatError::SessionConflict { .. } => (StatusCode::CONFLICT, "invalid_request_error"),
         ChatError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "authentication_error"),
-        ChatError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
+        ChatError::Forbidden { .. } => (StatusCode::FORBIDDEN, "permission_error"),
+        ChatError::RateLimited { .. } | ChatError::QuotaExceeded { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")
+        }
         ChatError::Overloaded { .. } => (
             StatusCode::from_u16(OVERLOADED).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             "overloaded_error",
@@ -86,16 +89,14 @@ impl IntoResponse for MessagesError {
         // (`with_request_id`), which sees the id; here it is not known.
         let mut response = (status, axum::Json(error_json(&self.0, None))).into_response();
         let headers = response.headers_mut();
-        if let ChatError::RateLimited {
-            retry_after: Some(secs),
-            ..
-        } = &self.0
+        if let Some(secs) = self.0.retry_after()
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
             headers.insert(header::RETRY_AFTER, value);
         }
-        if let ChatError::NotImplemented { .. } = &self.0 {
-            // The Anthropic SDKs retry every 5xx unless told not to; a 501 stays a 501.
+        if let ChatError::NotImplemented { .. } | ChatError::QuotaExceeded { .. } = &self.0 {
+            // The Anthropic SDKs retry every 5xx and 429 unless told not to: a 501 stays a 501,
+            // and a spent budget stays spent until its window resets.
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
         }
         response
