@@ -319,8 +319,8 @@ pub(crate) async fn thinking_streams_as_blocks_when_asked_and_replays_natively()
         let fake = FakeCliGateway::start(&[]).await;
         let url = messages(&fake);
         let question = json!({"role": "user", "content": "MSGTHINK hi [[thinking]]"});
-        let b = json!({"model": "claude-sonnet-4-5", "max_tokens": 4096, "stream": true,
-            "thinking": {"type": "enabled", "budget_tokens": 2048}, "messages": [question]});
+        let b = json!({"model": "claude-sonnet-4-5", "max_tokens": 32000, "stream": true,
+            "thinking": {"type": "enabled", "budget_tokens": 20000}, "messages": [question]});
         let (status, _, raw) = post_with_headers(&url, &b, &[]).await;
         assert_eq!(status, 200, "{raw}");
         let events = events_of(&raw);
