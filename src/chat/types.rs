@@ -133,6 +133,31 @@ pub enum ContentPart {
         /// turns of that same model.
         model: String,
     },
+    /// Thinking the Anthropic API returned encrypted (`redacted_thinking`), sent back as it was
+    /// in a later assistant turn; like a signature, `data` is only good for `model`.
+    RedactedThinking {
+        data: String,
+        model: String,
+    },
+    /// A document for Claude to read (Anthropic's `document` block; OpenAI's `file` part).
+    Document(Document),
+}
+
+/// A document a user message carries: its source, and the optional title and context Claude
+/// reads with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub source: DocumentSource,
+    pub title: Option<String>,
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocumentSource {
+    /// A PDF as base64 text, as the client sent it (checked by validation).
+    Pdf { data: String },
+    /// Plain text (`text/plain`).
+    Text { data: String },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -274,6 +299,12 @@ pub enum ReasoningDelta {
     /// good for that model.
     Signature {
         signature: String,
+        model: String,
+    },
+    /// A whole `redacted_thinking` block (encrypted thinking, nothing to show), good for
+    /// `model` only.
+    Redacted {
+        data: String,
         model: String,
     },
 }

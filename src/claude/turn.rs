@@ -250,6 +250,13 @@ impl TurnState {
                 index,
                 content_block: ContentBlock::ToolUse { id, name },
             } => self.on_tool_start(index, id, &name, out),
+            StreamEvent::ContentBlockStart {
+                content_block: ContentBlock::RedactedThinking { data },
+                ..
+            } if !data.is_empty() => {
+                let model = self.model.clone().unwrap_or_default();
+                self.on_reasoning(ReasoningDelta::Redacted { data, model }, out);
+            }
             StreamEvent::ContentBlockDelta { index, delta } => match delta {
                 BlockDelta::TextDelta { text } if self.text_visible() => self.on_text(&text, out),
                 BlockDelta::InputJsonDelta { partial_json } => {

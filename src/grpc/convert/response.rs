@@ -220,6 +220,9 @@ pub fn event_to_pb(
                 d::ReasoningDelta::Signature { signature, model } => {
                     (pb::reasoning_delta::Part::Signature(signature), model)
                 }
+                d::ReasoningDelta::Redacted { data, model } => {
+                    (pb::reasoning_delta::Part::Redacted(data), model)
+                }
             };
             let delta = pb::Delta {
                 reasoning: Some(pb::ReasoningDelta {
@@ -286,6 +289,9 @@ pub fn events_from_pb(msg: pb::StreamChatCompletionResponse) -> Vec<d::ChatEvent
                 pb::reasoning_delta::Part::Text(t) => d::ReasoningDelta::Text(t),
                 pb::reasoning_delta::Part::Signature(signature) => {
                     d::ReasoningDelta::Signature { signature, model }
+                }
+                pb::reasoning_delta::Part::Redacted(data) => {
+                    d::ReasoningDelta::Redacted { data, model }
                 }
             };
             events.push(d::ChatEvent::Reasoning { index, delta });
