@@ -36,14 +36,14 @@ pub fn source(
                 .decode(data.as_bytes())
                 .map_err(|_| {
                     ChatError::invalid_with_code(
-                        "The text document's data is not valid base64.",
+                        format!("`{param}`: the text document's data is not valid base64."),
                         param,
                         "invalid_document",
                     )
                 })?;
             let data = String::from_utf8(bytes).map_err(|_| {
                 ChatError::invalid_with_code(
-                    "The text document is not UTF-8 text.",
+                    format!("`{param}`: the text document is not UTF-8 text."),
                     param,
                     "invalid_document",
                 )
@@ -51,13 +51,14 @@ pub fn source(
             Ok(DocumentSource::Text { data })
         }
         (PDF, Encoding::Plain) => Err(ChatError::invalid_with_code(
-            "A PDF document must be base64 data.",
+            format!("`{param}`: a PDF document must be base64 data."),
             param,
             "invalid_document",
         )),
         (other, _) => Err(ChatError::invalid_with_code(
             format!(
-                "Document type `{}` is not supported; use {PDF} (base64) or {TEXT}.",
+                "`{param}` is `{}`, which is not supported; documents are {PDF} (base64) or \
+                 {TEXT}.",
                 other.chars().take(80).collect::<String>()
             ),
             param,
@@ -74,7 +75,7 @@ pub fn source_of_data_url(url: &str, param: &str) -> Result<DocumentSource, Chat
         .and_then(|(header, data)| Some((header.strip_suffix(";base64")?, data)));
     let Some((media_type, data)) = parsed else {
         return Err(ChatError::invalid_with_code(
-            "`file_data` must be a base64 data URL (data:application/pdf;base64,…).",
+            format!("`{param}` must be a base64 data URL (data:application/pdf;base64,…)."),
             param,
             "invalid_document",
         ));
@@ -92,7 +93,7 @@ pub fn check(document: &Document, max_bytes: usize, param: &str) -> Result<(), C
                 .is_err()
             {
                 return Err(ChatError::invalid_with_code(
-                    "The PDF data is not valid base64.",
+                    format!("`{param}.source.data`: the PDF data is not valid base64."),
                     format!("{param}.source.data"),
                     "invalid_document",
                 ));
@@ -103,7 +104,10 @@ pub fn check(document: &Document, max_bytes: usize, param: &str) -> Result<(), C
     };
     if bytes > max_bytes {
         return Err(ChatError::invalid_with_code(
-            format!("The {what} is {bytes} bytes; the limit is {max_bytes} bytes."),
+            format!(
+                "`{param}.source.data`: the {what} is {bytes} bytes; the limit is {max_bytes} \
+                 bytes."
+            ),
             format!("{param}.source.data"),
             "document_too_large",
         ));

@@ -239,6 +239,8 @@ pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub cached_tokens: u32,
+    /// Input tokens written to Claude's prompt cache (part of `prompt_tokens`).
+    pub cache_creation_tokens: u32,
     pub reasoning_tokens: u32,
     /// True when these are the gateway's tiktoken estimates, not Claude's numbers.
     pub estimated: bool,
@@ -257,6 +259,9 @@ impl Usage {
             .completion_tokens
             .saturating_add(other.completion_tokens);
         self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+        self.cache_creation_tokens = self
+            .cache_creation_tokens
+            .saturating_add(other.cache_creation_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
         self.estimated |= other.estimated;
         self.cost_usd += other.cost_usd;

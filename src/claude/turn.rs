@@ -529,6 +529,7 @@ impl TurnState {
             prompt_tokens: clamp(t.input + t.cache_read + t.cache_creation),
             completion_tokens: clamp(completion),
             cached_tokens: clamp(t.cache_read),
+            cache_creation_tokens: clamp(t.cache_creation),
             reasoning_tokens: 0,
             estimated,
             cost_usd: 0.0,
@@ -549,6 +550,7 @@ pub fn usage_from_api(u: &ApiUsage) -> Usage {
         ),
         completion_tokens: clamp(u.output_tokens.unwrap_or(0)),
         cached_tokens: clamp(cache_read),
+        cache_creation_tokens: clamp(u.cache_creation_input_tokens.unwrap_or(0)),
         reasoning_tokens: clamp(
             u.output_tokens_details
                 .as_ref()

@@ -447,6 +447,18 @@ fn a_real_redacted_thinking_block_comes_whole_before_the_answer() {
         matches!(out[first_text - 1], TurnOutput::Reasoning(_)),
         "{out:?}"
     );
+    // That API's usage had cache reads and writes: both are told apart, both part of the input.
+    let Some(TurnOutput::Finished { usage, .. }) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.cached_tokens,
+            usage.cache_creation_tokens
+        ),
+        (110, 3, 7)
+    );
 }
 
 #[test]

@@ -309,6 +309,9 @@ struct StoredOutcome {
     input_tokens: u32,
     output_tokens: u32,
     cached_tokens: u32,
+    /// Added after version 1 shipped; older outcomes read as 0.
+    #[serde(default)]
+    cache_creation_tokens: u32,
     reasoning_tokens: u32,
     #[serde(default)]
     estimated: bool,
@@ -331,6 +334,7 @@ pub fn encode_outcome(usage: &Usage, finish: FinishReason) -> Result<String> {
         prompt_tokens,
         completion_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -347,6 +351,7 @@ pub fn encode_outcome(usage: &Usage, finish: FinishReason) -> Result<String> {
         input_tokens: prompt_tokens,
         output_tokens: completion_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -361,6 +366,7 @@ pub fn decode_outcome(text: &str) -> Result<(Usage, FinishReason)> {
         input_tokens,
         output_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -375,6 +381,7 @@ pub fn decode_outcome(text: &str) -> Result<(Usage, FinishReason)> {
         prompt_tokens: input_tokens,
         completion_tokens: output_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -459,6 +466,7 @@ mod tests {
             prompt_tokens: 12,
             completion_tokens: 5,
             cached_tokens: 3,
+            cache_creation_tokens: 4,
             reasoning_tokens: 2,
             estimated: true,
             cost_usd: 0.25,
@@ -473,6 +481,9 @@ mod tests {
             (usage, FinishReason::Length)
         );
         assert!(decode_outcome(r#"{"record":2,"finish":"stop"}"#).is_err());
+        // An outcome stored before cache writes were kept reads them as 0.
+        let old = r#"{"record":1,"finish":"stop","input_tokens":1,"output_tokens":2,"cached_tokens":0,"reasoning_tokens":0}"#;
+        assert_eq!(decode_outcome(old).unwrap().0.cache_creation_tokens, 0);
     }
 
     #[test]

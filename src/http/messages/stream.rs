@@ -316,13 +316,15 @@ fn block_json(block: &Block) -> Value {
     }
 }
 
-/// Anthropic's usage from the domain's: its `input_tokens` exclude cache reads (the domain's
-/// prompt tokens include them); cache writes are not told apart by the domain, so they are
-/// counted in `input_tokens` and `cache_creation_input_tokens` is 0.
+/// Anthropic's usage from the domain's: its `input_tokens` exclude cache reads and writes (the
+/// domain's prompt tokens include both), which are Claude's own numbers as the CLI reports them.
 pub fn usage_json(u: &Usage) -> Value {
     json!({
-        "input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens),
-        "cache_creation_input_tokens": 0,
+        "input_tokens": u
+            .prompt_tokens
+            .saturating_sub(u.cached_tokens)
+            .saturating_sub(u.cache_creation_tokens),
+        "cache_creation_input_tokens": u.cache_creation_tokens,
         "cache_read_input_tokens": u.cached_tokens,
         "output_tokens": u.completion_tokens,
     })

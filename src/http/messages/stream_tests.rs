@@ -303,6 +303,22 @@ fn redacted_thinking_is_one_whole_block_when_thinking_is_shown() {
 }
 
 #[test]
+fn usage_tells_cache_reads_and_writes_apart_from_input() {
+    let u = Usage {
+        prompt_tokens: 110,
+        completion_tokens: 5,
+        cached_tokens: 3,
+        cache_creation_tokens: 7,
+        ..Usage::default()
+    };
+    assert_eq!(
+        usage_json(&u),
+        json!({"input_tokens": 100, "cache_creation_input_tokens": 7,
+               "cache_read_input_tokens": 3, "output_tokens": 5})
+    );
+}
+
+#[test]
 fn stop_reasons_map_to_anthropics() {
     for (reason, expected) in [
         (FinishReason::Stop, "end_turn"),
