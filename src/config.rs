@@ -215,11 +215,11 @@ pub struct Config {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Largest image accepted, in decoded bytes.
+    /// Largest image or document accepted, in decoded bytes.
     #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 5 * 1024 * 1024)]
     pub max_image_bytes: usize,
 
-    /// Most images accepted in one request.
+    /// Most images and documents accepted in one request, together.
     #[arg(long, env = "MAX_IMAGES", default_value_t = 20)]
     pub max_images: usize,
 

@@ -170,6 +170,36 @@ async fn python_inner() {
             && b["source"]["data"] == data.as_str()),
         "{image:#?}"
     );
+    // Both documents reached Claude as native document blocks, title and context kept.
+    let pdf = recorded(&record, "messages_pdf_data");
+    let found = marked(&requests, "#msg-pdf");
+    let docs: Vec<&Value> = found
+        .iter()
+        .flat_map(|r| blocks(r, "user", "document"))
+        .collect();
+    assert!(
+        docs.iter().any(|b| b["source"]
+            == serde_json::json!({"type": "base64", "media_type": "application/pdf", "data": pdf})
+            && b["title"] == "Tiny report"
+            && b["context"] == "An empty PDF"),
+        "{found:#?}"
+    );
+    assert!(
+        docs.iter().any(|b| b["source"]
+            == serde_json::json!({"type": "text", "media_type": "text/plain", "data": "Plain notes."})),
+        "{found:#?}"
+    );
+    // The redacted thinking sent back reached Claude natively, first in its assistant turn.
+    let data = recorded(&record, "messages_redacted_data");
+    let again = marked(&requests, "#msg-redacted-again");
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert!(
+        blocks(again[0], "assistant", "redacted_thinking")
+            .iter()
+            .any(|b| b["data"] == data.as_str()),
+        "{:#}",
+        again[0]
+    );
     // Asked thinking reached Claude as thinking on, with the client's budget (2048; the CLI's
     // own for claude-sonnet-4-5 is 31999).
     let think = marked(&requests, "#msg-think");
@@ -217,7 +247,7 @@ async fn python_inner() {
         ),
     }
     // Refused requests reached nothing.
-    for marker in ["#msg-bad", "#msg-badkey"] {
+    for marker in ["#msg-bad", "#msg-badkey", "#msg-bad-doc"] {
         assert!(
             with_marker(&requests, marker).is_empty(),
             "{marker} reached Claude"

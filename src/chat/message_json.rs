@@ -6,7 +6,8 @@
 use serde_json::{Value, json};
 
 use super::ChatError;
-use super::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
+use super::documents;
+use super::types::{ContentPart, Document, DocumentSource, ImageDetail, Message, Role, ToolCall};
 
 pub fn field<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
@@ -164,7 +165,8 @@ fn content_part(part: &Value, path: &str) -> Result<ContentPart, ChatError> {
             };
             Ok(ContentPart::ImageUrl { url, detail })
         }
-        Some(other @ ("input_audio" | "file")) => Err(ChatError::invalid_with_code(
+        Some("file") => file_part(part, path),
+        Some(other @ "input_audio") => Err(ChatError::invalid_with_code(
             format!(
                 "Content parts of type `{other}` are not supported by Claude through this gateway; send text or images."
             ),
@@ -180,6 +182,54 @@ fn content_part(part: &Value, path: &str) -> Result<ContentPart, ChatError> {
             format!("{path}.type"),
         )),
     }
+}
+
+/// A `file` part: its `file_data` (a base64 data URL, PDF or plain text) becomes a document
+/// titled by its `filename`; a `file_id` is refused, as there is no files API here.
+fn file_part(part: &Value, path: &str) -> Result<ContentPart, ChatError> {
+    let fp = format!("{path}.file");
+    let file = field(part, "file")
+        .ok_or_else(|| ChatError::invalid(format!("`{fp}` is required."), fp.clone()))?;
+    if field(file, "file_id").is_some() {
+        return Err(ChatError::invalid_with_code(
+            format!(
+                "`{fp}.file_id` is not supported: this gateway has no files API. Send the \
+                 file inline as `file_data` (data:application/pdf;base64,…)."
+            ),
+            format!("{fp}.file_id"),
+            "unsupported_parameter",
+        ));
+    }
+    let Some(data) = string_field(file, "file_data", &fp)? else {
+        return Err(ChatError::invalid(
+            format!("`{fp}.file_data` is required."),
+            format!("{fp}.file_data"),
+        ));
+    };
+    let source = documents::source_of_data_url(&data, &format!("{fp}.file_data"))?;
+    Ok(ContentPart::Document(Document {
+        source,
+        title: string_field(file, "filename", &fp)?,
+        context: None,
+    }))
+}
+
+/// A document as an OpenAI `file` part: its source as a base64 data URL.
+fn file_json(document: &Document) -> Value {
+    use base64::Engine as _;
+    let url = match &document.source {
+        DocumentSource::Pdf { data } => format!("data:{};base64,{data}", documents::PDF),
+        DocumentSource::Text { data } => format!(
+            "data:{};base64,{}",
+            documents::TEXT,
+            base64::engine::general_purpose::STANDARD.encode(data.as_bytes())
+        ),
+    };
+    let mut file = json!({"file_data": url});
+    if let Some(title) = &document.title {
+        file["filename"] = json!(title);
+    }
+    json!({"type": "file", "file": file})
 }
 
 fn tool_call(call: &Value, path: &str) -> Result<ToolCall, ChatError> {
@@ -249,6 +299,10 @@ pub fn message_to_json(m: &Message) -> Value {
                         model,
                     } => json!({"type": "thinking", "thinking": thinking,
                                 "signature": signature, "model": model}),
+                    ContentPart::RedactedThinking { data, model } => {
+                        json!({"type": "redacted_thinking", "data": data, "model": model})
+                    }
+                    ContentPart::Document(document) => file_json(document),
                 })
                 .collect(),
         ),

@@ -4,6 +4,7 @@
 
 pub mod affinity;
 pub mod backend;
+pub mod documents;
 pub mod error;
 pub mod limits;
 pub mod message_json;

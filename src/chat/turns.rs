@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::error::ChatError;
 use super::limits::{check_tool_name, shown};
-use super::types::{ContentPart, Message, Role};
+use super::types::{ContentPart, Document, Message, Role};
 
 const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 
@@ -48,6 +48,14 @@ pub enum Block {
         signature: String,
         model: String,
     },
+    /// Encrypted thinking of an earlier assistant turn, sent back as the API's
+    /// `redacted_thinking` block.
+    RedactedThinking {
+        data: String,
+        model: String,
+    },
+    /// A document (already checked: a PDF's base64 decodes, sizes are within the limits).
+    Document(Document),
     /// A call Claude made earlier; `name` is the client's function name.
     ToolUse {
         id: String,
@@ -154,6 +162,15 @@ pub fn split_messages(
                             signature,
                             model,
                         }),
+                        ContentPart::RedactedThinking { data, model } => {
+                            blocks.push(Block::RedactedThinking { data, model });
+                        }
+                        ContentPart::Document(_) => {
+                            return Err(ChatError::invalid(
+                                "Assistant messages cannot carry documents.",
+                                format!("{param}.content[{j}]"),
+                            ));
+                        }
                         ContentPart::ImageUrl { .. } => {
                             return Err(ChatError::invalid(
                                 "Assistant messages cannot carry images.",
@@ -242,7 +259,10 @@ fn text_only(message: &Message, param: &str) -> Result<String, ChatError> {
     for part in &message.content {
         match part {
             ContentPart::Text(t) => text.push_str(t),
-            ContentPart::ImageUrl { .. } | ContentPart::Thinking { .. } => {
+            ContentPart::ImageUrl { .. }
+            | ContentPart::Thinking { .. }
+            | ContentPart::RedactedThinking { .. }
+            | ContentPart::Document(_) => {
                 return Err(ChatError::invalid(
                     format!(
                         "`{param}` is a {} message; only text is allowed there.",
@@ -267,11 +287,27 @@ fn user_blocks(
         match part {
             ContentPart::Text(t) if t.is_empty() => {}
             ContentPart::Text(t) => blocks.push(Block::Text(t)),
-            ContentPart::Thinking { .. } => {
+            ContentPart::Thinking { .. } | ContentPart::RedactedThinking { .. } => {
                 return Err(ChatError::invalid(
                     "Only assistant messages can carry Claude's thinking.",
                     format!("{param}.content[{j}]"),
                 ));
+            }
+            ContentPart::Document(document) => {
+                let part_param = format!("{param}.content[{j}]");
+                *images += 1;
+                if *images > limits.max_count {
+                    return Err(ChatError::invalid(
+                        format!(
+                            "At most {} images and documents are allowed per request; this one \
+                             has more.",
+                            limits.max_count
+                        ),
+                        part_param,
+                    ));
+                }
+                super::documents::check(&document, limits.max_bytes, &part_param)?;
+                blocks.push(Block::Document(document));
             }
             ContentPart::ImageUrl { url, .. } => {
                 let part_param = format!("{param}.content[{j}].image_url");

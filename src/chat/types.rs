@@ -133,6 +133,31 @@ pub enum ContentPart {
         /// turns of that same model.
         model: String,
     },
+    /// Thinking the Anthropic API returned encrypted (`redacted_thinking`), sent back as it was
+    /// in a later assistant turn; like a signature, `data` is only good for `model`.
+    RedactedThinking {
+        data: String,
+        model: String,
+    },
+    /// A document for Claude to read (Anthropic's `document` block; OpenAI's `file` part).
+    Document(Document),
+}
+
+/// A document a user message carries: its source, and the optional title and context Claude
+/// reads with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub source: DocumentSource,
+    pub title: Option<String>,
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocumentSource {
+    /// A PDF as base64 text, as the client sent it (checked by validation).
+    Pdf { data: String },
+    /// Plain text (`text/plain`).
+    Text { data: String },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -214,6 +239,8 @@ pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub cached_tokens: u32,
+    /// Input tokens written to Claude's prompt cache (part of `prompt_tokens`).
+    pub cache_creation_tokens: u32,
     pub reasoning_tokens: u32,
     /// True when these are the gateway's tiktoken estimates, not Claude's numbers.
     pub estimated: bool,
@@ -232,6 +259,9 @@ impl Usage {
             .completion_tokens
             .saturating_add(other.completion_tokens);
         self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+        self.cache_creation_tokens = self
+            .cache_creation_tokens
+            .saturating_add(other.cache_creation_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
         self.estimated |= other.estimated;
         self.cost_usd += other.cost_usd;
@@ -274,6 +304,12 @@ pub enum ReasoningDelta {
     /// good for that model.
     Signature {
         signature: String,
+        model: String,
+    },
+    /// A whole `redacted_thinking` block (encrypted thinking, nothing to show), good for
+    /// `model` only.
+    Redacted {
+        data: String,
         model: String,
     },
 }

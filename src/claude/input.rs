@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::chat::types::DocumentSource;
 use crate::chat::validate::{Block, RequiredTool, Turn, TurnRole, ValidChatRequest};
 
 use super::control::{SERVER, cli_tool_name};
@@ -184,8 +185,13 @@ pub fn turn_line(turn: &Turn, query: bool) -> InputLine {
             let mut message = json!({"role": "assistant", "content": content});
             // The CLI (2.1.330) sends a replayed turn's thinking to the API only when the
             // message names the model the CLI runs now; signatures are bound to their model.
+            // The same holds for redacted thinking (measured on 2.1.330).
             let model = turn.blocks.iter().find_map(|b| match b {
-                Block::Thinking { model, .. } if !model.is_empty() => Some(model),
+                Block::Thinking { model, .. } | Block::RedactedThinking { model, .. }
+                    if !model.is_empty() =>
+                {
+                    Some(model)
+                }
                 _ => None,
             });
             if let Some(model) = model {
@@ -249,6 +255,31 @@ fn block_json(block: &Block) -> Value {
             signature,
             model: _,
         } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+        Block::RedactedThinking { data, model: _ } => {
+            json!({"type": "redacted_thinking", "data": data})
+        }
+        // The CLI passes a document block to the API as it is (2.1.330, base64 PDF and text
+        // sources, title and context kept).
+        Block::Document(document) => {
+            let source = match &document.source {
+                DocumentSource::Pdf { data } => {
+                    json!({"type": "base64", "media_type": "application/pdf", "data": data})
+                }
+                DocumentSource::Text { data } => {
+                    json!({"type": "text", "media_type": "text/plain", "data": data})
+                }
+            };
+            let mut block = Map::new();
+            block.insert("type".into(), json!("document"));
+            block.insert("source".into(), source);
+            if let Some(title) = &document.title {
+                block.insert("title".into(), json!(title));
+            }
+            if let Some(context) = &document.context {
+                block.insert("context".into(), json!(context));
+            }
+            Value::Object(block)
+        }
         Block::ToolUse { id, name, input } => json!({
             "type": "tool_use", "id": id, "name": cli_tool_name(name), "input": input,
         }),
@@ -440,6 +471,51 @@ mod tests {
         assert!(line["message"]["content"].to_string().starts_with(
             r#"[{"tool_use_id":"toolu_1","type":"tool_result","content":[{"type":"text","text":"Sunny"}]}"#
         ));
+    }
+
+    #[test]
+    fn documents_and_redacted_thinking_become_native_blocks() {
+        let turn = Turn {
+            role: TurnRole::User,
+            blocks: vec![
+                Block::Document(crate::chat::types::Document {
+                    source: DocumentSource::Pdf {
+                        data: "JVBERg==".into(),
+                    },
+                    title: Some("Report".into()),
+                    context: None,
+                }),
+                Block::Document(crate::chat::types::Document {
+                    source: DocumentSource::Text { data: "hi".into() },
+                    title: None,
+                    context: Some("notes".into()),
+                }),
+            ],
+        };
+        let line: Value = serde_json::from_str(&turn_line(&turn, true).json).unwrap();
+        assert_eq!(
+            line["message"]["content"],
+            json!([
+                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERg=="},"title":"Report"},
+                {"type":"document","source":{"type":"text","media_type":"text/plain","data":"hi"},"context":"notes"},
+            ])
+        );
+        let said = Turn {
+            role: TurnRole::Assistant,
+            blocks: vec![
+                Block::RedactedThinking {
+                    data: "EmwK".into(),
+                    model: "claude-sonnet-5-5".into(),
+                },
+                Block::Text("Hi.".into()),
+            ],
+        };
+        let line: Value = serde_json::from_str(&turn_line(&said, false).json).unwrap();
+        assert_eq!(line["message"]["model"], "claude-sonnet-5-5");
+        assert_eq!(
+            line["message"]["content"][0],
+            json!({"type":"redacted_thinking","data":"EmwK"})
+        );
     }
 
     #[test]

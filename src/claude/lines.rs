@@ -96,7 +96,12 @@ pub struct StartedMessage {
 pub enum ContentBlock {
     Text {},
     Thinking {},
-    RedactedThinking {},
+    /// Encrypted thinking: the whole block is in its start (PROTOCOL.md §4.5; the CLI
+    /// 2.1.330 forwards it as the API sent it).
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
+    },
     ToolUse {
         id: String,
         name: String,

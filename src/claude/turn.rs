@@ -250,6 +250,13 @@ impl TurnState {
                 index,
                 content_block: ContentBlock::ToolUse { id, name },
             } => self.on_tool_start(index, id, &name, out),
+            StreamEvent::ContentBlockStart {
+                content_block: ContentBlock::RedactedThinking { data },
+                ..
+            } if !data.is_empty() => {
+                let model = self.model.clone().unwrap_or_default();
+                self.on_reasoning(ReasoningDelta::Redacted { data, model }, out);
+            }
             StreamEvent::ContentBlockDelta { index, delta } => match delta {
                 BlockDelta::TextDelta { text } if self.text_visible() => self.on_text(&text, out),
                 BlockDelta::InputJsonDelta { partial_json } => {
@@ -522,6 +529,7 @@ impl TurnState {
             prompt_tokens: clamp(t.input + t.cache_read + t.cache_creation),
             completion_tokens: clamp(completion),
             cached_tokens: clamp(t.cache_read),
+            cache_creation_tokens: clamp(t.cache_creation),
             reasoning_tokens: 0,
             estimated,
             cost_usd: 0.0,
@@ -542,6 +550,7 @@ pub fn usage_from_api(u: &ApiUsage) -> Usage {
         ),
         completion_tokens: clamp(u.output_tokens.unwrap_or(0)),
         cached_tokens: clamp(cache_read),
+        cache_creation_tokens: clamp(u.cache_creation_input_tokens.unwrap_or(0)),
         reasoning_tokens: clamp(
             u.output_tokens_details
                 .as_ref()

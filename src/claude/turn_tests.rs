@@ -405,7 +405,7 @@ fn a_real_thinking_block_streams_its_text_then_its_signature_before_the_answer()
         .iter()
         .filter_map(|d| match d {
             ReasoningDelta::Text(t) => Some(t.as_str()),
-            ReasoningDelta::Signature { .. } => None,
+            ReasoningDelta::Signature { .. } | ReasoningDelta::Redacted { .. } => None,
         })
         .collect();
     assert_eq!(thinking, "The user greets me. I should greet back briefly.");
@@ -425,6 +425,40 @@ fn a_real_thinking_block_streams_its_text_then_its_signature_before_the_answer()
         .unwrap();
     assert!(last_reasoning < first_text, "{out:?}");
     assert!(!text_of(&out).contains("greet back"), "{out:?}");
+}
+
+#[test]
+fn a_real_redacted_thinking_block_comes_whole_before_the_answer() {
+    // Captured from the real CLI (2.1.330) against an API answering `redacted_thinking` first.
+    let out = run_file("27a-redacted-thinking-stream-json.out", vec![]);
+    assert_eq!(
+        reasoning_of(&out),
+        vec![ReasoningDelta::Redacted {
+            data: "EmwKAhgBEgy_redacted_data".into(),
+            model: "claude-sonnet-5-5".into(),
+        }]
+    );
+    assert_eq!(text_of(&out), "Hello there.");
+    let first_text = out
+        .iter()
+        .position(|o| matches!(o, TurnOutput::Text(_)))
+        .unwrap();
+    assert!(
+        matches!(out[first_text - 1], TurnOutput::Reasoning(_)),
+        "{out:?}"
+    );
+    // That API's usage had cache reads and writes: both are told apart, both part of the input.
+    let Some(TurnOutput::Finished { usage, .. }) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.cached_tokens,
+            usage.cache_creation_tokens
+        ),
+        (110, 3, 7)
+    );
 }
 
 #[test]

@@ -268,6 +268,12 @@ impl Thinking {
                     model: model.clone(),
                 });
             }
+            ReasoningDelta::Redacted { data, model } => {
+                self.blocks.push(ContentPart::RedactedThinking {
+                    data: data.clone(),
+                    model: model.clone(),
+                });
+            }
         }
     }
 }

@@ -10,7 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::message_json::parse_message;
-use crate::chat::types::{ContentPart, FinishReason, ImageDetail, Message, Role, ToolCall, Usage};
+use crate::chat::types::{
+    ContentPart, Document, DocumentSource, FinishReason, ImageDetail, Message, Role, ToolCall,
+    Usage,
+};
 
 /// A body that cannot be written or read; the store reports it as a backend failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +73,29 @@ enum StoredPart {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         model: String,
     },
+    /// Added after version 1 shipped, like `thinking`.
+    RedactedThinking {
+        data: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        model: String,
+    },
+    /// Added after version 1 shipped: `media_type` says how `data` reads (base64 for a PDF).
+    Document {
+        media_type: StoredDocumentType,
+        data: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum StoredDocumentType {
+    #[serde(rename = "application/pdf")]
+    Pdf,
+    #[serde(rename = "text/plain")]
+    Text,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +145,26 @@ impl From<&Message> for StoredMessage {
                         signature: signature.clone(),
                         model: model.clone(),
                     },
+                    ContentPart::RedactedThinking { data, model } => StoredPart::RedactedThinking {
+                        data: data.clone(),
+                        model: model.clone(),
+                    },
+                    ContentPart::Document(Document {
+                        source,
+                        title,
+                        context,
+                    }) => {
+                        let (media_type, data) = match source {
+                            DocumentSource::Pdf { data } => (StoredDocumentType::Pdf, data),
+                            DocumentSource::Text { data } => (StoredDocumentType::Text, data),
+                        };
+                        StoredPart::Document {
+                            media_type,
+                            data: data.clone(),
+                            title: title.clone(),
+                            context: context.clone(),
+                        }
+                    }
                     ContentPart::ImageUrl { url, detail } => StoredPart::Image {
                         url: url.clone(),
                         detail: match detail {
@@ -182,6 +228,22 @@ impl From<StoredMessage> for Message {
                         signature,
                         model,
                     },
+                    StoredPart::RedactedThinking { data, model } => {
+                        ContentPart::RedactedThinking { data, model }
+                    }
+                    StoredPart::Document {
+                        media_type,
+                        data,
+                        title,
+                        context,
+                    } => ContentPart::Document(Document {
+                        source: match media_type {
+                            StoredDocumentType::Pdf => DocumentSource::Pdf { data },
+                            StoredDocumentType::Text => DocumentSource::Text { data },
+                        },
+                        title,
+                        context,
+                    }),
                     StoredPart::Image { url, detail } => ContentPart::ImageUrl {
                         url,
                         detail: match detail {
@@ -247,6 +309,9 @@ struct StoredOutcome {
     input_tokens: u32,
     output_tokens: u32,
     cached_tokens: u32,
+    /// Added after version 1 shipped; older outcomes read as 0.
+    #[serde(default)]
+    cache_creation_tokens: u32,
     reasoning_tokens: u32,
     #[serde(default)]
     estimated: bool,
@@ -269,6 +334,7 @@ pub fn encode_outcome(usage: &Usage, finish: FinishReason) -> Result<String> {
         prompt_tokens,
         completion_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -285,6 +351,7 @@ pub fn encode_outcome(usage: &Usage, finish: FinishReason) -> Result<String> {
         input_tokens: prompt_tokens,
         output_tokens: completion_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -299,6 +366,7 @@ pub fn decode_outcome(text: &str) -> Result<(Usage, FinishReason)> {
         input_tokens,
         output_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -313,6 +381,7 @@ pub fn decode_outcome(text: &str) -> Result<(Usage, FinishReason)> {
         prompt_tokens: input_tokens,
         completion_tokens: output_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -397,6 +466,7 @@ mod tests {
             prompt_tokens: 12,
             completion_tokens: 5,
             cached_tokens: 3,
+            cache_creation_tokens: 4,
             reasoning_tokens: 2,
             estimated: true,
             cost_usd: 0.25,
@@ -411,6 +481,9 @@ mod tests {
             (usage, FinishReason::Length)
         );
         assert!(decode_outcome(r#"{"record":2,"finish":"stop"}"#).is_err());
+        // An outcome stored before cache writes were kept reads them as 0.
+        let old = r#"{"record":1,"finish":"stop","input_tokens":1,"output_tokens":2,"cached_tokens":0,"reasoning_tokens":0}"#;
+        assert_eq!(decode_outcome(old).unwrap().0.cache_creation_tokens, 0);
     }
 
     #[test]
@@ -441,6 +514,65 @@ mod tests {
             decode(old, 0).unwrap(),
             Message::text(Role::Assistant, "Hi")
         );
+    }
+
+    #[test]
+    fn documents_and_redacted_thinking_are_kept() {
+        let user = Message {
+            role: Role::User,
+            content: vec![
+                ContentPart::Document(Document {
+                    source: DocumentSource::Pdf {
+                        data: "JVBERg==".into(),
+                    },
+                    title: Some("Report".into()),
+                    context: Some("Q3".into()),
+                }),
+                ContentPart::Document(Document {
+                    source: DocumentSource::Text { data: "hi".into() },
+                    title: None,
+                    context: None,
+                }),
+                ContentPart::Text("Summarise.".into()),
+            ],
+            ..Message::text(Role::User, "")
+        };
+        let body = encode(&user).unwrap();
+        assert!(
+            body.contains(r#"{"type":"document","media_type":"application/pdf","data":"JVBERg==","title":"Report","context":"Q3"}"#),
+            "{body}"
+        );
+        assert_eq!(decode(&body, 0).unwrap(), user);
+        // A chat-completions `file` part as older gateways stored it reads as the same document.
+        let old = crate::chat::message_json::message_to_json(&user).to_string();
+        assert!(
+            old.contains("data:application/pdf;base64,JVBERg=="),
+            "{old}"
+        );
+        let mut titled = user.clone();
+        if let ContentPart::Document(d) = &mut titled.content[0] {
+            d.context = None;
+        }
+        assert_eq!(decode(&old, 0).unwrap(), titled);
+        let said = Message {
+            role: Role::Assistant,
+            content: vec![
+                ContentPart::RedactedThinking {
+                    data: "EmwK".into(),
+                    model: "claude-sonnet-5-5".into(),
+                },
+                ContentPart::Text("Hello".into()),
+            ],
+            ..Message::text(Role::Assistant, "")
+        };
+        let body = encode(&said).unwrap();
+        assert!(
+            body.contains(
+                r#"{"type":"redacted_thinking","data":"EmwK","model":"claude-sonnet-5-5"}"#
+            ),
+            "{body}"
+        );
+        assert_eq!(decode(&body, 0).unwrap(), said);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! | `[[tool:NAME:{json}]]` | "Let me check." + a `tool_use` of the offered tool `NAME` or `*__NAME` (repeatable; ignored if not offered) |
 //! | `[[json:{json}]]` | input for the `StructuredOutput` tool (`--json-schema`) |
 //! | `[[thinking]]` | a thinking block (2 `thinking_delta` + `signature_delta`) first |
+//! | `[[redacted_thinking]]` | a `redacted_thinking` block (`data: redacted_fake_N`, whole in its `content_block_start`) first |
 //! | `[[cache_read:N]]` | `cache_read_input_tokens: N` in usage |
 //!
 //! `POST /v1/messages/count_tokens` answers `{"input_tokens": N}` by the same rule as the usage
@@ -219,6 +220,14 @@ async fn messages(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response
         stop_reason = "max_tokens";
     }
     let mut blocks = Vec::new();
+    if d.redacted_thinking {
+        let data = format!("redacted_fake_{}", shared.next());
+        blocks.push(Block {
+            start: json!({"type": "redacted_thinking", "data": data}),
+            deltas: Vec::new(),
+            full: json!({"type": "redacted_thinking", "data": data}),
+        });
+    }
     if d.thinking {
         blocks.push(thinking_block(&format!("sig_fake_{}", shared.next())));
     }
@@ -571,6 +580,7 @@ struct Directives {
     tools: Vec<(String, Value)>,
     json: Option<Value>,
     thinking: bool,
+    redacted_thinking: bool,
     cache_read: u64,
     stripped: String,
 }
@@ -600,9 +610,10 @@ impl Directives {
         let name_len = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
         let name = &s[..name_len];
         if s[name_len..].starts_with("]]") {
-            // `thinking` is the only directive without an argument.
+            // `thinking` and `redacted_thinking` are the directives without an argument.
             self.thinking |= name == "thinking";
-            return (name == "thinking").then_some(name_len + 2);
+            self.redacted_thinking |= name == "redacted_thinking";
+            return matches!(name, "thinking" | "redacted_thinking").then_some(name_len + 2);
         }
         let body = s[name_len..].strip_prefix(':')?;
         let at = name_len + 1;

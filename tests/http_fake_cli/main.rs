@@ -294,6 +294,7 @@ mod cancellation;
 mod cli_contract;
 mod cluster;
 mod completions;
+mod documents;
 mod failures;
 mod input_tokens;
 mod messages;

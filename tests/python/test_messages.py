@@ -1,7 +1,7 @@
 """Anthropic's Messages API (`/v1/messages`) through the official `anthropic` Python SDK against
 claude-gateway: `messages.create`, the `messages.stream` helper (text_stream and the final
-message), a tool with an `input_schema` and its `tool_result` round trip, thinking, a base64
-image, `stop_sequences`, `max_tokens`, `messages.count_tokens`, `models.list`, both auth headers and the
+message), a tool with an `input_schema` and its `tool_result` round trip, thinking, redacted
+thinking sent back, a base64 image, PDF and text documents, `stop_sequences`, `max_tokens`, `messages.count_tokens`, `models.list`, both auth headers and the
 Anthropic-shaped errors.
 
 The gateway runs the real `claude` CLI against the fake Anthropic API of
@@ -275,6 +275,100 @@ def test_image_base64(client: Anthropic) -> None:
     )
     assert text_of(message).startswith("You said:"), message
     assert "#msg-image What is this?" in text_of(message), message
+
+
+def tiny_pdf() -> bytes:
+    return b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+def test_pdf_document(client: Anthropic) -> None:
+    data = base64.b64encode(tiny_pdf()).decode()
+    record(messages_pdf_data=data)
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=1024,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": data},
+                        "title": "Tiny report",
+                        "context": "An empty PDF",
+                    },
+                    {
+                        "type": "document",
+                        "source": {"type": "text", "media_type": "text/plain", "data": "Plain notes."},
+                    },
+                    {"type": "text", "text": "#msg-pdf Summarise these."},
+                ],
+            }
+        ],
+    )
+    assert text_of(message) == "You said: #msg-pdf Summarise these.", message
+
+    # What the gateway cannot honour is refused before anything runs, by its place.
+    for document, param in [
+        ({"source": {"type": "url", "url": "https://example.com/a.pdf"}}, "source.type"),
+        ({"source": {"type": "base64", "media_type": "application/msword", "data": data}}, "media_type"),
+        (
+            {
+                "source": {"type": "text", "media_type": "text/plain", "data": "x"},
+                "citations": {"enabled": True},
+            },
+            "citations",
+        ),
+    ]:
+        with pytest.raises(anthropic.BadRequestError) as err:
+            client.messages.create(
+                model=MODEL,
+                max_tokens=1024,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "document", **document},
+                            {"type": "text", "text": "#msg-bad-doc Read."},
+                        ],
+                    }
+                ],
+            )
+        assert_anthropic_error(err.value, 400, "invalid_request_error")
+        assert param in err.value.body["error"]["message"], err.value.body
+
+
+def test_redacted_thinking_sent_back(client: Anthropic) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    question = {"role": "user", "content": "#msg-redacted Why? [[redacted_thinking]]"}
+    first = client.messages.create(
+        model=MODEL, max_tokens=4096, thinking=thinking, messages=[question]
+    )
+    assert [b.type for b in first.content] == ["redacted_thinking", "text"], first
+    assert first.content[0].data.startswith("redacted_fake_"), first
+    record(messages_redacted_data=first.content[0].data)
+
+    # Streamed, the block comes whole in its content_block_start.
+    with client.messages.stream(
+        model=MODEL, max_tokens=4096, thinking=thinking, messages=[question]
+    ) as stream:
+        starts = [e.content_block for e in stream if e.type == "content_block_start"]
+        streamed = stream.get_final_message()
+    assert starts[0].type == "redacted_thinking", starts
+    assert starts[0].data.startswith("redacted_fake_"), starts
+    assert [b.type for b in streamed.content] == ["redacted_thinking", "text"], streamed
+
+    second = client.messages.create(
+        model=MODEL,
+        max_tokens=4096,
+        thinking=thinking,
+        messages=[
+            question,
+            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+            {"role": "user", "content": "#msg-redacted-again And then?"},
+        ],
+    )
+    assert text_of(second) == "You said: #msg-redacted-again And then?", second
 
 
 def test_stop_sequences(client: Anthropic) -> None:

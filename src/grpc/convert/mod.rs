@@ -30,6 +30,20 @@ mod tests {
                             url: "data:image/png;base64,AA==".into(),
                             detail: d::ImageDetail::High,
                         },
+                        d::ContentPart::Document(d::Document {
+                            source: d::DocumentSource::Pdf {
+                                data: "JVBERg==".into(),
+                            },
+                            title: Some("Report".into()),
+                            context: Some("Q3".into()),
+                        }),
+                        d::ContentPart::Document(d::Document {
+                            source: d::DocumentSource::Text {
+                                data: "notes".into(),
+                            },
+                            title: None,
+                            context: None,
+                        }),
                     ],
                     name: Some("ada".into()),
                     tool_calls: vec![],
@@ -37,11 +51,17 @@ mod tests {
                 },
                 d::Message {
                     role: d::Role::Assistant,
-                    content: vec![d::ContentPart::Thinking {
-                        thinking: "Let me think.".into(),
-                        signature: "sig_1".into(),
-                        model: "claude-sonnet-5-5".into(),
-                    }],
+                    content: vec![
+                        d::ContentPart::Thinking {
+                            thinking: "Let me think.".into(),
+                            signature: "sig_1".into(),
+                            model: "claude-sonnet-5-5".into(),
+                        },
+                        d::ContentPart::RedactedThinking {
+                            data: "EmwK".into(),
+                            model: "claude-sonnet-5-5".into(),
+                        },
+                    ],
                     name: None,
                     tool_calls: vec![d::ToolCall {
                         id: "t1".into(),
@@ -97,6 +117,23 @@ mod tests {
     }
 
     #[test]
+    fn a_document_without_a_source_is_refused_by_its_place() {
+        let m = pb::ChatMessage {
+            role: pb::Role::User as i32,
+            content: vec![pb::ContentPart {
+                part: Some(pb::content_part::Part::Document(pb::Document {
+                    source: None,
+                    title: None,
+                    context: None,
+                })),
+            }],
+            ..Default::default()
+        };
+        let e = message(3, m).unwrap_err();
+        assert_eq!(e.param(), Some("messages[3].content[0].document.source"));
+    }
+
+    #[test]
     fn events_survive_the_round_trip() {
         let meta = d::CompletionMeta {
             id: "c".into(),
@@ -114,6 +151,13 @@ mod tests {
                 index: 0,
                 delta: d::ReasoningDelta::Signature {
                     signature: "sig_1".into(),
+                    model: "claude-sonnet-5-5".into(),
+                },
+            },
+            d::ChatEvent::Reasoning {
+                index: 0,
+                delta: d::ReasoningDelta::Redacted {
+                    data: "EmwK".into(),
                     model: "claude-sonnet-5-5".into(),
                 },
             },
@@ -142,6 +186,7 @@ mod tests {
                 prompt_tokens: 5,
                 completion_tokens: 2,
                 cached_tokens: 1,
+                cache_creation_tokens: 2,
                 reasoning_tokens: 0,
                 estimated: true,
                 cost_usd: 0.5,

@@ -190,30 +190,60 @@ pub fn message(i: usize, m: pb::ChatMessage) -> Result<d::Message, ChatError> {
     let content = content
         .into_iter()
         .filter_map(|p| p.part)
-        .map(|part| match part {
-            pb::content_part::Part::Text(t) => d::ContentPart::Text(t),
-            pb::content_part::Part::Thinking(pb::Thinking {
-                thinking,
-                signature,
-                model,
-            }) => d::ContentPart::Thinking {
-                thinking,
-                signature,
-                model,
-            },
-            pb::content_part::Part::ImageUrl(pb::ImageUrl { url, detail }) => {
-                d::ContentPart::ImageUrl {
-                    url,
-                    detail: match pb::ImageDetail::try_from(detail) {
-                        Ok(pb::ImageDetail::Auto) => d::ImageDetail::Auto,
-                        Ok(pb::ImageDetail::Low) => d::ImageDetail::Low,
-                        Ok(pb::ImageDetail::High) => d::ImageDetail::High,
-                        Ok(pb::ImageDetail::Unspecified) | Err(_) => d::ImageDetail::Unspecified,
-                    },
+        .enumerate()
+        .map(|(j, part)| {
+            Ok(match part {
+                pb::content_part::Part::Text(t) => d::ContentPart::Text(t),
+                pb::content_part::Part::RedactedThinking(pb::RedactedThinking { data, model }) => {
+                    d::ContentPart::RedactedThinking { data, model }
                 }
-            }
+                pb::content_part::Part::Document(pb::Document {
+                    source,
+                    title,
+                    context,
+                }) => d::ContentPart::Document(d::Document {
+                    source: match source {
+                        Some(pb::document::Source::PdfBase64(data)) => {
+                            d::DocumentSource::Pdf { data }
+                        }
+                        Some(pb::document::Source::Text(data)) => d::DocumentSource::Text { data },
+                        None => {
+                            return Err(ChatError::invalid(
+                                format!(
+                                    "`messages[{i}].content[{j}].document.source` must be set."
+                                ),
+                                format!("messages[{i}].content[{j}].document.source"),
+                            ));
+                        }
+                    },
+                    title,
+                    context,
+                }),
+                pb::content_part::Part::Thinking(pb::Thinking {
+                    thinking,
+                    signature,
+                    model,
+                }) => d::ContentPart::Thinking {
+                    thinking,
+                    signature,
+                    model,
+                },
+                pb::content_part::Part::ImageUrl(pb::ImageUrl { url, detail }) => {
+                    d::ContentPart::ImageUrl {
+                        url,
+                        detail: match pb::ImageDetail::try_from(detail) {
+                            Ok(pb::ImageDetail::Auto) => d::ImageDetail::Auto,
+                            Ok(pb::ImageDetail::Low) => d::ImageDetail::Low,
+                            Ok(pb::ImageDetail::High) => d::ImageDetail::High,
+                            Ok(pb::ImageDetail::Unspecified) | Err(_) => {
+                                d::ImageDetail::Unspecified
+                            }
+                        },
+                    }
+                }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ChatError>>()?;
     Ok(d::Message {
         role,
         content,
@@ -415,6 +445,26 @@ pub fn message_to_pb(m: d::Message) -> pb::ChatMessage {
             .map(|p| pb::ContentPart {
                 part: Some(match p {
                     d::ContentPart::Text(t) => pb::content_part::Part::Text(t),
+                    d::ContentPart::RedactedThinking { data, model } => {
+                        pb::content_part::Part::RedactedThinking(pb::RedactedThinking {
+                            data,
+                            model,
+                        })
+                    }
+                    d::ContentPart::Document(d::Document {
+                        source,
+                        title,
+                        context,
+                    }) => pb::content_part::Part::Document(pb::Document {
+                        source: Some(match source {
+                            d::DocumentSource::Pdf { data } => {
+                                pb::document::Source::PdfBase64(data)
+                            }
+                            d::DocumentSource::Text { data } => pb::document::Source::Text(data),
+                        }),
+                        title,
+                        context,
+                    }),
                     d::ContentPart::Thinking {
                         thinking,
                         signature,

@@ -43,6 +43,7 @@ pub fn usage_to_pb(u: &d::Usage) -> pb::Usage {
         prompt_tokens,
         completion_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -52,6 +53,7 @@ pub fn usage_to_pb(u: &d::Usage) -> pb::Usage {
         completion_tokens,
         total_tokens: u.total_tokens(),
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -64,6 +66,7 @@ pub fn usage_from_pb(u: pb::Usage) -> d::Usage {
         completion_tokens,
         total_tokens: _,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -72,6 +75,7 @@ pub fn usage_from_pb(u: pb::Usage) -> d::Usage {
         prompt_tokens,
         completion_tokens,
         cached_tokens,
+        cache_creation_tokens,
         reasoning_tokens,
         estimated,
         cost_usd,
@@ -220,6 +224,9 @@ pub fn event_to_pb(
                 d::ReasoningDelta::Signature { signature, model } => {
                     (pb::reasoning_delta::Part::Signature(signature), model)
                 }
+                d::ReasoningDelta::Redacted { data, model } => {
+                    (pb::reasoning_delta::Part::Redacted(data), model)
+                }
             };
             let delta = pb::Delta {
                 reasoning: Some(pb::ReasoningDelta {
@@ -286,6 +293,9 @@ pub fn events_from_pb(msg: pb::StreamChatCompletionResponse) -> Vec<d::ChatEvent
                 pb::reasoning_delta::Part::Text(t) => d::ReasoningDelta::Text(t),
                 pb::reasoning_delta::Part::Signature(signature) => {
                     d::ReasoningDelta::Signature { signature, model }
+                }
+                pb::reasoning_delta::Part::Redacted(data) => {
+                    d::ReasoningDelta::Redacted { data, model }
                 }
             };
             events.push(d::ChatEvent::Reasoning { index, delta });

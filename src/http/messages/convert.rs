@@ -1,7 +1,7 @@
 //! Messages request → domain `ChatRequest`. Every field of `MessagesRequest` is consumed here (no
 //! `..`); `system`, `messages`, `tools`, `tool_choice` and `thinking` are parsed block by block so
 //! errors name the exact path. What the domain cannot carry is refused with a 400 naming it
-//! (server tools, `document` and `redacted_thinking` blocks); what it can carry but not honour
+//! (server tools; `document` blocks with a `url` or `content` source, or citations); what it can carry but not honour
 //! (`temperature`, `top_p`, `top_k`, `metadata.user_id`, `is_error`, `cache_control`, unknown
 //! fields) is reported in `x-ignored-params`. Engine rules (sizes, counts, roles) are checked in
 //! `chat::validate`, as for every door.
@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::chat::ChatError;
+use crate::chat::documents;
 use crate::chat::message_json::{field, string_field};
 use crate::chat::types::{
-    ChatRequest, ContentPart, ImageDetail, Message, ResponseFormat, Role, SamplingParams, Tool,
-    ToolCall, ToolChoice,
+    ChatRequest, ContentPart, Document, ImageDetail, Message, ResponseFormat, Role, SamplingParams,
+    Tool, ToolCall, ToolChoice,
 };
 
 use super::types::MessagesRequest;
@@ -274,29 +275,19 @@ fn push_message(
                 // for the model it runs.
                 model: model.to_string(),
             }),
-            (_, Some("redacted_thinking")) => {
-                return Err(ChatError::unsupported(
-                    format!(
-                        "`{p}` is a redacted_thinking block; this gateway cannot replay \
-                         redacted thinking to Claude. Leave the block out of the conversation."
-                    ),
-                    format!("{p}.type"),
-                ));
+            (Role::Assistant, Some("redacted_thinking")) => {
+                message.content.push(ContentPart::RedactedThinking {
+                    data: required_string(block, "data", &p)?,
+                    // Replayed, like signed thinking, only for the model that wrote it.
+                    model: model.to_string(),
+                });
             }
-            (_, Some("document")) => {
-                return Err(ChatError::unsupported(
-                    format!(
-                        "`{p}` is a document block; documents (PDF or text sources) are not \
-                         supported by this gateway. Send the text as a text block."
-                    ),
-                    format!("{p}.type"),
-                ));
-            }
+            (Role::User, Some("document")) => message.content.push(document(block, &p)?),
             (_, kind) => {
                 let allowed = if role == Role::User {
-                    "text, image or tool_result"
+                    "text, image, document or tool_result"
                 } else {
-                    "text, tool_use or thinking"
+                    "text, tool_use, thinking or redacted_thinking"
                 };
                 return Err(ChatError::unsupported(
                     format!(
@@ -346,6 +337,56 @@ fn image(block: &Value, path: &str) -> Result<ContentPart, ChatError> {
         url,
         detail: ImageDetail::Unspecified,
     })
+}
+
+/// A `document` block: a `base64` PDF or a `text` source, with its `title` and `context`. A
+/// `url` source is refused (the gateway would have to fetch and trust a remote file; send it
+/// inline), a `content` source too (send its text as a `text` source), and
+/// `citations.enabled`: the answer's citations do not pass through the domain.
+fn document(block: &Value, path: &str) -> Result<ContentPart, ChatError> {
+    let sp = format!("{path}.source");
+    let source = field(block, "source")
+        .ok_or_else(|| ChatError::invalid(format!("`{sp}` is required."), sp.clone()))?;
+    let encoding = match string_field(source, "type", &sp)?.as_deref() {
+        Some("base64") => documents::Encoding::Base64,
+        Some("text") => documents::Encoding::Plain,
+        Some(kind @ ("url" | "content" | "file")) => {
+            return Err(ChatError::unsupported(
+                format!(
+                    "`{sp}.type` `{kind}` is not supported by this gateway; send the document \
+                     inline as a `base64` PDF or a `text` source."
+                ),
+                format!("{sp}.type"),
+            ));
+        }
+        kind => {
+            return Err(ChatError::invalid(
+                format!(
+                    "`{sp}.type` must be `base64` or `text`; got {}.",
+                    shown(kind)
+                ),
+                format!("{sp}.type"),
+            ));
+        }
+    };
+    if let Some(citations) = field(block, "citations") {
+        if field(citations, "enabled").and_then(Value::as_bool) == Some(true) {
+            return Err(ChatError::unsupported(
+                format!(
+                    "`{path}.citations.enabled` is not supported: this gateway cannot return \
+                     citations. Leave citations off."
+                ),
+                format!("{path}.citations.enabled"),
+            ));
+        }
+    }
+    let media_type = required_string(source, "media_type", &sp)?;
+    let data = required_string(source, "data", &sp)?;
+    Ok(ContentPart::Document(Document {
+        source: documents::source(&media_type, data, encoding, &format!("{sp}.media_type"))?,
+        title: string_field(block, "title", path)?,
+        context: string_field(block, "context", path)?,
+    }))
 }
 
 fn tool_result(block: &Value, path: &str, other: &mut Vec<String>) -> Result<Message, ChatError> {

@@ -141,6 +141,48 @@ fn thinking_budgets_are_kept_and_map_to_efforts() {
 }
 
 #[test]
+fn documents_and_redacted_thinking_reach_the_domain() {
+    let c = convert(base(json!([
+        {"role": "user", "content": [
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERg=="},
+             "title": "Report", "context": "Q3", "citations": {"enabled": false}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}},
+            {"type": "text", "text": "Compare."}]},
+        {"role": "assistant", "content": [
+            {"type": "redacted_thinking", "data": "EmwK"},
+            {"type": "text", "text": "Done."}]},
+        {"role": "user", "content": "Again"}])))
+    .unwrap();
+    let m = &c.request.messages;
+    assert_eq!(
+        m[0].content[..2],
+        [
+            ContentPart::Document(Document {
+                source: crate::chat::types::DocumentSource::Pdf {
+                    data: "JVBERg==".into()
+                },
+                title: Some("Report".into()),
+                context: Some("Q3".into()),
+            }),
+            ContentPart::Document(Document {
+                source: crate::chat::types::DocumentSource::Text {
+                    data: "notes".into()
+                },
+                title: None,
+                context: None,
+            }),
+        ]
+    );
+    assert_eq!(
+        m[1].content[0],
+        ContentPart::RedactedThinking {
+            data: "EmwK".into(),
+            model: "claude-sonnet-4-5".into(),
+        }
+    );
+}
+
+#[test]
 fn what_the_domain_cannot_carry_is_refused_by_name() {
     let mut body = base(json!([{"role": "user", "content": "Hi"}]));
     body["tools"] = json!([{"type": "web_search_20250305", "name": "web_search"}]);
@@ -148,18 +190,40 @@ fn what_the_domain_cannot_carry_is_refused_by_name() {
     assert_eq!(e.param(), Some("tools[0].type"));
     assert!(e.to_string().contains("web_search_20250305"), "{e}");
 
-    let doc = base(json!([{"role": "user", "content": [
-        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}}]}]));
-    let e = convert(doc).unwrap_err();
-    assert_eq!(e.param(), Some("messages[0].content[0].type"));
-    assert!(e.to_string().contains("document"), "{e}");
+    for (source, param) in [
+        (
+            json!({"type": "url", "url": "https://example.com/a.pdf"}),
+            "messages[0].content[0].source.type",
+        ),
+        (
+            json!({"type": "content", "content": [{"type": "text", "text": "x"}]}),
+            "messages[0].content[0].source.type",
+        ),
+        (
+            json!({"type": "base64", "media_type": "application/msword", "data": "AA=="}),
+            "messages[0].content[0].source.media_type",
+        ),
+        (
+            json!({"type": "text", "media_type": "application/pdf", "data": "x"}),
+            "messages[0].content[0].source.media_type",
+        ),
+    ] {
+        let doc =
+            base(json!([{"role": "user", "content": [{"type": "document", "source": source}]}]));
+        let e = convert(doc).unwrap_err();
+        assert_eq!(e.param(), Some(param), "{e}");
+    }
+    let cited = base(json!([{"role": "user", "content": [{"type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "x"},
+        "citations": {"enabled": true}}]}]));
+    let e = convert(cited).unwrap_err();
+    assert_eq!(e.param(), Some("messages[0].content[0].citations.enabled"));
 
-    let redacted = base(json!([
+    let doc_from_claude = base(json!([
         {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "xx"}]},
-        {"role": "user", "content": "Again"}]));
-    let e = convert(redacted).unwrap_err();
-    assert!(e.to_string().contains("redacted_thinking"), "{e}");
+        {"role": "assistant", "content": [{"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}]}]));
+    let e = convert(doc_from_claude).unwrap_err();
+    assert_eq!(e.param(), Some("messages[1].content[0].type"));
 
     let role = base(json!([{"role": "robot", "content": "Hi"}]));
     assert_eq!(convert(role).unwrap_err().param(), Some("messages[0].role"));

@@ -36,6 +36,8 @@ enum Block {
         thinking: String,
         signature: String,
     },
+    /// Encrypted thinking: whole in its `content_block_start`, no deltas.
+    RedactedThinking(String),
     ToolUse {
         id: String,
         name: String,
@@ -193,6 +195,7 @@ impl MessageStream {
         let start = match &block {
             Block::Text(_) => json!({"type": "text", "text": ""}),
             Block::Thinking { .. } => json!({"type": "thinking", "thinking": "", "signature": ""}),
+            Block::RedactedThinking(data) => json!({"type": "redacted_thinking", "data": data}),
             Block::ToolUse { id, name, .. } => {
                 json!({"type": "tool_use", "id": id, "name": name, "input": {}})
             }
@@ -237,6 +240,11 @@ impl MessageStream {
     }
 
     fn reasoning(&mut self, delta: ReasoningDelta, out: &mut Vec<SseEvent>) {
+        if let ReasoningDelta::Redacted { data, .. } = delta {
+            self.open_block(Block::RedactedThinking(data), out);
+            self.close(out);
+            return;
+        }
         if !(self.open && matches!(self.blocks.last(), Some(Block::Thinking { .. }))) {
             let empty = Block::Thinking {
                 thinking: String::new(),
@@ -259,6 +267,7 @@ impl MessageStream {
                 // The signature ends its block.
                 self.close(out);
             }
+            ReasoningDelta::Redacted { .. } => {}
         }
     }
 
@@ -294,6 +303,7 @@ fn block_json(block: &Block) -> Value {
             thinking,
             signature,
         } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+        Block::RedactedThinking(data) => json!({"type": "redacted_thinking", "data": data}),
         Block::ToolUse { id, name, json, .. } => {
             let input = if json.trim().is_empty() {
                 json!({})
@@ -306,13 +316,15 @@ fn block_json(block: &Block) -> Value {
     }
 }
 
-/// Anthropic's usage from the domain's: its `input_tokens` exclude cache reads (the domain's
-/// prompt tokens include them); cache writes are not told apart by the domain, so they are
-/// counted in `input_tokens` and `cache_creation_input_tokens` is 0.
+/// Anthropic's usage from the domain's: its `input_tokens` exclude cache reads and writes (the
+/// domain's prompt tokens include both), which are Claude's own numbers as the CLI reports them.
 pub fn usage_json(u: &Usage) -> Value {
     json!({
-        "input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens),
-        "cache_creation_input_tokens": 0,
+        "input_tokens": u
+            .prompt_tokens
+            .saturating_sub(u.cached_tokens)
+            .saturating_sub(u.cache_creation_tokens),
+        "cache_creation_input_tokens": u.cache_creation_tokens,
         "cache_read_input_tokens": u.cached_tokens,
         "output_tokens": u.completion_tokens,
     })

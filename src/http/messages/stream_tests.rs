@@ -262,6 +262,63 @@ fn thinking_is_shown_only_when_asked_and_ends_with_its_signature() {
 }
 
 #[test]
+fn redacted_thinking_is_one_whole_block_when_thinking_is_shown() {
+    let redacted = ChatEvent::Reasoning {
+        index: 0,
+        delta: ReasoningDelta::Redacted {
+            data: "EmwK".into(),
+            model: "claude-sonnet-4-5".into(),
+        },
+    };
+    let mut shown = machine(true);
+    let out = run(&mut shown, vec![redacted.clone(), text("Hi")]);
+    assert_eq!(
+        kinds(&out),
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_stop",
+            "content_block_start",
+            "delta:text_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(
+        out[1]["content_block"],
+        json!({"type": "redacted_thinking", "data": "EmwK"})
+    );
+    assert_eq!(out[3]["index"], 1);
+    assert_eq!(
+        shown.message()["content"],
+        json!([{"type": "redacted_thinking", "data": "EmwK"}, {"type": "text", "text": "Hi"}])
+    );
+    let mut hidden = machine(false);
+    run(&mut hidden, vec![redacted, text("Hi")]);
+    assert_eq!(
+        hidden.message()["content"],
+        json!([{"type": "text", "text": "Hi"}])
+    );
+}
+
+#[test]
+fn usage_tells_cache_reads_and_writes_apart_from_input() {
+    let u = Usage {
+        prompt_tokens: 110,
+        completion_tokens: 5,
+        cached_tokens: 3,
+        cache_creation_tokens: 7,
+        ..Usage::default()
+    };
+    assert_eq!(
+        usage_json(&u),
+        json!({"input_tokens": 100, "cache_creation_input_tokens": 7,
+               "cache_read_input_tokens": 3, "output_tokens": 5})
+    );
+}
+
+#[test]
 fn stop_reasons_map_to_anthropics() {
     for (reason, expected) in [
         (FinishReason::Stop, "end_turn"),

@@ -17,8 +17,8 @@ use utoipa::ToSchema;
 #[schema(
     description = "An Anthropic Messages API request. `null` counts as absent. `temperature`, \
         `top_p`, `top_k` and `metadata.user_id` are accepted and listed in the \
-        `x-ignored-params` response header; server tools and `document` / \
-        `redacted_thinking` blocks are refused with a 400.",
+        `x-ignored-params` response header; server tools, `document` blocks with a `url` or \
+        `content` source and `citations.enabled` are refused with a 400.",
     example = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024,
                      "messages": [{"role": "user", "content": "Hello"}]})
 )]

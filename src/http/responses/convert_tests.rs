@@ -160,6 +160,16 @@ fn refusals_name_the_field_and_the_reason() {
         ),
         (
             r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}"#,
+            "input[0].content[0].file_id",
+            Some("unsupported_content_type"),
+        ),
+        (
+            r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_data":"data:image/tiff;base64,AA=="}]}]}"#,
+            "input[0].content[0].file_data",
+            Some("invalid_document_format"),
+        ),
+        (
+            r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
             "input[0].content[0].type",
             Some("unsupported_content_type"),
         ),

@@ -8,8 +8,9 @@
 use serde_json::Value;
 
 use crate::chat::ChatError;
+use crate::chat::documents;
 use crate::chat::message_json::{field, string_field};
-use crate::chat::types::{ContentPart, ImageDetail, Message, Role, ToolCall};
+use crate::chat::types::{ContentPart, Document, ImageDetail, Message, Role, ToolCall};
 
 use super::custom::arguments_of;
 use super::namespace::combined;
@@ -250,6 +251,32 @@ fn message(item: &Value, path: &str) -> Result<Message, ChatError> {
     })
 }
 
+/// An `input_file` with inline `file_data` (a base64 data URL of a PDF or plain text) is a
+/// document titled by its `filename`; a `file_id` or `file_url` is refused: there is no Files
+/// API here, and remote files are not fetched.
+fn input_file(part: &Value, path: &str) -> Result<ContentPart, ChatError> {
+    for key in ["file_id", "file_url"] {
+        if field(part, key).is_some() {
+            return Err(ChatError::invalid_with_code(
+                format!(
+                    "`{path}.{key}` is not supported: this gateway has no Files API and does not \
+                     fetch files. Send the file inline as `file_data` \
+                     (data:application/pdf;base64,…)."
+                ),
+                format!("{path}.{key}"),
+                "unsupported_content_type",
+            ));
+        }
+    }
+    let data = required_string(part, "file_data", path)?;
+    let source = documents::source_of_data_url(&data, &format!("{path}.file_data"))?;
+    Ok(ContentPart::Document(Document {
+        source,
+        title: string_field(part, "filename", path)?,
+        context: None,
+    }))
+}
+
 fn content_part(part: &Value, path: &str) -> Result<ContentPart, ChatError> {
     let kind = string_field(part, "type", path)?;
     match kind.as_deref() {
@@ -292,10 +319,11 @@ fn content_part(part: &Value, path: &str) -> Result<ContentPart, ChatError> {
             };
             Ok(ContentPart::ImageUrl { url, detail })
         }
-        Some(other @ ("input_file" | "input_audio")) => Err(ChatError::invalid_with_code(
+        Some("input_file") => input_file(part, path),
+        Some(other @ "input_audio") => Err(ChatError::invalid_with_code(
             format!(
                 "Content parts of type `{other}` are not supported by Claude through this \
-                 gateway; send input_text or input_image."
+                 gateway; send input_text, input_image or input_file."
             ),
             format!("{path}.type"),
             "unsupported_content_type",

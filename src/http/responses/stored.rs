@@ -143,7 +143,11 @@ pub fn render(record: ResponseRecord, key: &SealKey) -> Result<ResponseObject, C
                     delta: ReasoningDelta::Signature { signature, model },
                 });
             }
-            ContentPart::ImageUrl { .. } => {}
+            // Redacted thinking has no reasoning item to show (the stream drops it too);
+            // an answer carries no documents or images.
+            ContentPart::RedactedThinking { .. }
+            | ContentPart::Document(_)
+            | ContentPart::ImageUrl { .. } => {}
         }
     }
     for (index, call) in (0u32..).zip(reply.tool_calls) {

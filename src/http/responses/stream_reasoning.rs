@@ -63,6 +63,9 @@ impl ResponseStream {
                 Some(Open::Reasoning { signature, .. }) => *signature = Some((sig, model)),
                 _ => tracing::warn!("a thinking signature outside a thinking block dropped"),
             },
+            // Encrypted thinking has no text for a summary, and a reasoning item's
+            // `encrypted_content` is this gateway's sealed thinking; the block is not shown.
+            ReasoningDelta::Redacted { .. } => {}
         }
     }
 
