@@ -351,6 +351,21 @@ pub struct Config {
     #[arg(long, env = "SESSION_STORE")]
     pub session_store: Option<String>,
 
+    /// Whether every completed request is recorded in the usage ledger (`GET /v1/usage`) and
+    /// key budgets are enforced. The ledger lives in the `--usage-store`.
+    #[arg(long, env = "USAGE_LEDGER", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub usage_ledger: bool,
+
+    /// Where the usage ledger and the budgets set through the API are kept: a location as for
+    /// `--session-store` [default: the session store; a `postgres://` one is shared by replicas].
+    #[arg(long, env = "USAGE_STORE")]
+    pub usage_store: Option<String>,
+
+    /// Usage rows older than this are deleted, in days (0 keeps them).
+    #[arg(long, env = "USAGE_RETENTION_DAYS", default_value_t = 90)]
+    pub usage_retention_days: u64,
+
     /// Sessions idle longer than this expire (404, then purged), in seconds.
     #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub session_ttl_secs: u64,
@@ -530,6 +545,16 @@ impl Config {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
             .unwrap_or_else(|| PathBuf::from("."));
         data.join("claude-gateway").display().to_string()
+    }
+
+    /// The usage ledger's location (`--usage-store`, else the session store's), when it is on.
+    pub fn usage_store(&self) -> Option<String> {
+        self.usage_ledger.then(|| {
+            self.usage_store
+                .clone()
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| self.session_store())
+        })
     }
 
     pub fn limits(&self) -> LimitConfig {

@@ -15,6 +15,8 @@
 //!   budget) into base64 image blocks, when the operator allows it.
 //! - `access`: gateway API keys and the per-key request rate limit, one decision for both
 //!   protocols.
+//! - `usage`: the usage ledger (a row per completed request, on every API) and per-key budgets,
+//!   kept in the session store's database.
 //! - `config`: the one clap configuration.
 //! - `metrics`: the Prometheus metrics (`/metrics`) and the gRPC request-id layer; `doctor`: the
 //!   `claude-gateway doctor` checks.
@@ -32,6 +34,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod sessions;
+pub mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -70,6 +73,48 @@ pub struct Services {
     pub access: Arc<access::Access>,
     /// The gRPC server's TLS (`--grpc-tls-*`), its files read and checked already.
     pub grpc_tls: Option<tonic::transport::ServerTlsConfig>,
+    /// The usage ledger and budgets (`--usage-ledger`), already wrapped around `backend`.
+    pub ledger: Option<Arc<usage::Ledger>>,
+}
+
+/// The usage ledger over `pool` (the database at `--usage-store`), with the key file's budgets.
+fn start_ledger(
+    config: &Config,
+    access: &access::Access,
+    pool: sessions::StorePool,
+) -> Arc<usage::Ledger> {
+    let days = config.usage_retention_days;
+    usage::Ledger::start(
+        usage::store::UsageStore::new(pool),
+        usage::LedgerConfig {
+            retention: (days > 0).then(|| Duration::from_secs(days.saturating_mul(86_400))),
+            file_budgets: access.file_budgets(),
+            ..usage::LedgerConfig::default()
+        },
+    )
+}
+
+/// Opens the ledger's own store when it is not the session store.
+async fn ledger_pool(location: &str) -> Result<sessions::StorePool, String> {
+    let cfg = sessions::StoreConfig {
+        idle_ttl: None,
+        max_connections: Some(2),
+    };
+    let (_, pool) = sessions::open_store_and_pool(location, cfg)
+        .await
+        .map_err(|e| format!("cannot open the usage store at {location}: {e}"))?;
+    Ok(pool)
+}
+
+/// `backend` behind the ledger, when there is one.
+fn with_ledger(
+    backend: Arc<dyn ChatBackend>,
+    ledger: Option<&Arc<usage::Ledger>>,
+) -> Arc<dyn ChatBackend> {
+    match ledger {
+        Some(ledger) => Arc::new(usage::LedgerBackend::new(backend, ledger.clone())),
+        None => backend,
+    }
 }
 
 /// Builds what the configuration asks for: the local engine with its session store, or a
@@ -94,12 +139,17 @@ pub async fn services(config: &Config) -> Result<Services, String> {
             cluster.members(),
             call,
         ));
+        let ledger = match config.usage_store() {
+            Some(location) => Some(start_ledger(config, &access, ledger_pool(&location).await?)),
+            None => None,
+        };
         return Ok(Services {
-            backend: Arc::new(cluster),
+            backend: with_ledger(Arc::new(cluster), ledger.as_ref()),
             sessions,
             responses,
             access,
             grpc_tls,
+            ledger,
         });
     }
     let engine = Arc::new(claude::Engine::new(config.engine_config()?));
@@ -113,17 +163,24 @@ pub async fn services(config: &Config) -> Result<Services, String> {
         max_connections: None,
     };
     let location = config.session_store();
-    let store = sessions::open_store(&location, store_cfg)
+    let (store, pool) = sessions::open_store_and_pool(&location, store_cfg)
         .await
         .map_err(|e| format!("cannot open the session store at {location}: {e}"))?;
+    let ledger = match config.usage_store() {
+        Some(usage) if usage == location => Some(start_ledger(config, &access, pool)),
+        Some(usage) => Some(start_ledger(config, &access, ledger_pool(&usage).await?)),
+        None => None,
+    };
     let sessions = sessions::Sessions::with_queue(store, queue);
     sessions.start_purger(ttl, Some(config.session_max_count));
+    let backend = Arc::new(sessions::SessionBackend::new(engine, sessions.clone()));
     Ok(Services {
-        backend: Arc::new(sessions::SessionBackend::new(engine, sessions.clone())),
+        backend: with_ledger(backend, ledger.as_ref()),
         responses: sessions.clone(),
         sessions,
         access,
         grpc_tls,
+        ledger,
     })
 }
 
@@ -159,6 +216,7 @@ pub async fn run(
             abort: abort.clone(),
             draining: draining.clone(),
             reasoning_key,
+            ledger: services.ledger.clone(),
         },
         config.max_body_bytes,
         services.access.clone(),

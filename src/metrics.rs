@@ -27,6 +27,7 @@ use crate::chat::types::ChatEvent;
 
 mod requests;
 pub mod upstream;
+pub mod usage;
 
 pub use requests::{GrpcLayer, GrpcMetrics, note_model, request_id_ok, track_http};
 
@@ -287,6 +288,7 @@ pub fn render() -> String {
     }
     let mut families = m.registry.gather();
     families.extend(upstream::gather());
+    families.extend(usage::gather());
     let mut out = String::new();
     if let Err(e) = TextEncoder::new().encode_utf8(&families, &mut out) {
         tracing::error!("cannot encode the metrics: {e}");

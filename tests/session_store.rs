@@ -812,7 +812,7 @@ async fn owners_see_only_their_sessions(target: &Target) {
 
 /// A store made by the code before tenancy (version 1: no version table, no owner column, and
 /// messages stored as OpenAI JSON) upgrades when opened: its sessions belong to the anonymous
-/// tenant, the version is 3 (owners, then stored responses), its messages read, and a second open
+/// tenant, the version is 4 (owners, stored responses, then the usage ledger), its messages read, and a second open
 /// changes nothing. A version from a newer gateway is refused.
 async fn a_version_1_store_upgrades_in_place(target: &Target) {
     target.execute(target.version_1_schema()).await;
@@ -854,7 +854,7 @@ async fn a_version_1_store_upgrades_in_place(target: &Target) {
         target
             .scalar("SELECT MAX(version) FROM session_schema")
             .await,
-        3
+        4
     );
     assert_eq!(
         target
@@ -882,10 +882,13 @@ async fn a_version_1_store_upgrades_in_place(target: &Target) {
         target
             .scalar("SELECT MAX(version) FROM session_schema")
             .await,
-        3
+        4
     );
     let old = reopened.get(&anonymous, "old-1").await.unwrap().unwrap();
     assert_eq!(old.history.len(), 3);
+    // Version 4: the usage ledger and budgets tables are there, empty.
+    assert_eq!(target.scalar("SELECT COUNT(*) FROM usage").await, 0);
+    assert_eq!(target.scalar("SELECT COUNT(*) FROM budgets").await, 0);
     assert_eq!(ids(&*reopened, &alice).await, ["new-1"]);
     drop(reopened);
 

@@ -9,7 +9,9 @@
 //! (sees every tenant's sessions); `name` is the tenant id the key acts for. Without a name the
 //! tenant id is `key-` and 16 hex digits of a SHA-256 digest of the key (domain-separated from the
 //! lookup digest): stable across restarts, and not the key. Two keys with one name are one tenant
-//! (rotate a key by listing the new one under the old one's name).
+//! (rotate a key by listing the new one under the old one's name). Budgets of the usage ledger
+//! follow as `budget.<requests|tokens|usd>.<day|month>=LIMIT` fields (`usage::budget`); they
+//! belong to the key's tenant.
 
 use std::fmt;
 use std::path::Path;
@@ -20,6 +22,7 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::chat::Tenant;
 use crate::chat::tenant::valid_id;
+use crate::usage::budget::Budget;
 
 /// A secret key from the command line or the environment. `Debug` and `Display` hide it, so a
 /// logged configuration never shows one.
@@ -67,12 +70,14 @@ impl FromStr for ApiKey {
 
 /// A configured key and what it grants: the tenant it acts for (named, or derived from the key)
 /// and whether that tenant is an admin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyEntry {
     pub key: ApiKey,
     /// The `name=` of the key file; `None` derives the tenant id from the key.
     pub name: Option<String>,
     pub admin: bool,
+    /// The `budget.…=` fields of the key file.
+    pub budgets: Vec<Budget>,
 }
 
 impl KeyEntry {
@@ -82,6 +87,7 @@ impl KeyEntry {
             key,
             name: None,
             admin: false,
+            budgets: Vec::new(),
         }
     }
 
@@ -128,12 +134,28 @@ fn limit_id(key: &ApiKey) -> String {
     format!("key:{hex}")
 }
 
+/// What one key file line's fields after the key say.
+#[derive(Default)]
+struct Fields {
+    name: Option<String>,
+    admin: bool,
+    budgets: Vec<Budget>,
+}
+
 /// One key file line's fields after the key.
-fn parse_fields<'a>(
-    fields: impl Iterator<Item = &'a str>,
-) -> Result<(Option<String>, bool), String> {
-    let (mut name, mut admin) = (None, false);
+fn parse_fields<'a>(fields: impl Iterator<Item = &'a str>) -> Result<Fields, String> {
+    let Fields {
+        mut name,
+        mut admin,
+        mut budgets,
+    } = Fields::default();
     for field in fields {
+        if let Some((key, value)) = field.split_once('=')
+            && let Some(budget) = Budget::from_field(key, value)
+        {
+            budgets.push(budget?);
+            continue;
+        }
         match field.split_once('=') {
             Some(("role", "admin")) => admin = true,
             Some(("role", "user")) => admin = false,
@@ -150,10 +172,18 @@ fn parse_fields<'a>(
                 name = Some(value.to_owned());
             }
             // The field may be a second key pasted by mistake: never show it.
-            _ => return Err("unknown field after the key (expected role=… or name=…)".into()),
+            _ => {
+                return Err(
+                    "unknown field after the key (expected role=…, name=… or budget.…=…)".into(),
+                );
+            }
         }
     }
-    Ok((name, admin))
+    Ok(Fields {
+        name,
+        admin,
+        budgets,
+    })
 }
 
 /// The keys in a key file: one per line, optionally followed by `role=user|admin` and
@@ -169,8 +199,17 @@ pub fn parse_key_file(text: &str) -> Result<Vec<KeyEntry>, String> {
         };
         let key = ApiKey(key.to_string());
         key.check().map_err(|e| format!("line {}: {e}", i + 1))?;
-        let (name, admin) = parse_fields(words).map_err(|e| format!("line {}: {e}", i + 1))?;
-        keys.push(KeyEntry { key, name, admin });
+        let Fields {
+            name,
+            admin,
+            budgets,
+        } = parse_fields(words).map_err(|e| format!("line {}: {e}", i + 1))?;
+        keys.push(KeyEntry {
+            key,
+            name,
+            admin,
+            budgets,
+        });
     }
     Ok(keys)
 }
@@ -202,6 +241,8 @@ pub struct KeySet {
     digests: Vec<KeyDigest>,
     tenants: Vec<Tenant>,
     limit_ids: Vec<String>,
+    /// The key file's budgets, by tenant id.
+    budgets: std::collections::HashMap<String, Vec<Budget>>,
 }
 
 impl KeySet {
@@ -222,11 +263,18 @@ impl KeySet {
             }
         }
         let limit_ids = merged.iter().map(|(_, e)| limit_id(&e.key)).collect();
+        let mut budgets = std::collections::HashMap::<String, Vec<Budget>>::new();
+        for (_, entry) in merged.iter().filter(|(_, e)| !e.budgets.is_empty()) {
+            // Two keys of one tenant: the later line's budget of a metric and window wins.
+            let known = budgets.entry(entry.tenant().id().to_owned()).or_default();
+            *known = crate::usage::budget::merge(known, &entry.budgets);
+        }
         let (digests, tenants) = merged.into_iter().map(|(d, e)| (d, e.tenant())).unzip();
         KeySet {
             digests,
             tenants,
             limit_ids,
+            budgets,
         }
     }
 
@@ -236,6 +284,11 @@ impl KeySet {
 
     pub fn len(&self) -> usize {
         self.digests.len()
+    }
+
+    /// The key file's budgets, by tenant id.
+    pub fn budgets(&self) -> &std::collections::HashMap<String, Vec<Budget>> {
+        &self.budgets
     }
 
     /// The tenant of the key `find` returned.
@@ -348,6 +401,8 @@ mod tests {
             ("sk-x name=a/b", "not a tenant name"),
             ("sk-x name=key-1234", "not a tenant name"),
             ("sk-x sk-y", "unknown field"),
+            ("sk-x budget.usd.week=1", "window is day or month"),
+            ("sk-x budget.requests.day=many", "must be a number"),
         ] {
             let err = parse_key_file(line).unwrap_err();
             assert!(
@@ -356,6 +411,24 @@ mod tests {
             );
             assert!(!err.contains("sk-x") && !err.contains("sk-y"), "{err}");
         }
+    }
+
+    #[test]
+    fn key_files_give_tenants_budgets() {
+        use crate::usage::budget::{Metric, Window};
+        let parsed = parse_key_file(
+            "sk-a name=alice budget.requests.day=100 budget.usd.month=5.5\nsk-b name=bob\n",
+        )
+        .unwrap();
+        let set = KeySet::new(&parsed);
+        let alice = &set.budgets()["alice"];
+        assert_eq!(alice.len(), 2);
+        assert_eq!(
+            alice[0],
+            Budget::new(Metric::Requests, Window::Day, 100.0).unwrap()
+        );
+        assert_eq!(alice[1].limit, 5.5);
+        assert!(!set.budgets().contains_key("bob"));
     }
 
     #[test]

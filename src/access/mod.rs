@@ -209,6 +209,18 @@ impl Access {
         Ok(access)
     }
 
+    /// The key file's budgets, by tenant id (`usage::Ledger` enforces them).
+    pub fn file_budgets(
+        &self,
+    ) -> std::collections::HashMap<String, Vec<crate::usage::budget::Budget>> {
+        self.keys.budgets().clone()
+    }
+
+    /// Whether any API key is configured.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     /// Open: no keys and no rate limit, so nothing to check.
     pub fn is_open(&self) -> bool {
         self.keys.is_empty() && self.limiter.is_none()

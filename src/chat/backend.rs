@@ -24,6 +24,33 @@ pub struct RequestContext {
     /// Who the request acts for (from its API key): a `session_id` of another tenant's session
     /// is a missing session.
     pub tenant: super::Tenant,
+    /// The API door the request came through, as the usage ledger records it.
+    pub api: Api,
+    /// A façade's call on its caller's behalf (an honoured `x-gateway-tenant`): the façade
+    /// records its usage and checks its budgets, so this gateway does neither.
+    pub forwarded: bool,
+}
+
+/// The API a request came through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Api {
+    #[default]
+    ChatCompletions,
+    Responses,
+    Messages,
+    Grpc,
+}
+
+impl Api {
+    /// The name the usage ledger (`GET /v1/usage`) shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "chat.completions",
+            Api::Responses => "responses",
+            Api::Messages => "messages",
+            Api::Grpc => "grpc",
+        }
+    }
 }
 
 /// A completion being streamed. Only handed out once the first event is known to come, so a

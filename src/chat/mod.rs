@@ -16,6 +16,6 @@ pub mod turns;
 pub mod types;
 pub mod validate;
 
-pub use backend::{BackendHealth, ChatBackend, ChatStream, CliStatus, Load, RequestContext};
+pub use backend::{Api, BackendHealth, ChatBackend, ChatStream, CliStatus, Load, RequestContext};
 pub use error::ChatError;
 pub use tenant::Tenant;

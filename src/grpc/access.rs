@@ -76,7 +76,10 @@ where
         let call = Call::of(&request);
         Box::pin(async move {
             match call.admit(&access).await {
-                Ok(Admitted { tenant, quota }) => {
+                Ok((Admitted { tenant, quota }, forwarded)) => {
+                    if forwarded {
+                        request.extensions_mut().insert(Forwarded);
+                    }
                     request.extensions_mut().insert(tenant);
                     let mut response = inner.call(request).await?;
                     write_quota(response.headers_mut(), quota.as_ref());
@@ -92,6 +95,11 @@ where
         })
     }
 }
+
+/// Marks a call a façade made for its caller (an honoured `x-gateway-tenant`): the façade
+/// keeps the usage ledger and the budgets of such calls (`RequestContext::forwarded`).
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded;
 
 /// What the access decision reads of a call, taken out of it so the decision can wait (the
 /// request's body is not `Sync`).
@@ -125,8 +133,10 @@ impl Call {
         }
     }
 
-    /// The access decision for one call, and the tenant it acts for.
-    async fn admit(&self, access: &Access) -> Result<Admitted, Refusal> {
+    /// The access decision for one call, the tenant it acts for, and whether a façade named
+    /// that tenant (`on_behalf_of` honoured the metadata: an admin key, or a gateway without
+    /// keys).
+    async fn admit(&self, access: &Access) -> Result<(Admitted, bool), Refusal> {
         let admitted = if access.is_open() {
             Admitted {
                 tenant: Tenant::anonymous(),
@@ -139,8 +149,9 @@ impl Call {
                 .await?
         };
         let Admitted { tenant, quota } = admitted;
+        let forwarded = self.tenant.is_some() && (tenant.is_admin() || !access.has_keys());
         match access.on_behalf_of(tenant, self.tenant.as_deref(), self.tenant_admin.as_deref()) {
-            Ok(tenant) => Ok(Admitted { tenant, quota }),
+            Ok(tenant) => Ok((Admitted { tenant, quota }, forwarded)),
             Err(error) => Err(Refusal { error, quota }),
         }
     }

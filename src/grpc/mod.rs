@@ -44,6 +44,8 @@ pub async fn serve(
         responses,
         access,
         grpc_tls,
+        // Already around `backend`; the gRPC API has no usage routes of its own.
+        ledger: _,
     } = services;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let watched = backend.clone();

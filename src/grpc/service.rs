@@ -10,7 +10,9 @@ use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::chat::{ChatBackend, RequestContext, Tenant};
+use crate::chat::{Api, ChatBackend, RequestContext, Tenant};
+
+use super::access::Forwarded;
 
 use super::convert;
 use super::error::to_status;
@@ -27,6 +29,8 @@ fn context<T>(req: &Request<T>) -> Result<RequestContext, Status> {
         request_id,
         session: None,
         tenant: tenant(req)?,
+        api: Api::Grpc,
+        forwarded: req.extensions().get::<Forwarded>().is_some(),
     })
 }
 

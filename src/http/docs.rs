@@ -107,6 +107,7 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
             that created it: other keys get 404 `session_not_found` for it, as for a missing \
             one, and do not list it; admin keys reach every tenant's sessions"),
         (name = "models", description = "The model ids clients may send"),
+        (name = "usage", description = "The usage ledger and per-key budgets"),
         (name = "service", description = "Health, metrics and discovery"),
         (name = "documentation", description = "This document and the pages that render it"),
     ),

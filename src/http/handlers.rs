@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::chat::models::ModelInfo;
-use crate::chat::{ChatBackend, ChatError, RequestContext, Tenant};
+use crate::chat::{Api, ChatBackend, ChatError, RequestContext, Tenant};
 
 use super::convert;
 use super::error::{ApiError, OpenAiJson};
@@ -35,6 +35,8 @@ pub struct AppState {
     pub draining: tokio_util::sync::CancellationToken,
     /// Seals and opens the thinking in Responses reasoning items (`--reasoning-key-file`).
     pub reasoning_key: super::responses::seal::SealKey,
+    /// The usage ledger and budgets (`/v1/usage`, `/v1/budgets`), when `--usage-ledger` is on.
+    pub ledger: Option<Arc<crate::usage::Ledger>>,
 }
 
 pub(crate) fn shutting_down() -> ChatError {
@@ -45,9 +47,11 @@ pub(crate) fn shutting_down() -> ChatError {
 
 pub const IGNORED_PARAMS_HEADER: &str = "x-ignored-params";
 
-pub(crate) fn request_context(headers: &HeaderMap, tenant: Tenant) -> RequestContext {
+pub(crate) fn request_context(headers: &HeaderMap, tenant: Tenant, api: Api) -> RequestContext {
     RequestContext {
         tenant,
+        api,
+        forwarded: false,
         request_id: headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
@@ -98,7 +102,7 @@ pub async fn chat_completions(
     OpenAiJson(body): OpenAiJson<openai::ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     crate::metrics::note_model(&body.model);
-    let ctx = request_context(&headers, tenant);
+    let ctx = request_context(&headers, tenant, Api::ChatCompletions);
     let session = headers
         .get("x-session-id")
         .and_then(|v| v.to_str().ok())

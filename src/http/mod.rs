@@ -12,6 +12,7 @@ pub mod responses;
 pub mod routes;
 pub mod sessions;
 pub mod sse;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -27,6 +28,7 @@ pub fn router(
     max_body_bytes: usize,
     access: std::sync::Arc<crate::access::Access>,
 ) -> Router {
+    let ledger = state.ledger.clone();
     let (api, doc) = routes::api().split_for_parts();
     api.merge(docs::routes(docs::finish(doc)))
         .fallback(|| async { handlers::no_route(StatusCode::NOT_FOUND) })
@@ -34,6 +36,11 @@ pub fn router(
             handlers::no_route(StatusCode::METHOD_NOT_ALLOWED)
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Inside the guard: it reads the tenant the guard admitted.
+        .layer(axum::middleware::from_fn_with_state(
+            ledger,
+            usage::budget_headers,
+        ))
         // Inside the request-id and trace layers, so refusals carry an id and are traced.
         .layer(axum::middleware::from_fn_with_state(
             access,

@@ -92,17 +92,35 @@ impl StoreLocation {
 /// Opens the store at `location` (see `StoreLocation::parse`), creating its tables, and for
 /// SQLite its directory, if absent.
 pub async fn open_store(location: &str, cfg: StoreConfig) -> Result<Arc<dyn SessionStore>> {
+    Ok(open_store_and_pool(location, cfg).await?.0)
+}
+
+/// The database behind a store: the usage ledger and budgets (`usage::store`) live in the same
+/// file or database, in the tables this module's migrations made.
+#[derive(Clone)]
+pub enum StorePool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// `open_store`, and the store's connection pool for the usage ledger.
+pub async fn open_store_and_pool(
+    location: &str,
+    cfg: StoreConfig,
+) -> Result<(Arc<dyn SessionStore>, StorePool)> {
     Ok(match StoreLocation::parse(location)? {
         StoreLocation::Postgres(url) => {
             let store = PgStore::open(&url, &cfg).await?;
             // Not the URL: it may hold a password.
             tracing::info!(backend = "postgres", "session store opened");
-            Arc::new(store)
+            let pool = StorePool::Postgres(store.pool().clone());
+            (Arc::new(store), pool)
         }
         StoreLocation::Sqlite(file) => {
             let store = SqliteStore::open(&file, &cfg).await?;
             tracing::info!(backend = "sqlite", path = %file.display(), "session store opened");
-            Arc::new(store)
+            let pool = StorePool::Sqlite(store.pool().clone());
+            (Arc::new(store), pool)
         }
     })
 }

@@ -95,6 +95,36 @@ DELETE FROM session_schema;
 INSERT INTO session_schema (version) VALUES (3);
 "#;
 
+/// Version 3 → 4: the usage ledger (one row per completed request, see `usage/`) and the
+/// budgets set through the admin API. `period`, `amount`: `window` and `limit` are SQL words.
+const MIGRATE_V4: &str = r#"
+CREATE TABLE IF NOT EXISTS usage (
+    ts_ms BIGINT NOT NULL,
+    tenant TEXT COLLATE "C" NOT NULL,
+    api TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cached_input_tokens BIGINT NOT NULL,
+    cost_usd DOUBLE PRECISION NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    ttft_ms BIGINT
+);
+CREATE INDEX IF NOT EXISTS usage_by_tenant ON usage (tenant, ts_ms);
+CREATE INDEX IF NOT EXISTS usage_by_time ON usage (ts_ms);
+CREATE TABLE IF NOT EXISTS budgets (
+    tenant TEXT COLLATE "C" NOT NULL,
+    metric TEXT NOT NULL,
+    period TEXT NOT NULL,
+    amount DOUBLE PRECISION NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, metric, period)
+);
+DELETE FROM session_schema;
+INSERT INTO session_schema (version) VALUES (4);
+"#;
+
 pub struct PgStore {
     pool: PgPool,
     idle_ttl: Option<Duration>,
@@ -129,6 +159,9 @@ impl PgStore {
         if version < 3 {
             sqlx::raw_sql(MIGRATE_V3).execute(&mut *tx).await?;
         }
+        if version < 4 {
+            sqlx::raw_sql(MIGRATE_V4).execute(&mut *tx).await?;
+        }
         if version < SCHEMA_VERSION {
             tracing::info!(
                 from = version,
@@ -141,6 +174,11 @@ impl PgStore {
             pool,
             idle_ttl: cfg.idle_ttl,
         })
+    }
+
+    /// The connection pool, for the usage ledger that shares the database (`usage::store`).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     fn cutoff(&self, now: i64) -> i64 {
@@ -563,6 +601,7 @@ mod tests {
     fn the_migration_gives_old_sessions_to_the_anonymous_tenant() {
         let default = format!("DEFAULT '{}'", crate::chat::tenant::ANONYMOUS);
         assert!(MIGRATE_V2.contains(&default));
-        assert!(MIGRATE_V3.contains(&format!("VALUES ({SCHEMA_VERSION})")));
+        assert!(MIGRATE_V3.contains("VALUES (3)"));
+        assert!(MIGRATE_V4.contains(&format!("VALUES ({SCHEMA_VERSION})")));
     }
 }

@@ -91,6 +91,36 @@ DELETE FROM session_schema;
 INSERT INTO session_schema (version) VALUES (3);
 ";
 
+/// Version 3 → 4: the usage ledger (one row per completed request, see `usage/`) and the
+/// budgets set through the admin API. `period`, `amount`: `window` and `limit` are SQL words.
+const MIGRATE_V4: &str = "
+CREATE TABLE IF NOT EXISTS usage (
+    ts_ms INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    api TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    ttft_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS usage_by_tenant ON usage (tenant, ts_ms);
+CREATE INDEX IF NOT EXISTS usage_by_time ON usage (ts_ms);
+CREATE TABLE IF NOT EXISTS budgets (
+    tenant TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    period TEXT NOT NULL,
+    amount REAL NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, metric, period)
+);
+DELETE FROM session_schema;
+INSERT INTO session_schema (version) VALUES (4);
+";
+
 pub struct SqliteStore {
     pool: SqlitePool,
     idle_ttl: Option<Duration>,
@@ -130,6 +160,9 @@ impl SqliteStore {
         if version < 3 {
             sqlx::raw_sql(MIGRATE_V3).execute(&mut *tx).await?;
         }
+        if version < 4 {
+            sqlx::raw_sql(MIGRATE_V4).execute(&mut *tx).await?;
+        }
         if version < SCHEMA_VERSION {
             tracing::info!(
                 from = version,
@@ -142,6 +175,11 @@ impl SqliteStore {
             pool,
             idle_ttl: cfg.idle_ttl,
         })
+    }
+
+    /// The connection pool, for the usage ledger that shares the file (`usage::store`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     fn cutoff(&self, now: i64) -> i64 {
@@ -543,6 +581,7 @@ mod tests {
     fn the_migration_gives_old_sessions_to_the_anonymous_tenant() {
         let default = format!("DEFAULT '{}'", crate::chat::tenant::ANONYMOUS);
         assert!(MIGRATE_V2.contains(&default));
-        assert!(MIGRATE_V3.contains(&format!("VALUES ({SCHEMA_VERSION})")));
+        assert!(MIGRATE_V3.contains("VALUES (3)"));
+        assert!(MIGRATE_V4.contains(&format!("VALUES ({SCHEMA_VERSION})")));
     }
 }

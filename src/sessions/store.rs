@@ -25,7 +25,7 @@ use super::record;
 /// `responses` table, and `sessions.kind`: `chain` for the sessions response chains live in).
 /// Recorded in the `session_schema` table; a store opened by this code is migrated to it in
 /// place.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Longest page `list` returns, whatever the caller asks for.
 pub const MAX_PAGE: usize = 1000;

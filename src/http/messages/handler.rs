@@ -70,7 +70,7 @@ pub async fn create(
     MessagesJson(body): MessagesJson<MessagesRequest>,
 ) -> Result<Response, MessagesError> {
     crate::metrics::note_model(&body.model);
-    let ctx = request_context(&headers, tenant);
+    let ctx = request_context(&headers, tenant, crate::chat::Api::Messages);
     let betas = betas::check(&headers).map_err(MessagesError)?;
     let Converted {
         request,
@@ -181,7 +181,7 @@ pub async fn count_tokens(
     MessagesJson(body): MessagesJson<CountTokensRequest>,
 ) -> Result<Json<TokenCount>, MessagesError> {
     crate::metrics::note_model(&body.model);
-    let ctx = request_context(&headers, tenant);
+    let ctx = request_context(&headers, tenant, crate::chat::Api::Messages);
     betas::check(&headers).map_err(MessagesError)?;
     let Converted {
         request,

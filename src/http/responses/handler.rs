@@ -65,7 +65,7 @@ pub async fn create(
     OpenAiJson(body): OpenAiJson<CreateResponseRequest>,
 ) -> Result<Response, ApiError> {
     crate::metrics::note_model(&body.model);
-    let ctx = request_context(&headers, tenant);
+    let ctx = request_context(&headers, tenant, crate::chat::Api::Responses);
     let Converted {
         mut request,
         stream,

@@ -68,7 +68,7 @@ pub async fn count(
     OpenAiJson(body): OpenAiJson<CreateResponseRequest>,
 ) -> Result<Json<InputTokens>, ApiError> {
     crate::metrics::note_model(&body.model);
-    let ctx = request_context(&headers, tenant);
+    let ctx = request_context(&headers, tenant, crate::chat::Api::Responses);
     // `stream`, `store` and the echo only matter to a response being created; the previous
     // response's conversation is counted too.
     let Converted {

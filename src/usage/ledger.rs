@@ -1,0 +1,431 @@
+//! `Ledger`: the writer of usage rows and the keeper of budgets; `LedgerBackend`: the
+//! `ChatBackend` decorator every API's request passes through.
+//!
+//! A run's row is sent when its stream is dropped (finished, failed, or cancelled by the
+//! client going away), so the decorator needs no task of its own. Rows go into a bounded channel
+//! with `try_send`: a full channel drops the row and counts it, a response never waits for the
+//! store. The writer task takes up to `batch` rows, or what came within `interval` of the first,
+//! and writes them in one statement.
+//!
+//! Budgets are decided from the store (so a restart, and every replica on a shared PostgreSQL,
+//! see the spend) plus the rows this process sent but has not written yet (so a burst cannot
+//! outrun the batch interval). The writer writes a batch and forgets its pending rows under one
+//! lock the decision reads under, so a row is never counted twice or missed. Requests still
+//! running are not counted: `n` concurrent requests of a key may all start under a budget.
+//! When the store cannot answer in time, the decision lets the request through (logged): an
+//! outage of the ledger's database does not stop the gateway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::{RwLock, mpsc};
+
+use crate::chat::backend::{BackendHealth, Load};
+use crate::chat::error::ErrorKind;
+use crate::chat::models::ModelInfo;
+use crate::chat::types::{ChatEvent, ChatRequest};
+use crate::chat::{ChatBackend, ChatError, ChatStream, RequestContext, Tenant};
+
+use super::budget::{self, Budget, BudgetState, Spend, Totals};
+use super::store::UsageStore;
+use super::{Group, UsageQuery, UsageRow};
+
+/// Longest a budget decision waits for the store before it lets the request through.
+const DECIDE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often rows past the retention are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How the ledger runs.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Rows waiting for the writer at most; more are dropped.
+    pub capacity: usize,
+    /// Rows per write at most.
+    pub batch: usize,
+    /// How long the writer gathers a batch after its first row.
+    pub interval: Duration,
+    /// Rows older than this are deleted; `None` keeps them.
+    pub retention: Option<Duration>,
+    /// The key file's budgets, by tenant id.
+    pub file_budgets: HashMap<String, Vec<Budget>>,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            capacity: 10_000,
+            batch: 100,
+            interval: Duration::from_millis(200),
+            retention: Some(Duration::from_secs(90 * 86_400)),
+            file_budgets: HashMap::new(),
+        }
+    }
+}
+
+/// Rows sent and not yet written, by tenant, and the lock that makes writing them and deciding
+/// from them one step each.
+#[derive(Default)]
+struct Pending {
+    totals: Mutex<HashMap<String, Totals>>,
+    gate: RwLock<()>,
+}
+
+impl Pending {
+    fn change(&self, row: &UsageRow, sign: f64) {
+        let Ok(mut totals) = self.totals.lock() else {
+            return;
+        };
+        let entry = totals.entry(row.tenant.clone()).or_default();
+        entry.add(&Totals {
+            requests: sign,
+            tokens: sign * (f64::from(row.input_tokens) + f64::from(row.output_tokens)),
+            usd: sign * row.cost_usd,
+        });
+        if entry.requests <= 0.0 {
+            totals.remove(&row.tenant);
+        }
+    }
+
+    fn of(&self, tenant: &str) -> Totals {
+        self.totals
+            .lock()
+            .ok()
+            .and_then(|t| t.get(tenant).copied())
+            .unwrap_or_default()
+    }
+}
+
+pub struct Ledger {
+    store: UsageStore,
+    sender: mpsc::Sender<UsageRow>,
+    pending: Arc<Pending>,
+    file_budgets: HashMap<String, Vec<Budget>>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Ledger {
+    /// Starts the writer (and the purger, with a retention) on the current runtime.
+    pub fn start(store: UsageStore, config: LedgerConfig) -> Arc<Ledger> {
+        let (sender, receiver) = mpsc::channel(config.capacity.max(1));
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(write_loop(
+            store.clone(),
+            receiver,
+            pending.clone(),
+            config.batch.max(1),
+            config.interval,
+        ));
+        if let Some(retention) = config.retention {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(PURGE_EVERY);
+                loop {
+                    every.tick().await;
+                    let before = now_ms() - retention.as_millis() as i64;
+                    match store.purge(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(rows = n, "usage rows past the retention deleted"),
+                        Err(e) => tracing::warn!("cannot purge the usage ledger: {e}"),
+                    }
+                }
+            });
+        }
+        Arc::new(Ledger {
+            store,
+            sender,
+            pending,
+            file_budgets: config.file_budgets,
+        })
+    }
+
+    /// Queues `row` for the writer, or drops it when the queue is full. Never waits.
+    pub fn record(&self, row: UsageRow) {
+        self.pending.change(&row, 1.0);
+        if let Err(e) = self.sender.try_send(row) {
+            let row = match e {
+                mpsc::error::TrySendError::Full(row) | mpsc::error::TrySendError::Closed(row) => {
+                    row
+                }
+            };
+            self.pending.change(&row, -1.0);
+            crate::metrics::usage::rows_dropped(1);
+            tracing::warn!("usage ledger queue full: a row was dropped");
+        }
+    }
+
+    /// `tenant`'s budgets: the key file's, overridden by those set through the API.
+    pub async fn budgets_of(&self, tenant: &str) -> Result<Vec<Budget>, String> {
+        let stored: Vec<Budget> = self
+            .store
+            .budgets(Some(tenant))
+            .await?
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        let file = self.file_budgets.get(tenant).map_or(&[][..], Vec::as_slice);
+        Ok(budget::merge(file, &stored))
+    }
+
+    /// What `tenant` spent in the current day and month, written or pending.
+    async fn spend(&self, tenant: &str, now: i64) -> Result<Spend, String> {
+        let day = budget::Window::Day.bounds(now).0;
+        let month = budget::Window::Month.bounds(now).0;
+        let _gate = self.pending.gate.read().await;
+        let mut spend = self.store.spend(tenant, day, month).await?;
+        let pending = self.pending.of(tenant);
+        spend.day.add(&pending);
+        spend.month.add(&pending);
+        Ok(spend)
+    }
+
+    /// `tenant`'s budgets with what is used of them now (empty: no budgets).
+    pub async fn status(&self, tenant: &str) -> Result<Vec<BudgetState>, String> {
+        let budgets = self.budgets_of(tenant).await?;
+        if budgets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let spend = self.spend(tenant, now).await?;
+        Ok(budget::states(&budgets, &spend, now))
+    }
+
+    /// `Ok` when `tenant` may start a request; `QuotaExceeded` naming the spent budget when not.
+    pub async fn check(&self, tenant: &Tenant) -> Result<(), ChatError> {
+        let states = match tokio::time::timeout(DECIDE_TIMEOUT, self.status(tenant.id())).await {
+            Ok(Ok(states)) => states,
+            Ok(Err(e)) => {
+                tracing::warn!("budget not checked, the usage store failed: {e}");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::warn!("budget not checked, the usage store did not answer in time");
+                return Ok(());
+            }
+        };
+        match states.iter().find(|s| s.exhausted()) {
+            None => Ok(()),
+            Some(spent) => {
+                crate::metrics::usage::budget_refused(
+                    spent.budget.metric.as_str(),
+                    spent.budget.window.as_str(),
+                );
+                Err(spent.refusal(now_ms()))
+            }
+        }
+    }
+
+    /// The ledger's answer to `query`.
+    pub async fn usage(&self, query: &UsageQuery) -> Result<Vec<Group>, String> {
+        self.store.aggregate(query).await
+    }
+
+    /// The tenants with budgets (the key file's and the API's), `only` one of them when given,
+    /// each with the state of its budgets.
+    pub async fn all_budgets(
+        &self,
+        only: Option<&str>,
+    ) -> Result<Vec<(String, Vec<BudgetState>)>, String> {
+        let mut tenants: Vec<String> = match only {
+            Some(tenant) => vec![tenant.to_owned()],
+            None => {
+                let mut all: Vec<String> = self.file_budgets.keys().cloned().collect();
+                all.extend(self.store.budgets(None).await?.into_iter().map(|(t, _)| t));
+                all
+            }
+        };
+        tenants.sort();
+        tenants.dedup();
+        let mut out = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            let states = self.status(&tenant).await?;
+            if !states.is_empty() || only.is_some() {
+                out.push((tenant, states));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces `tenant`'s API budgets (empty: back to the key file's).
+    pub async fn set_budgets(&self, tenant: &str, budgets: &[Budget]) -> Result<(), String> {
+        self.store.set_budgets(tenant, budgets, now_ms()).await
+    }
+}
+
+async fn write_loop(
+    store: UsageStore,
+    mut receiver: mpsc::Receiver<UsageRow>,
+    pending: Arc<Pending>,
+    batch: usize,
+    interval: Duration,
+) {
+    let mut rows = Vec::with_capacity(batch);
+    while let Some(first) = receiver.recv().await {
+        rows.push(first);
+        let deadline = tokio::time::Instant::now() + interval;
+        while rows.len() < batch {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(row)) => rows.push(row),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let gate = pending.gate.write().await;
+        let written = store.insert(&rows).await;
+        for row in &rows {
+            pending.change(row, -1.0);
+        }
+        drop(gate);
+        crate::metrics::usage::batch_written(started.elapsed().as_secs_f64());
+        match written {
+            Ok(()) => crate::metrics::usage::rows_written(rows.len()),
+            Err(e) => {
+                crate::metrics::usage::rows_dropped(rows.len());
+                tracing::warn!(rows = rows.len(), "cannot write usage rows: {e}");
+            }
+        }
+        rows.clear();
+    }
+}
+
+/// The decorator: budgets before a run, a ledger row after it.
+pub struct LedgerBackend {
+    inner: Arc<dyn ChatBackend>,
+    ledger: Arc<Ledger>,
+}
+
+impl LedgerBackend {
+    pub fn new(inner: Arc<dyn ChatBackend>, ledger: Arc<Ledger>) -> Self {
+        LedgerBackend { inner, ledger }
+    }
+}
+
+/// Whether a failure to start means something ran (or was attempted on the CLI's behalf) and
+/// so deserves a row. Refusals of the request itself (400, 404, 409, 413, 401, 403, and the
+/// budgets' own 429) ran nothing.
+fn ran(error: &ChatError) -> bool {
+    !matches!(error, ChatError::QuotaExceeded { .. }) && error.kind() != ErrorKind::InvalidRequest
+}
+
+/// One run being watched; its row is sent when it is dropped.
+struct Observation {
+    ledger: Arc<Ledger>,
+    row: UsageRow,
+    started: Instant,
+    /// `None` until the run ends one way or another.
+    status: Option<String>,
+    discard: bool,
+}
+
+impl Observation {
+    fn see(&mut self, item: &Result<ChatEvent, ChatError>) {
+        if self.row.ttft_ms.is_none() {
+            self.row.ttft_ms = Some(self.started.elapsed().as_millis() as i64);
+        }
+        match item {
+            Ok(ChatEvent::Usage(usage)) => {
+                self.row.input_tokens = usage.prompt_tokens;
+                self.row.output_tokens = usage.completion_tokens;
+                self.row.cached_input_tokens = usage.cached_tokens;
+                self.row.cost_usd = usage.cost_usd;
+                self.status.get_or_insert_with(|| "ok".to_owned());
+            }
+            Ok(_) => {}
+            Err(error) => self.fail(error),
+        }
+    }
+
+    fn fail(&mut self, error: &ChatError) {
+        self.status = Some(error.code().unwrap_or("error").to_owned());
+    }
+}
+
+impl Drop for Observation {
+    fn drop(&mut self) {
+        if self.discard {
+            return;
+        }
+        let mut row = self.row.clone();
+        row.status = self.status.take().unwrap_or_else(|| "cancelled".to_owned());
+        row.duration_ms = self.started.elapsed().as_millis() as i64;
+        row.ts_ms = now_ms();
+        self.ledger.record(row);
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatBackend for LedgerBackend {
+    async fn stream(&self, req: ChatRequest, ctx: RequestContext) -> Result<ChatStream, ChatError> {
+        if ctx.forwarded {
+            return self.inner.stream(req, ctx).await;
+        }
+        self.ledger.check(&ctx.tenant).await?;
+        let mut observation = Observation {
+            ledger: self.ledger.clone(),
+            row: UsageRow {
+                ts_ms: 0,
+                tenant: ctx.tenant.id().to_owned(),
+                api: ctx.api.as_str(),
+                model: req.model.clone(),
+                status: String::new(),
+                input_tokens: 0,
+                output_tokens: 0,
+                cached_input_tokens: 0,
+                cost_usd: 0.0,
+                duration_ms: 0,
+                ttft_ms: None,
+            },
+            started: Instant::now(),
+            status: None,
+            discard: false,
+        };
+        match self.inner.stream(req, ctx).await {
+            Err(error) => {
+                observation.discard = !ran(&error);
+                observation.fail(&error);
+                Err(error)
+            }
+            Ok(ChatStream { meta, events }) => {
+                observation.row.model = meta.model.clone();
+                let events = events.map(move |item| {
+                    observation.see(&item);
+                    item
+                });
+                Ok(ChatStream {
+                    meta,
+                    events: Box::pin(events),
+                })
+            }
+        }
+    }
+
+    async fn count_input_tokens(
+        &self,
+        req: ChatRequest,
+        ctx: RequestContext,
+    ) -> Result<u64, ChatError> {
+        self.inner.count_input_tokens(req, ctx).await
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, ChatError> {
+        self.inner.list_models().await
+    }
+
+    async fn get_model(&self, id: &str) -> Result<ModelInfo, ChatError> {
+        self.inner.get_model(id).await
+    }
+
+    async fn health(&self) -> BackendHealth {
+        self.inner.health().await
+    }
+
+    fn load(&self) -> Option<Load> {
+        self.inner.load()
+    }
+}
