@@ -391,6 +391,8 @@ async fn budgets_refuse_in_every_dialect_before_anything_runs() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert_eq!(status.metadata().get("error-code").unwrap(), "insufficient_quota");
+        assert!(status.message().contains("2 requests per day"), "{status:?}");
         // Bob has no budget and no headers.
         let (status, headers, _) = post(&chat, "key-b", &chat_body("sonnet", "bob")).await;
         assert_eq!(status, 200);
