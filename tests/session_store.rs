@@ -919,13 +919,13 @@ async fn a_version_1_store_upgrades_in_place(target: &Target) {
     drop(reopened);
 
     target
-        .execute("UPDATE session_schema SET version = 4")
+        .execute("UPDATE session_schema SET version = 5")
         .await;
     let cfg = StoreConfig::default();
     let Err(err) = open_store(&target.location(), cfg).await else {
         panic!("a store of a newer schema version was opened");
     };
-    assert!(err.to_string().contains("schema version 4"), "{err}");
+    assert!(err.to_string().contains("schema version 5"), "{err}");
 }
 
 fn chain(id: &str) -> ChainBase {
