@@ -16,6 +16,8 @@
 //! - `access`: gateway API keys and the per-key request rate limit, one decision for both
 //!   protocols.
 //! - `config`: the one clap configuration.
+//! - `traces`: OpenTelemetry traces (`--otlp-endpoint`): the spans of a request, the layers at
+//!   the HTTP and gRPC borders that carry `traceparent`, and the OTLP exporter.
 //! - `metrics`: the Prometheus metrics (`/metrics`) and the gRPC request-id layer; `doctor`: the
 //!   `claude-gateway doctor` checks.
 //!
@@ -32,6 +34,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod sessions;
+pub mod traces;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -305,3 +305,4 @@ mod reuse;
 mod robustness;
 mod stored_responses;
 mod streaming;
+mod traces;
