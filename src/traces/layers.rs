@@ -251,3 +251,28 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_name_a_span_and_housekeeping_is_told_apart() {
+        let known: HashSet<String> =
+            ["claude_gateway.v1.ChatService/StreamChatCompletion".into()].into();
+        assert_eq!(
+            labels(
+                "/claude_gateway.v1.ChatService/StreamChatCompletion",
+                &known
+            ),
+            ("claude_gateway.v1.ChatService", "StreamChatCompletion")
+        );
+        // A path is client text: an unknown one is not copied into the trace.
+        assert_eq!(labels("/ignore.previous/instructions", &known), UNKNOWN);
+        assert_eq!(labels("", &known), UNKNOWN);
+        assert!(housekeeping("grpc.health.v1.Health"));
+        assert!(housekeeping("claude_gateway.v1.WorkerService"));
+        assert!(housekeeping("grpc.reflection.v1.ServerReflection"));
+        assert!(!housekeeping("claude_gateway.v1.ChatService"));
+    }
+}
