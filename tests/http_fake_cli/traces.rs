@@ -170,6 +170,13 @@ async fn traced(endpoint: &str, protocol: &str, service: &str) -> FakeCliGateway
     .await
 }
 
+/// A traced fake-CLI gateway (OTLP/gRPC, service `gw`) with more flags.
+async fn traced_with(endpoint: &str, extra: &[&str]) -> FakeCliGateway {
+    let mut args = vec!["--otlp-endpoint", endpoint, "--otlp-service-name", "gw"];
+    args.extend_from_slice(extra);
+    start_with_env(&args, &[("OTEL_BSP_SCHEDULE_DELAY", "50")]).await
+}
+
 fn one<'a>(spans: &'a [Got], service: &str, name: &str) -> &'a Got {
     let found: Vec<_> = spans
         .iter()
@@ -247,6 +254,32 @@ async fn one_request_is_one_trace_with_the_gateway_spans() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!(turn.attrs["claude.process"], "recycled", "{turn:#?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_turn_in_a_warm_process_says_so_and_spawns_nothing() {
+    bounded(async {
+        let (collector, url) = grpc_collector().await;
+        let fake = traced_with(&url, &["--pool-size", "1", "--pool-models", "sonnet"]).await;
+        let gateway = fake.gw.pid();
+        eventually("the pool to have its process", || {
+            fake_children(gateway).len() == 1
+        })
+        .await;
+        let (status, _, body) = post_json(&completions(&fake), &chat_body("sonnet", "hi")).await;
+        assert_eq!(status, 200, "{body}");
+        let names = ["http.server", "queue_wait", "claude_turn", "first_token"];
+        let spans = collector.wait_for("gw", &names).await;
+        let turn = one(&spans, "gw", "claude_turn");
+        assert_eq!(turn.attrs["claude.process"], "warm", "{turn:#?}");
+        // The pool's replacement starts in the background: no part of the request's trace.
+        let mut got: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+        got.sort_unstable();
+        let mut want = names.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want, "{spans:#?}");
     })
     .await;
 }
