@@ -361,6 +361,49 @@ async fn the_clients_traceparent_is_the_parent() {
 }
 
 #[tokio::test]
+async fn a_grpc_callers_traceparent_is_the_parent_of_the_grpc_server_span() {
+    use claude_gateway::grpc::pb;
+    bounded(async {
+        let (collector, url) = grpc_collector().await;
+        let fake = traced(&url, "grpc", "gw").await;
+        let (trace, parent) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+        let mut client = pb::chat_service_client::ChatServiceClient::connect(fake.gw.grpc.clone())
+            .await
+            .unwrap();
+        let mut request = tonic::Request::new(pb::CreateChatCompletionRequest {
+            params: Some(pb::ChatCompletionParams {
+                model: "sonnet".into(),
+                messages: vec![pb::ChatMessage {
+                    role: pb::Role::User as i32,
+                    content: vec![pb::ContentPart {
+                        part: Some(pb::content_part::Part::Text("hi".into())),
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        });
+        let value = format!("00-{trace}-{parent}-01").parse().unwrap();
+        request.metadata_mut().insert("traceparent", value);
+        client.create_chat_completion(request).await.unwrap();
+        let spans = collector
+            .wait_for("gw", &["grpc.server", "claude_turn"])
+            .await;
+        let server = one(&spans, "gw", "grpc.server");
+        assert_eq!(
+            (server.trace_id.as_str(), server.parent.as_str()),
+            (trace, parent)
+        );
+        assert_eq!(server.attrs["rpc.method"], "CreateChatCompletion");
+        assert_eq!(server.attrs["rpc.grpc.status_code"], "0", "{server:#?}");
+        let turn = one(&spans, "gw", "claude_turn");
+        assert_eq!(turn.parent, server.span_id, "the turn under the gRPC call");
+        assert_eq!(turn.trace_id, trace);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn http_protobuf_export_works_and_is_flushed_at_shutdown() {
     bounded(async {
         let (collector, url) = http_collector().await;
