@@ -285,6 +285,35 @@ async fn a_turn_in_a_warm_process_says_so_and_spawns_nothing() {
 }
 
 #[tokio::test]
+async fn a_sessions_second_turn_runs_in_the_process_kept_for_it() {
+    bounded(async {
+        let (collector, url) = grpc_collector().await;
+        let fake = traced(&url, "grpc", "gw").await;
+        let (status, _, session) = post_json(&fake.gw.url("/v1/sessions"), &json!({})).await;
+        assert_eq!(status, 201, "{session}");
+        let id = session["id"].as_str().unwrap().to_string();
+        let mut origins = Vec::new();
+        for text in ["one", "two"] {
+            let body = json!({"model": "sonnet", "session_id": id,
+                "messages": [{"role": "user", "content": text}]});
+            let (status, _, reply) = post_json(&completions(&fake), &body).await;
+            assert_eq!(status, 200, "{reply}");
+            let turn = loop {
+                let spans = collector.spans();
+                let turns: Vec<_> = spans.iter().filter(|s| s.name == "claude_turn").collect();
+                if turns.len() > origins.len() {
+                    break turns[origins.len()].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            origins.push(turn.attrs["claude.process"].clone());
+        }
+        assert_eq!(origins, ["spawned", "session"]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_facade_and_its_worker_share_one_trace_across_the_grpc_hop() {
     bounded(async {
         let (collector, url) = grpc_collector().await;
