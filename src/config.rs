@@ -18,6 +18,7 @@ use crate::claude::parked::ParkConfig;
 use crate::fetch::{FetchBudget, FetchConfig};
 use crate::grpc::tls::{ClientTlsFiles, ServerTlsFiles};
 use crate::grpc::upstream::{Deadlines, UpstreamConfig};
+use crate::traces::{OtlpProtocol, TraceConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
@@ -396,6 +397,19 @@ pub struct Config {
     /// Log format on stderr. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// OpenTelemetry collector to send traces to (e.g. http://127.0.0.1:4317 for gRPC,
+    /// http://127.0.0.1:4318 for http/protobuf); traces are off without it.
+    #[arg(long, env = "OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// How traces reach --otlp-endpoint.
+    #[arg(long, env = "OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
+    pub otlp_protocol: OtlpProtocol,
+
+    /// The `service.name` of the exported traces.
+    #[arg(long, env = "OTLP_SERVICE_NAME", default_value = "claude-gateway")]
+    pub otlp_service_name: String,
 }
 
 impl Config {
@@ -411,6 +425,15 @@ impl Config {
             .mut_args(|a| if a.is_positional() { a } else { a.global(true) })
             .try_get_matches_from(args)?;
         Config::from_arg_matches(&matches)
+    }
+
+    /// Where traces go (`traces::init`).
+    pub fn trace_config(&self) -> TraceConfig {
+        TraceConfig {
+            endpoint: self.otlp_endpoint.clone().filter(|e| !e.is_empty()),
+            protocol: self.otlp_protocol,
+            service_name: self.otlp_service_name.clone(),
+        }
     }
 
     pub fn http_addr(&self) -> SocketAddr {

@@ -18,6 +18,8 @@
 //! - `usage`: the usage ledger (a row per completed request, on every API) and per-key budgets,
 //!   kept in the session store's database.
 //! - `config`: the one clap configuration.
+//! - `traces`: OpenTelemetry traces (`--otlp-endpoint`): the spans of a request, the layers at
+//!   the HTTP and gRPC borders that carry `traceparent`, and the OTLP exporter.
 //! - `metrics`: the Prometheus metrics (`/metrics`) and the gRPC request-id layer; `doctor`: the
 //!   `claude-gateway doctor` checks.
 //!
@@ -34,6 +36,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod sessions;
+pub mod traces;
 pub mod usage;
 
 use std::future::Future;

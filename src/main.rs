@@ -3,9 +3,13 @@
 
 use std::process::ExitCode;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use claude_gateway::config::{Command, Config, LogFormat};
+use claude_gateway::traces::{self, TraceConfig};
 use claude_gateway::{Listeners, run, services};
 
 fn main() -> ExitCode {
@@ -14,7 +18,6 @@ fn main() -> ExitCode {
     if config.command == Some(Command::Doctor) {
         return claude_gateway::doctor::main(&config);
     }
-    init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,7 +28,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    // In the runtime: the trace exporter's batch task and channel live on it.
+    let exporter = match runtime.block_on(async { init_tracing(&config) }) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("claude-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = runtime.block_on(async {
+        let served = serve(config).await;
+        // The spans of the last requests are still batched: send them before exiting.
+        if let Some(exporter) = exporter {
+            exporter.shutdown().await;
+        }
+        served
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -85,13 +104,27 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+type Logs = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Logs on stderr (levels from RUST_LOG) and, with `--otlp-endpoint`, the OpenTelemetry layer.
+/// The spans meant for traces (`traces::TARGET`) stay out of the logs.
+fn init_tracing(config: &Config) -> Result<Option<traces::Exporter>, String> {
+    let filter = || {
+        let levels = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        levels.and(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.target() != traces::TARGET
+        }))
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs: Logs = match config.log_format {
+        LogFormat::Text => fmt.with_filter(filter()).boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter()).boxed(),
+    };
+    let trace_config: TraceConfig = config.trace_config();
+    let (otel, exporter) = match traces::init::<Layered<Logs, Registry>>(&trace_config)? {
+        Some((layer, exporter)) => (Some(layer), Some(exporter)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(logs).with(otel).init();
+    Ok(exporter)
 }

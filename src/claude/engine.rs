@@ -27,6 +27,7 @@ use crate::chat::types::{ChatEvent, ChatRequest, CompletionMeta, Usage};
 use crate::chat::validate::{ValidChatRequest, ValidationConfig, validate};
 use crate::chat::{BackendHealth, ChatBackend, ChatError, ChatStream, RequestContext};
 use crate::fetch::{FetchConfig, fetch_remote_images};
+use crate::traces::spans::{self as trace, ProcessOrigin};
 
 use super::argv::SpawnSpec;
 use super::catalog;
@@ -248,6 +249,7 @@ impl Engine {
         spec: &SpawnSpec,
         req: &ValidChatRequest,
         first: Start,
+        turn: tracing::Span,
     ) -> Result<Run, ChatError> {
         let mut attempt = 0;
         let mut next = first;
@@ -256,6 +258,7 @@ impl Engine {
             let (result, slot) = match next {
                 Start::Warm(process, slot) => {
                     tracing::debug!(pid = process.pid(), "took a warm claude process");
+                    trace::process_origin(&turn, ProcessOrigin::Warm, process.pid());
                     (
                         Run::start(*process, req, idle, Boot::Fresh(None)).await,
                         slot,
@@ -267,15 +270,19 @@ impl Engine {
                         Some(starting) => starting,
                         None => self.starts.acquire().await,
                     };
+                    let spawning = trace::claude_process(&turn);
                     match self.spawn(spec) {
                         Ok(process) => {
+                            trace::process_origin(&turn, ProcessOrigin::Spawned, process.pid());
+                            trace::process_pid(&spawning, process.pid());
                             let boot = Boot::Fresh(Some(starting));
-                            (Run::start(process, req, idle, boot).await, slot)
+                            let run = Run::start(process, req, idle, boot).instrument(spawning);
+                            (run.await, slot)
                         }
                         Err(err) => (Err(err), slot),
                     }
                 }
-                Start::Parked(kept, how) => match self.run_parked(*kept, how, req).await {
+                Start::Parked(kept, how) => match self.run_parked(*kept, how, req, &turn).await {
                     // A parked process that broke (died, refused its reset) is gone; the
                     // choice starts over elsewhere in its slot, costing no attempt. Any other
                     // failure (the API refusing) is the answer.
@@ -312,6 +319,7 @@ impl Engine {
         kept: Kept,
         how: Reuse,
         req: &ValidChatRequest,
+        turn: &tracing::Span,
     ) -> (Result<Run, ChatError>, Slot) {
         let Kept {
             mut process,
@@ -324,15 +332,18 @@ impl Engine {
         let result = match (how, pause) {
             (Reuse::Continue, Pause::Clean) => {
                 tracing::debug!(pid, "continuing a parked process's conversation");
+                trace::process_origin(turn, ProcessOrigin::Continued, pid);
                 Run::continue_turn(process, marks, req, idle).await
             }
             (Reuse::Continue, Pause::AtTools { prompts, .. }) => {
                 tracing::debug!(pid, "continuing a parked process with tool results");
+                trace::process_origin(turn, ProcessOrigin::Continued, pid);
                 Run::resume_tools(process, (marks, prompts), req, idle).await
             }
             (Reuse::Recycle, _) => match rewind(&mut process, &mut marks, REWIND_TIMEOUT).await {
                 Ok(()) => {
                     tracing::debug!(pid, "recycled a parked process");
+                    trace::process_origin(turn, ProcessOrigin::Recycled, pid);
                     Run::start(process, req, idle, Boot::Recycled(marks)).await
                 }
                 Err(reason) => {
@@ -376,8 +387,9 @@ impl ChatBackend for Engine {
             model: valid.model.id.clone(),
             ignored_params: valid.ignored_params.clone(),
         };
-        let span =
-            info_span!("claude_run", request_id = %ctx.request_id, model = %valid.model.cli_model);
+        // A root: the processes' stderr tasks stay in this span after the request (a parked
+        // process outlives it), and must not keep the request's trace spans open.
+        let span = info_span!(parent: None, "claude_run", request_id = %ctx.request_id, model = %valid.model.cli_model);
         let spec = SpawnSpec {
             model: valid.model.cli_model.clone(),
             bare: self.cfg.bare,
@@ -390,14 +402,21 @@ impl ChatBackend for Engine {
             .zip(self.parked.clone())
             .filter(|_| sessions::eligible(&valid))
             .map(|(session, parked)| (session, parked, key.clone()));
+        // The trace's spans of each choice's turn (disabled when traces are off).
+        let turns: Vec<_> = (0..valid.n)
+            .map(|i| trace::claude_turn(&spec.model, i))
+            .collect();
+        let turn = |i: usize| turns.get(i).cloned().unwrap_or_else(tracing::Span::none);
+        let firsts: Vec<_> = turns.iter().map(trace::first_token).collect();
         let runs = match &session {
             Some(session) => {
-                let turn = timeout_at(deadline, self.place_in_session(session, &spec, &valid))
+                let place = self.place_in_session(session, &spec, &valid);
+                let turn_place = timeout_at(deadline, place.instrument(trace::queue_wait()))
                     .await
                     .map_err(|_| ChatError::timeout(timeout))??;
                 // Remote images only for a valid request that has its place (see `fetch`).
                 self.fetch_images(&mut valid, deadline).await?;
-                let started = self.start_in_session(turn, &spec, &valid);
+                let started = self.start_in_session(turn_place, &spec, &valid, turn(0));
                 vec![
                     timeout_at(deadline, started.instrument(span.clone()))
                         .await
@@ -407,15 +426,13 @@ impl ChatBackend for Engine {
             None if ctx.session.is_none() && self.reusing() => {
                 // The conversation as the client sent it, before remote images are fetched.
                 let (conversation, turns) = reuse::conversation_of(&valid);
-                let starts = timeout_at(
-                    deadline,
-                    self.admit_reusing((&key, conversation), &spec, &valid),
-                )
-                .await
-                .map_err(|_| ChatError::timeout(timeout))??;
+                let admit = self.admit_reusing((&key, conversation), &spec, &valid);
+                let starts = timeout_at(deadline, admit.instrument(trace::queue_wait()))
+                    .await
+                    .map_err(|_| ChatError::timeout(timeout))??;
                 self.fetch_images(&mut valid, deadline).await?;
-                let starts = starts.into_iter().map(|start| {
-                    self.start_choice(&spec, &valid, start)
+                let starts = starts.into_iter().enumerate().map(|(i, start)| {
+                    self.start_choice(&spec, &valid, start, turn(i))
                         .instrument(span.clone())
                 });
                 let mut runs = timeout_at(deadline, futures::future::try_join_all(starts))
@@ -427,12 +444,13 @@ impl ChatBackend for Engine {
                 runs
             }
             None => {
-                let starts = timeout_at(deadline, self.admit(valid.n, &spec))
+                let admit = self.admit(valid.n, &spec).instrument(trace::queue_wait());
+                let starts = timeout_at(deadline, admit)
                     .await
                     .map_err(|_| ChatError::timeout(timeout))??;
                 self.fetch_images(&mut valid, deadline).await?;
-                let starts = starts.into_iter().map(|start| {
-                    self.start_choice(&spec, &valid, start)
+                let starts = starts.into_iter().enumerate().map(|(i, start)| {
+                    self.start_choice(&spec, &valid, start, turn(i))
                         .instrument(span.clone())
                 });
                 timeout_at(deadline, futures::future::try_join_all(starts))
@@ -442,8 +460,12 @@ impl ChatBackend for Engine {
         };
         let mut streams: Vec<_> = runs
             .into_iter()
+            .zip(turns.iter().cloned().zip(firsts))
             .enumerate()
-            .map(|(i, run)| run.into_events(i as u32, deadline, timeout, span.clone()))
+            .map(|(i, (run, (turn, first)))| {
+                let events = run.into_events(i as u32, deadline, timeout, span.clone());
+                trace::observe_turn(events, turn, first)
+            })
             .collect();
         let events = if streams.len() == 1 {
             streams.remove(0)

@@ -30,6 +30,8 @@ pub(super) struct SessionTurn {
     session: String,
     registry: Arc<Parked>,
     place: Start,
+    /// The place is the process kept for this session.
+    kept: bool,
     key: ReuseKey,
     turns: Vec<Turn>,
 }
@@ -47,7 +49,7 @@ impl Engine {
     ) -> Result<SessionTurn, ChatError> {
         let (held, turns) = super::reuse::conversation_of(req);
         let place = match registry.take_session(session, key, held) {
-            Some(kept) => Start::Parked(Box::new(kept), Reuse::Continue),
+            Some(kept) => (Start::Parked(Box::new(kept), Reuse::Continue), true),
             // Else like a stateless request: a parked process of its key may serve it.
             None => {
                 let starts = if self.reusing() {
@@ -55,16 +57,19 @@ impl Engine {
                 } else {
                     self.admit(1, spec).await?
                 };
-                starts
+                let place = starts
                     .into_iter()
                     .next()
-                    .ok_or_else(|| ChatError::internal("no place for the session's turn"))?
+                    .ok_or_else(|| ChatError::internal("no place for the session's turn"))?;
+                (place, false)
             }
         };
+        let (place, kept) = place;
         Ok(SessionTurn {
             session: session.clone(),
             registry: registry.clone(),
             place,
+            kept,
             key: key.clone(),
             turns,
         })
@@ -78,15 +83,23 @@ impl Engine {
         turn: SessionTurn,
         spec: &SpawnSpec,
         req: &ValidChatRequest,
+        trace_turn: tracing::Span,
     ) -> Result<Run, ChatError> {
         let SessionTurn {
             session,
             registry,
             place,
+            kept,
             key,
             mut turns,
         } = turn;
-        let mut run = self.start_choice(spec, req, place).await?;
+        let mut run = self
+            .start_choice(spec, req, place, trace_turn.clone())
+            .await?;
+        if kept {
+            use crate::traces::spans::{ProcessOrigin, process_origin};
+            process_origin(&trace_turn, ProcessOrigin::Session, None);
+        }
         run.keep_with(Box::new(move |ending: Ending| {
             let Ending {
                 process,

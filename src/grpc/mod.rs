@@ -89,7 +89,11 @@ pub async fn serve(
     }
     // Keys and the rate limit, in front of every service (`access/grpc.rs`).
     let mut router = server
-        // Outermost: request ids and metrics for every call, refused ones included.
+        // The trace's `grpc.server` span, around everything the call does.
+        .layer(crate::traces::layers::GrpcServerLayer::new(
+            pb::served_methods(),
+        ))
+        // Then request ids and metrics for every call, refused ones included.
         .layer(crate::metrics::GrpcLayer::new(pb::served_methods()))
         .layer(access::AccessLayer::new(access))
         .add_service(health_service)

@@ -17,6 +17,7 @@ use crate::chat::types::{ChatRequest, CompletionMeta};
 use crate::chat::{BackendHealth, ChatError, ChatStream, RequestContext};
 
 use crate::access::UpstreamKey;
+use crate::traces::layers::GrpcClient;
 
 use super::convert;
 use super::pb;
@@ -24,8 +25,9 @@ use super::pb::chat_service_client::ChatServiceClient;
 use super::pb::model_service_client::ModelServiceClient;
 use super::upstream::{Deadline, Deadlines, UpstreamConfig, for_tenant};
 
-/// The connection to the worker; every call on it carries `--upstream-api-key`.
-pub type WorkerChannel = InterceptedService<Channel, UpstreamKey>;
+/// The connection to the worker; every call on it carries `--upstream-api-key`, and the
+/// request's trace context when traces are on.
+pub type WorkerChannel = InterceptedService<GrpcClient<Channel>, UpstreamKey>;
 
 /// A worker's status as the façade's error. The worker refusing the façade's own key is the
 /// façade's misconfiguration, not the client's fault: a 502, not the worker's 401.
@@ -54,7 +56,7 @@ impl RemoteBackend {
         Ok(RemoteBackend {
             target: config.url.clone(),
             channel: InterceptedService::new(
-                endpoint.connect_lazy(),
+                GrpcClient::new(endpoint.connect_lazy()),
                 UpstreamKey::new(config.api_key.as_ref())?,
             ),
             deadlines: config.deadlines,

@@ -65,6 +65,8 @@ pub fn router(
                 tracing::info_span!("http", method = %req.method(), route = %route, request_id = %id)
             }),
         )
+        // The trace's `http.server` span (with `--otlp-endpoint`), under the route template.
+        .layer(axum::middleware::from_fn(crate::traces::layers::http_server))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         // Outermost: a client id that is not short and plain is dropped, so a new one is made.

@@ -306,3 +306,4 @@ mod reuse;
 mod robustness;
 mod stored_responses;
 mod streaming;
+mod traces;
