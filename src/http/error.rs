@@ -81,6 +81,10 @@ impl IntoResponse for ApiError {
             tracing::debug!(error = %self.0, "request refused");
         }
         let mut response = (status, axum::Json(error_body(&self.0))).into_response();
+        // For the dashboard's recent errors (the code only: a message quotes the client).
+        response
+            .extensions_mut()
+            .insert(crate::metrics::recent::ErrorCode::of(&self.0));
         if let Some(secs) = self.0.retry_after()
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
