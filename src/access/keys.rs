@@ -9,7 +9,9 @@
 //! (sees every tenant's sessions); `name` is the tenant id the key acts for. Without a name the
 //! tenant id is `key-` and 16 hex digits of a SHA-256 digest of the key (domain-separated from the
 //! lookup digest): stable across restarts, and not the key. Two keys with one name are one tenant
-//! (rotate a key by listing the new one under the old one's name).
+//! (rotate a key by listing the new one under the old one's name). `priority=low` marks a key
+//! whose requests are refused first when the Claude account's usage window runs high
+//! (`--quota-low-priority-threshold`); `priority=normal` is the default.
 
 use std::fmt;
 use std::path::Path;
@@ -73,6 +75,8 @@ pub struct KeyEntry {
     /// The `name=` of the key file; `None` derives the tenant id from the key.
     pub name: Option<String>,
     pub admin: bool,
+    /// `priority=low`: refused while the account's usage is above the low-priority threshold.
+    pub low_priority: bool,
 }
 
 impl KeyEntry {
@@ -82,6 +86,7 @@ impl KeyEntry {
             key,
             name: None,
             admin: false,
+            low_priority: false,
         }
     }
 
@@ -129,12 +134,21 @@ fn limit_id(key: &ApiKey) -> String {
 }
 
 /// One key file line's fields after the key.
-fn parse_fields<'a>(
-    fields: impl Iterator<Item = &'a str>,
-) -> Result<(Option<String>, bool), String> {
-    let (mut name, mut admin) = (None, false);
+struct Fields {
+    name: Option<String>,
+    admin: bool,
+    low_priority: bool,
+}
+
+fn parse_fields<'a>(fields: impl Iterator<Item = &'a str>) -> Result<Fields, String> {
+    let (mut name, mut admin, mut low_priority) = (None, false, false);
     for field in fields {
         match field.split_once('=') {
+            Some(("priority", "low")) => low_priority = true,
+            Some(("priority", "normal")) => low_priority = false,
+            Some(("priority", other)) => {
+                return Err(format!("priority must be `normal` or `low`, not `{other}`"));
+            }
             Some(("role", "admin")) => admin = true,
             Some(("role", "user")) => admin = false,
             Some(("role", other)) => {
@@ -150,10 +164,18 @@ fn parse_fields<'a>(
                 name = Some(value.to_owned());
             }
             // The field may be a second key pasted by mistake: never show it.
-            _ => return Err("unknown field after the key (expected role=… or name=…)".into()),
+            _ => {
+                return Err(
+                    "unknown field after the key (expected role=…, name=… or priority=…)".into(),
+                );
+            }
         }
     }
-    Ok((name, admin))
+    Ok(Fields {
+        name,
+        admin,
+        low_priority,
+    })
 }
 
 /// The keys in a key file: one per line, optionally followed by `role=user|admin` and
@@ -169,8 +191,13 @@ pub fn parse_key_file(text: &str) -> Result<Vec<KeyEntry>, String> {
         };
         let key = ApiKey(key.to_string());
         key.check().map_err(|e| format!("line {}: {e}", i + 1))?;
-        let (name, admin) = parse_fields(words).map_err(|e| format!("line {}: {e}", i + 1))?;
-        keys.push(KeyEntry { key, name, admin });
+        let fields = parse_fields(words).map_err(|e| format!("line {}: {e}", i + 1))?;
+        keys.push(KeyEntry {
+            key,
+            name: fields.name,
+            admin: fields.admin,
+            low_priority: fields.low_priority,
+        });
     }
     Ok(keys)
 }
@@ -202,6 +229,7 @@ pub struct KeySet {
     digests: Vec<KeyDigest>,
     tenants: Vec<Tenant>,
     limit_ids: Vec<String>,
+    low_priority: Vec<bool>,
 }
 
 impl KeySet {
@@ -214,6 +242,7 @@ impl KeySet {
             match merged.iter_mut().find(|(known, _)| *known == d) {
                 Some((_, known)) => {
                     known.admin |= entry.admin;
+                    known.low_priority |= entry.low_priority;
                     if known.name.is_none() {
                         known.name = entry.name.clone();
                     }
@@ -222,11 +251,13 @@ impl KeySet {
             }
         }
         let limit_ids = merged.iter().map(|(_, e)| limit_id(&e.key)).collect();
+        let low_priority = merged.iter().map(|(_, e)| e.low_priority).collect();
         let (digests, tenants) = merged.into_iter().map(|(d, e)| (d, e.tenant())).unzip();
         KeySet {
             digests,
             tenants,
             limit_ids,
+            low_priority,
         }
     }
 
@@ -241,6 +272,11 @@ impl KeySet {
     /// The tenant of the key `find` returned.
     pub fn tenant(&self, index: usize) -> Option<&Tenant> {
         self.tenants.get(index)
+    }
+
+    /// Whether the key `find` returned is `priority=low`.
+    pub fn is_low_priority(&self, index: usize) -> bool {
+        self.low_priority.get(index).copied().unwrap_or(false)
     }
 
     /// The rate-limit identity of the key `find` returned, the same on every gateway that has
@@ -369,5 +405,17 @@ mod tests {
         let set = KeySet::new([&user, &admin, &named]);
         assert_eq!(set.len(), 1);
         assert_eq!(set.tenant(0), Tenant::new("carol", true).as_ref());
+    }
+
+    #[test]
+    fn priority_low_marks_a_key() {
+        let parsed =
+            parse_key_file("sk-a priority=low name=batch\nsk-b priority=normal\n").unwrap();
+        assert!(parsed[0].low_priority);
+        assert!(!parsed[1].low_priority);
+        let set = KeySet::new(&parsed);
+        assert!(set.is_low_priority(0) && !set.is_low_priority(1));
+        let err = parse_key_file("sk-a priority=urgent").unwrap_err();
+        assert!(err.contains("priority must be"), "{err}");
     }
 }

@@ -67,7 +67,10 @@ impl RateLimitInfo {
             })
             .collect();
         // The named window: its top-level numbers fill what `unifiedWindows` left out.
-        let name = self.rate_limit_type.clone().unwrap_or_else(|| "five_hour".into());
+        let name = self
+            .rate_limit_type
+            .clone()
+            .unwrap_or_else(|| "five_hour".into());
         let status = self.status.clone().unwrap_or_else(|| "allowed".into());
         match out.iter_mut().find(|w| w.window == name) {
             Some(w) => {

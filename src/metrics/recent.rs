@@ -20,8 +20,9 @@ const MAX_ERRORS: usize = 50;
 pub struct ErrorCode(pub String);
 
 impl ErrorCode {
-    pub fn of(error: &ChatError) -> Self {
-        ErrorCode(error.code().unwrap_or("-").to_string())
+    /// The error's code, or its dialect's type (`kind`) when it has none.
+    pub fn of(error: &ChatError, kind: &str) -> Self {
+        ErrorCode(error.code().unwrap_or(kind).to_string())
     }
 }
 
@@ -48,9 +49,16 @@ static RINGS: LazyLock<Mutex<Rings>> = LazyLock::new(Mutex::default);
 
 /// Whether requests to `route` are traffic worth showing.
 pub fn shown(route: &str) -> bool {
-    !["/health", "/metrics", "/dashboard", "/docs", "/redoc", "/openapi.json"]
-        .iter()
-        .any(|p| route.starts_with(p))
+    ![
+        "/health",
+        "/metrics",
+        "/dashboard",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+    ]
+    .iter()
+    .any(|p| route.starts_with(p))
         && route != "/"
         && route != "unmatched"
 }

@@ -84,10 +84,7 @@ pub fn numbers() -> Numbers {
 }
 
 fn label<'a>(labels: &'a [prometheus::proto::LabelPair], name: &str) -> Option<&'a str> {
-    labels
-        .iter()
-        .find(|l| l.name() == name)
-        .map(|l| l.value())
+    labels.iter().find(|l| l.name() == name).map(|l| l.value())
 }
 
 /// The histograms of `families` whose labels `keep`, summed.
