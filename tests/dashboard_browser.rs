@@ -3,6 +3,9 @@
 //! through Selenium (`tests/python/dashboard_browser.py`), logs in with the admin key, waits for
 //! the page to show the request just made, checks that nothing it loaded came from anywhere but
 //! the gateway, and saves `target/dashboard.png` (and `target/dashboard-dark.png`) for CI to keep.
+//! Then, with the usage ledger's contract answers injected in place of `/v1/usage` and
+//! `/v1/budgets` (which this branch does not serve), the key table shows usage and budget bars
+//! (`target/dashboard-ledger.png`).
 //! The browser, its driver and Selenium missing fail the test (`skip.rs`).
 #![allow(clippy::unwrap_used)]
 
