@@ -181,6 +181,18 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_STORE")]
     pub rate_limit_store: Option<String>,
 
+    /// Refuse keys marked `priority=low` in --api-keys-file (429, Retry-After: the window's
+    /// reset) while any of the Claude account's usage windows (from the CLI's rate-limit
+    /// reports, subscription logins only) is used at or above this fraction, e.g. 0.9.
+    #[arg(long, env = "QUOTA_LOW_PRIORITY_THRESHOLD", value_parser = fraction)]
+    pub quota_low_priority_threshold: Option<f64>,
+
+    /// Let clients on 127.0.0.1 / ::1 see the dashboard (/dashboard) and the operator
+    /// endpoints it reads without logging in with an admin key.
+    #[arg(long, env = "DASHBOARD_OPEN_ON_LOOPBACK", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dashboard_open_on_loopback: bool,
+
     /// Overall time limit of one completion, in seconds.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 600)]
     pub request_timeout_secs: u64,
@@ -461,6 +473,8 @@ impl Config {
             public_health: self.public_health,
             rate_limit_rpm: self.rate_limit_rpm,
             rate_limit_store: self.rate_limit_store.clone().filter(|url| !url.is_empty()),
+            quota_low_priority_threshold: self.quota_low_priority_threshold,
+            dashboard_open_on_loopback: self.dashboard_open_on_loopback,
         }
     }
 
@@ -626,3 +640,18 @@ fn absolute_if_relative_path(bin: &std::path::Path) -> PathBuf {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// A fraction in (0, 1] (a utilization threshold).
+fn fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be a fraction above 0 and at most 1 (like 0.9), not {v}"
+        ))
+    }
+}

@@ -18,14 +18,16 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use prometheus::{
-    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::chat::ChatError;
 use crate::chat::types::ChatEvent;
 
+pub mod recent;
 mod requests;
+pub mod snapshot;
 pub mod upstream;
 pub mod usage;
 
@@ -61,6 +63,9 @@ struct Metrics {
     tokens: IntCounterVec,
     cost: CounterVec,
     rate_limit_store_errors: IntCounter,
+    quota_utilization: GaugeVec,
+    quota_resets_at: IntGaugeVec,
+    quota_status: IntGaugeVec,
     models: Mutex<HashSet<String>>,
     load: Mutex<Option<LoadSource>>,
 }
@@ -220,6 +225,38 @@ impl Metrics {
                      within 1 s), decided by this process's in-memory limiter instead.",
                 )),
             ),
+            quota_utilization: register(
+                &r,
+                GaugeVec::new(
+                    opts(
+                        "quota_utilization",
+                        "Fraction of the Claude account's usage window used, as the CLI last \
+                         reported it (subscription logins only).",
+                    ),
+                    &["window"],
+                ),
+            ),
+            quota_resets_at: register(
+                &r,
+                IntGaugeVec::new(
+                    opts(
+                        "quota_resets_at_seconds",
+                        "When the Claude account's usage window resets, Unix seconds.",
+                    ),
+                    &["window"],
+                ),
+            ),
+            quota_status: register(
+                &r,
+                IntGaugeVec::new(
+                    opts(
+                        "quota_status",
+                        "1 for the status the CLI last reported for the usage window (allowed, \
+                         allowed_warning, rejected), 0 for the others.",
+                    ),
+                    &["window", "status"],
+                ),
+            ),
             models: Mutex::new(HashSet::new()),
             load: Mutex::new(None),
             registry: r,
@@ -286,6 +323,7 @@ pub fn render() -> String {
         }
         m.queued.set(load.queued as i64);
     }
+    render_quota(m);
     let mut families = m.registry.gather();
     families.extend(upstream::gather());
     families.extend(usage::gather());
@@ -294,6 +332,24 @@ pub fn render() -> String {
         tracing::error!("cannot encode the metrics: {e}");
     }
     out
+}
+
+/// The quota gauges, from the board (the window names are the CLI's, a short fixed set).
+fn render_quota(m: &Metrics) {
+    for window in crate::chat::quota::board().snapshot() {
+        let name = window.window.as_str();
+        if let Some(u) = window.utilization {
+            m.quota_utilization.with_label_values(&[name]).set(u);
+        }
+        if let Some(at) = window.resets_at {
+            m.quota_resets_at.with_label_values(&[name]).set(at);
+        }
+        for status in ["allowed", "allowed_warning", "rejected"] {
+            m.quota_status
+                .with_label_values(&[name, status])
+                .set(i64::from(window.status == status));
+        }
+    }
 }
 
 /// `GET /metrics`.

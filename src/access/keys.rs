@@ -11,7 +11,9 @@
 //! lookup digest): stable across restarts, and not the key. Two keys with one name are one tenant
 //! (rotate a key by listing the new one under the old one's name). Budgets of the usage ledger
 //! follow as `budget.<requests|tokens|usd>.<day|month>=LIMIT` fields (`usage::budget`); they
-//! belong to the key's tenant.
+//! belong to the key's tenant. `priority=low` marks a key whose requests are refused first when
+//! the Claude account's usage window runs high (`--quota-low-priority-threshold`);
+//! `priority=normal` is the default.
 
 use std::fmt;
 use std::path::Path;
@@ -78,6 +80,8 @@ pub struct KeyEntry {
     pub admin: bool,
     /// The `budget.…=` fields of the key file.
     pub budgets: Vec<Budget>,
+    /// `priority=low`: refused while the account's usage is above the low-priority threshold.
+    pub low_priority: bool,
 }
 
 impl KeyEntry {
@@ -88,6 +92,7 @@ impl KeyEntry {
             name: None,
             admin: false,
             budgets: Vec::new(),
+            low_priority: false,
         }
     }
 
@@ -140,6 +145,7 @@ struct Fields {
     name: Option<String>,
     admin: bool,
     budgets: Vec<Budget>,
+    low_priority: bool,
 }
 
 /// One key file line's fields after the key.
@@ -148,6 +154,7 @@ fn parse_fields<'a>(fields: impl Iterator<Item = &'a str>) -> Result<Fields, Str
         mut name,
         mut admin,
         mut budgets,
+        mut low_priority,
     } = Fields::default();
     for field in fields {
         if let Some((key, value)) = field.split_once('=')
@@ -157,6 +164,11 @@ fn parse_fields<'a>(fields: impl Iterator<Item = &'a str>) -> Result<Fields, Str
             continue;
         }
         match field.split_once('=') {
+            Some(("priority", "low")) => low_priority = true,
+            Some(("priority", "normal")) => low_priority = false,
+            Some(("priority", other)) => {
+                return Err(format!("priority must be `normal` or `low`, not `{other}`"));
+            }
             Some(("role", "admin")) => admin = true,
             Some(("role", "user")) => admin = false,
             Some(("role", other)) => {
@@ -174,7 +186,9 @@ fn parse_fields<'a>(fields: impl Iterator<Item = &'a str>) -> Result<Fields, Str
             // The field may be a second key pasted by mistake: never show it.
             _ => {
                 return Err(
-                    "unknown field after the key (expected role=…, name=… or budget.…=…)".into(),
+                    "unknown field after the key (expected role=…, name=…, priority=… or \
+                     budget.…=…)"
+                        .into(),
                 );
             }
         }
@@ -183,6 +197,7 @@ fn parse_fields<'a>(fields: impl Iterator<Item = &'a str>) -> Result<Fields, Str
         name,
         admin,
         budgets,
+        low_priority,
     })
 }
 
@@ -203,12 +218,14 @@ pub fn parse_key_file(text: &str) -> Result<Vec<KeyEntry>, String> {
             name,
             admin,
             budgets,
+            low_priority,
         } = parse_fields(words).map_err(|e| format!("line {}: {e}", i + 1))?;
         keys.push(KeyEntry {
             key,
             name,
             admin,
             budgets,
+            low_priority,
         });
     }
     Ok(keys)
@@ -243,6 +260,7 @@ pub struct KeySet {
     limit_ids: Vec<String>,
     /// The key file's budgets, by tenant id.
     budgets: std::collections::HashMap<String, Vec<Budget>>,
+    low_priority: Vec<bool>,
 }
 
 impl KeySet {
@@ -255,6 +273,7 @@ impl KeySet {
             match merged.iter_mut().find(|(known, _)| *known == d) {
                 Some((_, known)) => {
                     known.admin |= entry.admin;
+                    known.low_priority |= entry.low_priority;
                     if known.name.is_none() {
                         known.name = entry.name.clone();
                     }
@@ -269,12 +288,14 @@ impl KeySet {
             let known = budgets.entry(entry.tenant().id().to_owned()).or_default();
             *known = crate::usage::budget::merge(known, &entry.budgets);
         }
+        let low_priority = merged.iter().map(|(_, e)| e.low_priority).collect();
         let (digests, tenants) = merged.into_iter().map(|(d, e)| (d, e.tenant())).unzip();
         KeySet {
             digests,
             tenants,
             limit_ids,
             budgets,
+            low_priority,
         }
     }
 
@@ -294,6 +315,11 @@ impl KeySet {
     /// The tenant of the key `find` returned.
     pub fn tenant(&self, index: usize) -> Option<&Tenant> {
         self.tenants.get(index)
+    }
+
+    /// Whether the key `find` returned is `priority=low`.
+    pub fn is_low_priority(&self, index: usize) -> bool {
+        self.low_priority.get(index).copied().unwrap_or(false)
     }
 
     /// The rate-limit identity of the key `find` returned, the same on every gateway that has
@@ -442,5 +468,17 @@ mod tests {
         let set = KeySet::new([&user, &admin, &named]);
         assert_eq!(set.len(), 1);
         assert_eq!(set.tenant(0), Tenant::new("carol", true).as_ref());
+    }
+
+    #[test]
+    fn priority_low_marks_a_key() {
+        let parsed =
+            parse_key_file("sk-a priority=low name=batch\nsk-b priority=normal\n").unwrap();
+        assert!(parsed[0].low_priority);
+        assert!(!parsed[1].low_priority);
+        let set = KeySet::new(&parsed);
+        assert!(set.is_low_priority(0) && !set.is_low_priority(1));
+        let err = parse_key_file("sk-a priority=urgent").unwrap_err();
+        assert!(err.contains("priority must be"), "{err}");
     }
 }

@@ -16,6 +16,15 @@
 //! (IPv6 per /64), which behind a reverse proxy means one budget for all. One budget serves
 //! both protocols. Keys are never logged, nor echoed in error messages.
 //!
+//! The dashboard (`/dashboard…`) decides for itself (`Access::console`): an admin key, a
+//! dashboard login's cookie (`console`), or with `--dashboard-open-on-loopback` any client on
+//! 127.0.0.1/::1. The same cookie also admits, as admin, the read-only operator endpoints the
+//! dashboard's page reads (`GET /v1/quota`, `/v1/usage`, `/v1/budgets`: `Route::console_read`).
+//!
+//! With `--quota-low-priority-threshold`, a `priority=low` key is refused (429, retry after the
+//! window's reset) while any of the Claude account's usage windows is used above it
+//! (`chat::quota`).
+//!
 //! The budgets live in this process (`limiter`), or with `--rate-limit-store postgres://…` in
 //! PostgreSQL (`shared_limiter`), shared by every gateway using that database: a key by a
 //! digest of it (`KeySet::limit_id`), the same on every instance; a client address as itself,
@@ -27,6 +36,7 @@
 //! metadata; a worker honours that only from an admin key, or when it has no keys at all (an
 //! open worker trusts its network), never from an ordinary key.
 
+pub mod console;
 mod keys;
 mod limiter;
 mod shared_limiter;
@@ -66,6 +76,17 @@ fn under(path: &str, prefix: &str) -> bool {
 }
 
 impl Route {
+    /// Whether a GET of `path` is one of the operator's read endpoints the dashboard's page
+    /// reads with its login cookie.
+    pub fn console_read(path: &str) -> bool {
+        ["/v1/quota", "/v1/usage", "/v1/budgets"].contains(&path)
+    }
+
+    /// Whether `path` is the dashboard's.
+    pub fn is_console(path: &str) -> bool {
+        under(path, "/dashboard")
+    }
+
     pub fn of_http_path(path: &str) -> Self {
         if path == "/"
             || ["/openapi.json", "/docs", "/redoc"]
@@ -123,6 +144,10 @@ pub struct AccessConfig {
     pub rate_limit_rpm: u32,
     /// `--rate-limit-store`: a `postgres://` URL, for budgets shared by every instance.
     pub rate_limit_store: Option<String>,
+    /// `--quota-low-priority-threshold`: low-priority keys are refused above this utilization.
+    pub quota_low_priority_threshold: Option<f64>,
+    /// `--dashboard-open-on-loopback`.
+    pub dashboard_open_on_loopback: bool,
 }
 
 /// Where the budgets are kept.
@@ -136,6 +161,21 @@ pub struct Access {
     keys: KeySet,
     public_health: bool,
     limiter: Option<Limiter>,
+    low_priority_threshold: Option<f64>,
+    open_on_loopback: bool,
+    /// Dashboard logins.
+    pub console: console::ConsoleSessions,
+}
+
+/// Who is looking at the dashboard (`Access::console`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Viewer {
+    /// An admin (or anybody, on a gateway without keys): sees everything.
+    Admin(Tenant),
+    /// A valid key, but not an admin's: 403.
+    NotAdmin,
+    /// No credentials, or wrong ones: the login form (401 for data).
+    Nobody,
 }
 
 impl Access {
@@ -144,6 +184,9 @@ impl Access {
             keys,
             public_health,
             limiter: (rate_limit_rpm > 0).then(|| Limiter::Local(RateLimiter::new(rate_limit_rpm))),
+            low_priority_threshold: None,
+            open_on_loopback: false,
+            console: console::ConsoleSessions::default(),
         }
     }
 
@@ -195,11 +238,13 @@ impl Access {
         if let Some(path) = &config.api_keys_file {
             keys.extend(read_key_file(path)?);
         }
-        let access = Access::new(
+        let mut access = Access::new(
             KeySet::new(&keys),
             config.public_health,
             config.rate_limit_rpm,
         );
+        access.low_priority_threshold = config.quota_low_priority_threshold;
+        access.open_on_loopback = config.dashboard_open_on_loopback;
         tracing::info!(
             api_keys = access.keys.len(),
             public_health = access.public_health,
@@ -260,6 +305,13 @@ impl Access {
             .and_then(|index| self.keys.tenant(index))
             .cloned()
             .unwrap_or_default();
+        if route == Route::Api
+            && let Some(index) = key
+            && self.keys.is_low_priority(index)
+            && let Some(error) = self.low_priority_refusal()
+        {
+            return Err(Refusal { error, quota: None });
+        }
         let Some(limiter) = self.limiter.as_ref().filter(|_| route == Route::Api) else {
             return Ok(Admitted {
                 tenant,
@@ -289,6 +341,58 @@ impl Access {
 }
 
 impl Access {
+    /// The refusal of a low-priority key while a usage window is above the threshold.
+    fn low_priority_refusal(&self) -> Option<ChatError> {
+        let threshold = self.low_priority_threshold?;
+        let now = crate::chat::quota::unix_now();
+        let window = crate::chat::quota::board().above(threshold, now)?;
+        let wait = window.resets_in(now).max(1);
+        Some(ChatError::RateLimited {
+            message: format!(
+                "This gateway's Claude usage window `{}` is {:.0}% used, above the {:.0}% \
+                 reserved for normal-priority keys; this key has low priority. Please try again \
+                 after the window resets, in {}.",
+                window.window,
+                window.utilization.unwrap_or(0.0) * 100.0,
+                threshold * 100.0,
+                openai_duration(std::time::Duration::from_secs(wait))
+            ),
+            retry_after: Some(wait),
+        })
+    }
+
+    /// Who is looking at the dashboard: from the login cookie's `token`, an `authorization`
+    /// header (an admin's key), or the client's address with `--dashboard-open-on-loopback`.
+    pub fn console(
+        &self,
+        token: Option<&str>,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Viewer {
+        if self.keys.is_empty() {
+            return Viewer::Admin(Tenant::anonymous());
+        }
+        if let Some(tenant) = token.and_then(|t| self.console.tenant(t)) {
+            return Viewer::Admin(tenant);
+        }
+        if let Some(presented) = authorization.and_then(bearer_token) {
+            return self.viewer_of_key(presented);
+        }
+        if self.open_on_loopback && peer.is_some_and(|ip| ip.is_loopback()) {
+            return Viewer::Admin(Tenant::new("dashboard-loopback", true).unwrap_or_default());
+        }
+        Viewer::Nobody
+    }
+
+    /// Who `key` is, for the dashboard.
+    pub fn viewer_of_key(&self, key: &str) -> Viewer {
+        match self.keys.find(key).and_then(|i| self.keys.tenant(i)) {
+            Some(tenant) if tenant.is_admin() => Viewer::Admin(tenant.clone()),
+            Some(_) => Viewer::NotAdmin,
+            None => Viewer::Nobody,
+        }
+    }
+
     /// The name of `who`'s budget in the store: the same on every gateway.
     fn limit_id(&self, who: Identity) -> String {
         match who {

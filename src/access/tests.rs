@@ -153,6 +153,7 @@ fn the_configuration_builds_the_rules() {
         public_health: false,
         rate_limit_rpm: 5,
         rate_limit_store: None,
+        ..AccessConfig::default()
     };
     let a = Access::from_config(&config).unwrap();
     assert_eq!(a.keys.len(), 4);

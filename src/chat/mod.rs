@@ -9,6 +9,7 @@ pub mod error;
 pub mod limits;
 pub mod message_json;
 pub mod models;
+pub mod quota;
 pub mod stop;
 pub mod tenant;
 pub mod tokens;

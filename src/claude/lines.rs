@@ -22,6 +22,10 @@ pub enum CliLine {
     ControlResponse {
         response: Value,
     },
+    /// The account's usage windows changed (subscription logins only; `ratelimit.rs`).
+    RateLimitEvent {
+        rate_limit_info: super::ratelimit::RateLimitInfo,
+    },
     #[serde(other)]
     Other,
 }

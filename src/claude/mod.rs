@@ -18,6 +18,7 @@ pub mod parked;
 pub mod pool;
 pub mod probe;
 pub mod process;
+pub mod ratelimit;
 pub mod rewind;
 pub mod run;
 pub mod starts;

@@ -262,6 +262,10 @@ impl Run {
             debug!(len = line.len(), "ignored a stdout line that is not JSON");
             return Ok(Vec::new());
         };
+        if let CliLine::RateLimitEvent { rate_limit_info } = &parsed {
+            let now = crate::chat::quota::unix_now();
+            crate::chat::quota::board().record(rate_limit_info.windows(now));
+        }
         let outputs = self.state.push(parsed);
         self.handle(outputs).await
     }

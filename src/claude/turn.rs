@@ -209,7 +209,10 @@ impl TurnState {
             }
             CliLine::StreamEvent { event } => self.on_event(event, &mut out),
             CliLine::Result(result) => self.on_result(result, &mut out),
-            CliLine::System(_) | CliLine::Assistant(_) | CliLine::Other => {}
+            CliLine::System(_)
+            | CliLine::Assistant(_)
+            | CliLine::RateLimitEvent { .. }
+            | CliLine::Other => {}
         }
         out
     }

@@ -42,6 +42,11 @@ fn report(load: Option<Load>, draining: bool) -> pb::WorkerLoad {
         sessions: n(load.session),
         tools: n(load.tools),
         draining,
+        quota: crate::chat::quota::board()
+            .snapshot()
+            .into_iter()
+            .map(super::convert::quota_to_pb)
+            .collect(),
     }
 }
 
@@ -82,7 +87,7 @@ impl pb::worker_service_server::WorkerService for WorkerGrpc {
                     let done = now.draining;
                     last = Some(now);
                     silent = Duration::ZERO;
-                    yield Ok(pb::WatchLoadResponse { load: last });
+                    yield Ok(pb::WatchLoadResponse { load: last.clone() });
                     if done {
                         break;
                     }

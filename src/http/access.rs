@@ -3,6 +3,11 @@
 //! plus `WWW-Authenticate: Bearer`; Anthropic-shaped on the Messages routes) or 429 (`rate_limit_exceeded`, plus `Retry-After`), and puts the `x-ratelimit-*`
 //! headers on every rate-limited response, refused or not. An admitted request carries its
 //! `Tenant` in its extensions, which handlers take with the `Tenant` extractor below.
+//!
+//! The dashboard's paths skip `admit`: the guard puts the `Viewer` (`Access::console`: login
+//! cookie, admin key, or loopback) into the request for the dashboard's handlers to decide, and
+//! lets the dashboard's cookie (or loopback) stand for an admin key on the read-only operator
+//! endpoints its page reads (`Route::console_read`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::messages::error::MessagesError;
-use crate::access::{Access, Protocol, Route, write_quota};
+use crate::access::{Access, Protocol, Route, Viewer, write_quota};
 use crate::chat::{ChatError, Tenant};
 
 /// `axum::middleware::from_fn_with_state(access, access::http::guard)`.
@@ -26,6 +31,12 @@ pub async fn guard(
 ) -> Response {
     if access.is_open() {
         request.extensions_mut().insert(Tenant::anonymous());
+        request
+            .extensions_mut()
+            .insert(Viewer::Admin(Tenant::anonymous()));
+        return next.run(request).await;
+    }
+    if console(&access, &mut request) {
         return next.run(request).await;
     }
     let route = Route::of_http_path(request.uri().path());
@@ -67,6 +78,58 @@ pub async fn guard(
             response
         }
     }
+}
+
+/// The dashboard login's cookie.
+pub const CONSOLE_COOKIE: &str = "cg_dashboard";
+
+/// For the dashboard's paths (and the operator reads its cookie opens): puts the `Viewer` (and
+/// an admin's tenant) in the extensions and says `true`, to run the request without `admit`.
+/// `false` for every other request, which goes through `admit`.
+fn console(access: &Access, request: &mut Request) -> bool {
+    let path = request.uri().path();
+    let dashboard = Route::is_console(path);
+    let read = request.method() == axum::http::Method::GET && Route::console_read(path);
+    if !dashboard && !read {
+        return false;
+    }
+    let token = cookie(request.headers(), CONSOLE_COOKIE);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    // On the operator reads a key goes the usual way (rate limit, its own tenant).
+    let authorization = if dashboard {
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+    } else {
+        None
+    };
+    let viewer = access.console(token.as_deref(), authorization, peer);
+    match (&viewer, dashboard) {
+        (Viewer::Admin(tenant), _) => {
+            let tenant = tenant.clone();
+            request.extensions_mut().insert(tenant);
+        }
+        (_, false) => return false,
+        (_, true) => {}
+    }
+    request.extensions_mut().insert(viewer);
+    true
+}
+
+/// The value of cookie `name` in the `Cookie` headers.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
 }
 
 /// The tenant the guard admitted the request for. A route outside the guard has none, and fails

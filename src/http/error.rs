@@ -68,7 +68,7 @@ pub fn error_body(err: &ChatError) -> ErrorResponse {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, _) = status_and_type(&self.0);
+        let (status, kind) = status_and_type(&self.0);
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self.0, "request failed");
         } else {
@@ -81,6 +81,10 @@ impl IntoResponse for ApiError {
             tracing::debug!(error = %self.0, "request refused");
         }
         let mut response = (status, axum::Json(error_body(&self.0))).into_response();
+        // For the dashboard's recent errors (the code only: a message quotes the client).
+        response
+            .extensions_mut()
+            .insert(crate::metrics::recent::ErrorCode::of(&self.0, kind));
         if let Some(secs) = self.0.retry_after()
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {

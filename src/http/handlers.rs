@@ -320,10 +320,20 @@ pub async fn health_ready(State(state): State<AppState>) -> Response {
             (None, None) => "backend not ready".to_string(),
         });
     }
-    if reasons.is_empty() {
-        return Json(json!({ "status": "ready" })).into_response();
+    // The account's usage windows are details: a spent window is not unreadiness (other
+    // gateways may run on other accounts), but a balancer or a person may want to see it.
+    let quota = crate::chat::quota::board().snapshot();
+    let mut body = if reasons.is_empty() {
+        json!({ "status": "ready" })
+    } else {
+        json!({ "status": "not_ready", "reasons": reasons })
+    };
+    if !quota.is_empty() {
+        body["quota"] = json!(quota);
     }
-    let body = json!({ "status": "not_ready", "reasons": reasons });
+    if reasons.is_empty() {
+        return Json(body).into_response();
+    }
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
@@ -360,6 +370,7 @@ pub async fn index() -> Json<serde_json::Value> {
             "GET /v1/budgets/{key}",
             "PUT /v1/budgets/{key}",
             "DELETE /v1/budgets/{key}",
+            "GET /v1/quota",
             "GET /health",
             "GET /health/live",
             "GET /health/ready",

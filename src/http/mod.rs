@@ -3,11 +3,13 @@
 
 pub mod access;
 pub mod convert;
+pub mod dashboard;
 pub mod docs;
 pub mod error;
 pub mod handlers;
 pub mod messages;
 pub mod openai;
+pub mod operator;
 pub mod responses;
 pub mod routes;
 pub mod sessions;
@@ -31,6 +33,7 @@ pub fn router(
     let ledger = state.ledger.clone();
     let (api, doc) = routes::api().split_for_parts();
     api.merge(docs::routes(docs::finish(doc)))
+        .merge(dashboard::routes(access.clone()))
         .fallback(|| async { handlers::no_route(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
             handlers::no_route(StatusCode::METHOD_NOT_ALLOWED)

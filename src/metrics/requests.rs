@@ -60,15 +60,22 @@ pub async fn track_http(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
     let in_flight = InFlight::new("http");
     let started = Instant::now();
     let slot = Arc::new(Mutex::new(None));
     let response = MODEL.scope(slot.clone(), next.run(request)).await;
+    let code = response
+        .extensions()
+        .get::<super::recent::ErrorCode>()
+        .map(|c| c.0.clone());
     let done = Done {
         kind: Kind::Http {
             route,
             slot,
             status: response.status().as_u16(),
+            method,
+            code,
         },
         started,
         _in_flight: in_flight,
@@ -87,6 +94,9 @@ enum Kind {
         route: String,
         slot: Arc<Mutex<Option<String>>>,
         status: u16,
+        method: String,
+        /// The error code the response carries (`recent::ErrorCode`).
+        code: Option<String>,
     },
     Grpc {
         path: String,
@@ -115,16 +125,27 @@ impl Done {
                 route,
                 slot,
                 status,
+                method,
+                code,
             } => {
                 let model = slot.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
                 let model = model_label(&model);
-                let status = status.to_string();
+                let status_label = status.to_string();
                 m.http_requests
-                    .with_label_values(&[route.as_str(), &model, &status])
+                    .with_label_values(&[route.as_str(), &model, &status_label])
                     .inc();
                 m.http_duration
                     .with_label_values(&[route.as_str(), &model])
                     .observe(seconds);
+                super::recent::record(super::recent::RecentRequest {
+                    at_ms: unix_ms(),
+                    method,
+                    route,
+                    model,
+                    status,
+                    code: code.filter(|_| status >= 400),
+                    duration_ms: (seconds * 1000.0) as u64,
+                });
             }
             Kind::Grpc { path, code, known } => {
                 // A client that went away before the status: CANCELLED, as grpc-go counts it.
@@ -144,6 +165,12 @@ impl Done {
             }
         }
     }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Most characters of a client's request id that are kept.

@@ -163,6 +163,15 @@ impl Member {
     }
 
     fn set_load(&self, load: Option<pb::WorkerLoad>) {
+        // The workers' account windows become the façade's own (the newest report wins).
+        if let Some(load) = &load {
+            crate::chat::quota::board().record(
+                load.quota
+                    .iter()
+                    .cloned()
+                    .map(crate::grpc::convert::quota_from_pb),
+            );
+        }
         let in_flight = self.in_flight.load(Ordering::Relaxed);
         self.state(|s| {
             s.load = load;

@@ -1,8 +1,12 @@
 //! Protobuf ⇄ domain, the one place where generated types meet the domain: `request` for what
-//! clients send, `response` for what they get back.
+//! clients send, `response` for what they get back, `quota` for the usage windows a worker
+//! reports with its load.
 
+mod quota;
 mod request;
 mod response;
+
+pub use quota::{quota_from_pb, quota_to_pb};
 
 pub use request::{chat_params, chat_request, message, message_to_pb};
 pub use response::{

@@ -388,6 +388,48 @@ pub enum LiveStatus {
 pub struct Ready {
     #[schema(inline)]
     pub status: ReadyStatus,
+    /// The Claude account's usage windows, when the CLI has reported any (`GET /v1/quota`).
+    pub quota: Option<Vec<QuotaWindow>>,
+}
+
+/// `GET /v1/quota`.
+#[derive(ToSchema)]
+pub struct QuotaList {
+    #[schema(inline)]
+    pub object: ListObject,
+    pub data: Vec<QuotaWindow>,
+}
+
+/// One usage window of the Claude account, as the CLI last reported it.
+#[derive(ToSchema)]
+pub struct QuotaWindow {
+    /// `five_hour`, `seven_day`, `seven_day_opus`, `seven_day_sonnet`,
+    /// `seven_day_overage_included` or `overage`.
+    pub window: String,
+    /// `allowed`, `allowed_warning` or `rejected`.
+    pub status: String,
+    /// Fraction of the window used (usually 0–1).
+    #[schema(required)]
+    pub utilization: Option<f64>,
+    /// When the window resets, Unix seconds.
+    #[schema(required)]
+    pub resets_at: Option<i64>,
+    /// Usage beyond the subscription, when reported.
+    #[schema(required)]
+    pub overage: Option<QuotaOverage>,
+    /// When this state was reported, Unix seconds.
+    pub updated_at: i64,
+}
+
+#[derive(ToSchema)]
+pub struct QuotaOverage {
+    #[schema(required)]
+    pub status: Option<String>,
+    #[schema(required)]
+    pub resets_at: Option<i64>,
+    pub in_use: bool,
+    #[schema(required)]
+    pub disabled_reason: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -405,6 +447,8 @@ pub struct NotReady {
     /// …`, `upstream not serving: …`.
     #[schema(min_items = 1)]
     pub reasons: Vec<String>,
+    /// The Claude account's usage windows, when the CLI has reported any.
+    pub quota: Option<Vec<QuotaWindow>>,
 }
 
 #[derive(ToSchema)]

@@ -73,7 +73,7 @@ pub fn error_json(err: &ChatError, request_id: Option<&str>) -> serde_json::Valu
 
 impl IntoResponse for MessagesError {
     fn into_response(self) -> Response {
-        let (status, _) = status_and_type(&self.0);
+        let (status, kind) = status_and_type(&self.0);
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self.0, "request failed");
         } else {
@@ -88,6 +88,10 @@ impl IntoResponse for MessagesError {
         // `request_id` in the body and the `request-id` header come from the request-id layer
         // (`with_request_id`), which sees the id; here it is not known.
         let mut response = (status, axum::Json(error_json(&self.0, None))).into_response();
+        // For the dashboard's recent errors (the code only: a message quotes the client).
+        response
+            .extensions_mut()
+            .insert(crate::metrics::recent::ErrorCode::of(&self.0, kind));
         let headers = response.headers_mut();
         if let Some(secs) = self.0.retry_after()
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
