@@ -183,7 +183,7 @@ pub fn observe_turn(
                     }
                 }
                 Ok(ChatEvent::Finish { reason, .. }) => {
-                    turn.record("claude.finish_reason", format!("{reason:?}").as_str());
+                    turn.record("claude.finish_reason", reason.as_str());
                 }
                 Ok(ChatEvent::Usage(usage)) => {
                     turn.record("gen_ai.usage.input_tokens", usage.prompt_tokens);

@@ -28,6 +28,8 @@ struct Got {
     trace_id: String,
     span_id: String,
     parent: String,
+    /// Start and end, Unix nanoseconds.
+    times: (u64, u64),
     attrs: HashMap<String, String>,
 }
 
@@ -54,6 +56,7 @@ impl Collector {
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent: hex(&span.parent_span_id),
+                    times: (span.start_time_unix_nano, span.end_time_unix_nano),
                     attrs: span
                         .attributes
                         .iter()
@@ -254,6 +257,28 @@ async fn one_request_is_one_trace_with_the_gateway_spans() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!(turn.attrs["claude.process"], "recycled", "{turn:#?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_streamed_request_is_traced_to_its_last_event() {
+    bounded(async {
+        let (collector, url) = grpc_collector().await;
+        let fake = traced(&url, "grpc", "gw").await;
+        let body = stream_body("sonnet", "[[words:4]] [[delay_ms:50]]", true);
+        let (status, _, events) = post_sse(&completions(&fake), &body).await;
+        assert_eq!(status, 200);
+        assert!(events.iter().any(|e| e.data == "[DONE]"));
+        let spans = collector.wait_for("gw", LOCAL).await;
+        assert_request_tree(&spans, "gw");
+        let http = one(&spans, "gw", "http.server");
+        let turn = one(&spans, "gw", "claude_turn");
+        let first = one(&spans, "gw", "first_token");
+        // The request's span covers the whole stream; the first token comes before the end.
+        assert!(http.times.1 >= turn.times.1, "{http:#?} {turn:#?}");
+        assert!(first.times.1 <= turn.times.1, "{first:#?} {turn:#?}");
+        assert_eq!(turn.attrs["claude.finish_reason"], "stop", "{turn:#?}");
     })
     .await;
 }
