@@ -324,7 +324,12 @@ async fn the_dashboard_takes_an_admin_login_and_refuses_everyone_else() {
         assert!(data["load"]["capacity"].as_u64().unwrap() > 0, "{data}");
         // The cookie opens the operator reads the page makes, and nothing else.
         assert_eq!(with("/v1/quota").send().await.unwrap().status(), 200);
-        assert_eq!(with("/v1/usage").send().await.unwrap().status(), 404);
+        for read in ["/v1/usage?group_by=key", "/v1/budgets"] {
+            let answer = with(read).send().await.unwrap();
+            assert_eq!(answer.status(), 200, "{read}");
+            let body: Value = answer.json().await.unwrap();
+            assert_eq!(body["object"], "list", "{read}: {body}");
+        }
         assert_eq!(with("/v1/models").send().await.unwrap().status(), 401);
         let post = http
             .post(gw.gw.url("/v1/chat/completions"))

@@ -345,9 +345,9 @@ pub(crate) async fn thinking_streams_as_blocks_when_asked_and_replays_natively()
         assert_eq!(events[stop - 1].1["delta"]["type"], "signature_delta");
         assert_eq!(events[stop].1["index"], 0);
         let run = run_with(&fake, "MSGTHINK hi").expect("the run");
-        // A budget of 2048 (< 4096) is the CLI's low effort on the models without a budget.
+        // A budget of 20000 (>= 16384) is the CLI's high effort on the models without a budget.
         assert!(
-            run["argv"].to_string().contains(r#""--effort","low""#),
+            run["argv"].to_string().contains(r#""--effort","high""#),
             "the effort: {run}"
         );
 
