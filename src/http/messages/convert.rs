@@ -369,16 +369,15 @@ fn document(block: &Value, path: &str) -> Result<ContentPart, ChatError> {
             ));
         }
     };
-    if let Some(citations) = field(block, "citations") {
-        if field(citations, "enabled").and_then(Value::as_bool) == Some(true) {
-            return Err(ChatError::unsupported(
-                format!(
-                    "`{path}.citations.enabled` is not supported: this gateway cannot return \
-                     citations. Leave citations off."
-                ),
-                format!("{path}.citations.enabled"),
-            ));
-        }
+    let cited = field(block, "citations").and_then(|c| field(c, "enabled"));
+    if cited.and_then(Value::as_bool) == Some(true) {
+        return Err(ChatError::unsupported(
+            format!(
+                "`{path}.citations.enabled` is not supported: this gateway cannot return \
+                 citations. Leave citations off."
+            ),
+            format!("{path}.citations.enabled"),
+        ));
     }
     let media_type = required_string(source, "media_type", &sp)?;
     let data = required_string(source, "data", &sp)?;
