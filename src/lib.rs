@@ -235,6 +235,7 @@ pub async fn run(
             app,
         )
         .with_graceful_shutdown(token.clone().cancelled_owned());
+    let ledger = services.ledger.clone();
     let grpc = grpc::serve(
         listeners.grpc,
         services,
@@ -270,7 +271,12 @@ pub async fn run(
     );
     tokio::pin!(servers);
     tokio::select! {
-        result = &mut servers => return result,
+        result = &mut servers => {
+            if let Some(ledger) = &ledger {
+                ledger.flush(Duration::from_secs(2)).await;
+            }
+            return result;
+        }
         () = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("shutdown grace period over; ending the requests still running");
             abort.cancel();
@@ -279,6 +285,9 @@ pub async fn run(
     // Let the cut streams send their final error event and close; then whatever is left is
     // dropped with the runtime, and its processes with it.
     let _ = tokio::time::timeout(Duration::from_secs(2), &mut servers).await;
+    if let Some(ledger) = &ledger {
+        ledger.flush(Duration::from_secs(2)).await;
+    }
     Ok(())
 }
 

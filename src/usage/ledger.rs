@@ -160,6 +160,19 @@ impl Ledger {
         }
     }
 
+    /// Waits, at most `within`, until every row sent so far is written: on shutdown, so the
+    /// last requests' rows are not lost with the process.
+    pub async fn flush(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.pending.totals.lock().map_or(true, |t| t.is_empty()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!("shutting down with usage rows not yet written");
+    }
+
     /// `tenant`'s budgets: the key file's, overridden by those set through the API.
     pub async fn budgets_of(&self, tenant: &str) -> Result<Vec<Budget>, String> {
         let stored: Vec<Budget> = self
