@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::docs::{self, ApiDoc};
 use super::handlers::{self, AppState};
-use super::{messages, operator, responses, sessions};
+use super::{messages, quota, responses, sessions};
 
 /// Every route of the API, with its operation.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -30,7 +30,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::clear))
-        .routes(routes!(operator::quota))
+        .routes(routes!(quota::quota))
 }
 
 /// The whole OpenAPI document of the HTTP API, as `/openapi.json` serves it.
