@@ -9,7 +9,7 @@ pub mod error;
 pub mod handlers;
 pub mod messages;
 pub mod openai;
-pub mod operator;
+pub mod quota;
 pub mod responses;
 pub mod routes;
 pub mod sessions;

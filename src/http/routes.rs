@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::docs::{self, ApiDoc};
 use super::handlers::{self, AppState};
-use super::{messages, operator, responses, sessions, usage};
+use super::{messages, quota, responses, sessions, usage};
 
 /// Every route of the API, with its operation.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -37,7 +37,7 @@ pub fn api() -> OpenApiRouter<AppState> {
             usage::put_budgets,
             usage::delete_budgets
         ))
-        .routes(routes!(operator::quota))
+        .routes(routes!(quota::quota))
 }
 
 /// The whole OpenAPI document of the HTTP API, as `/openapi.json` serves it.

@@ -1,4 +1,4 @@
-//! The operator's read endpoints: `GET /v1/quota`, the Claude account's usage windows as the
+//! `GET /v1/quota`: the Claude account's usage windows as the
 //! CLI last reported them (`chat::quota`; a façade's include its workers'). Admin keys only
 //! (or anybody on a gateway without keys, or the dashboard's login cookie): the windows are
 //! the operator's account, not a tenant's.
