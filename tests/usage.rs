@@ -581,7 +581,9 @@ async fn two_facades_on_one_postgres_share_budgets_and_the_worker_records_nothin
             assert!(headers.contains_key("x-budget-remaining-requests-day"));
         }
         usage_when(&one.http, "key-a", "group_by=", 2).await;
-        // …and holds on both.
+        // …and holds on both, once each has read the other's spend (a replica keeps what the
+        // store said for a second).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         for gw in [&one, &two] {
             let (status, _, body) = post(
                 &gw.url("/v1/chat/completions"),
@@ -600,107 +602,6 @@ async fn two_facades_on_one_postgres_share_budgets_and_the_worker_records_nothin
         let (status, mine) = get_json(&worker.gw.url("/v1/usage?group_by="), "worker-admin").await;
         assert_eq!(status, 200, "{mine}");
         assert_eq!(mine["data"], json!([]), "{mine}");
-    })
-    .await
-    .expect("timed out");
-}
-
-fn row(i: usize) -> claude_gateway::usage::UsageRow {
-    claude_gateway::usage::UsageRow {
-        ts_ms: claude_gateway::usage::ledger_now_ms(),
-        tenant: format!("tenant-{}", i % 10),
-        api: "chat.completions",
-        model: "claude-sonnet-4-5".into(),
-        status: "ok".into(),
-        input_tokens: 100,
-        output_tokens: 20,
-        cached_input_tokens: 0,
-        cost_usd: 0.001,
-        duration_ms: 900,
-        ttft_ms: Some(80),
-    }
-}
-
-/// Times, on one store: a 100-row batch write (the median of 20, over a table that grows to 2,000
-/// rows) and a budget decision (the median of 200, for a tenant with two budgets and 200 rows
-/// this month). Printed for BENCHMARKS.md, and bounded so a regression by orders of magnitude
-/// fails.
-async fn time_store(name: &str, location: &str) {
-    use claude_gateway::usage::budget::{Budget, Metric, Window};
-    use claude_gateway::usage::{Ledger, LedgerConfig, store::UsageStore};
-    let cfg = claude_gateway::sessions::StoreConfig::default();
-    let (_, pool) = claude_gateway::sessions::open_store_and_pool(location, cfg)
-        .await
-        .unwrap();
-    let store = UsageStore::new(pool);
-    let batch: Vec<_> = (0..100).map(row).collect();
-    let mut writes = Vec::new();
-    for _ in 0..20 {
-        let started = std::time::Instant::now();
-        store.insert(&batch).await.unwrap();
-        writes.push(started.elapsed());
-    }
-    writes.sort();
-    let mut file_budgets = std::collections::HashMap::new();
-    file_budgets.insert(
-        "tenant-1".to_string(),
-        vec![Budget::new(Metric::Requests, Window::Day, 1e9).unwrap()],
-    );
-    let ledger = Ledger::start(
-        store.clone(),
-        LedgerConfig {
-            file_budgets,
-            ..LedgerConfig::default()
-        },
-    );
-    ledger
-        .set_budgets(
-            "tenant-1",
-            &[Budget::new(Metric::Usd, Window::Month, 1e9).unwrap()],
-        )
-        .await
-        .unwrap();
-    let tenant = claude_gateway::chat::Tenant::new("tenant-1", false).unwrap();
-    let mut decisions = Vec::new();
-    for _ in 0..200 {
-        let started = std::time::Instant::now();
-        ledger.check(&tenant).await.unwrap();
-        decisions.push(started.elapsed());
-    }
-    decisions.sort();
-    let unbudgeted = claude_gateway::chat::Tenant::new("tenant-2", false).unwrap();
-    let mut plain = Vec::new();
-    for _ in 0..200 {
-        let started = std::time::Instant::now();
-        ledger.check(&unbudgeted).await.unwrap();
-        plain.push(started.elapsed());
-    }
-    plain.sort();
-    let state = ledger.status("tenant-1").await.unwrap();
-    assert_eq!(state.len(), 2);
-    assert_eq!(state[0].used, 200.0);
-    println!(
-        "MEASURED {name}: 100-row batch write median {:?} (max {:?}); budget decision median {:?} \
-         (p99 {:?}); no-budget decision median {:?}",
-        writes[10], writes[19], decisions[100], decisions[198], plain[100]
-    );
-    assert!(writes[10] < Duration::from_secs(1), "{writes:?}");
-    assert!(
-        decisions[100] < Duration::from_millis(200),
-        "{:?}",
-        decisions[100]
-    );
-}
-
-#[tokio::test]
-async fn usage_store_timings() {
-    within(120, async {
-        let dir = tempfile::tempdir().unwrap();
-        time_store("sqlite", &dir.path().display().to_string()).await;
-        let Some(pg) = fresh_pg_store().await else {
-            return;
-        };
-        time_store("postgres", &pg).await;
     })
     .await
     .expect("timed out");

@@ -9,8 +9,11 @@
 //!
 //! Budgets are decided from the store (so a restart, and every replica on a shared PostgreSQL,
 //! see the spend) plus the rows this process sent but has not written yet (so a burst cannot
-//! outrun the batch interval). The writer writes a batch and forgets its pending rows under one
-//! lock the decision reads under, so a row is never counted twice or missed. Requests still
+//! outrun the batch interval). The store's answer (a tenant's spend, its API budgets) is kept
+//! for `FRESH` (1 s), with what this process wrote since added to it, so a decision is mostly
+//! memory; another replica's requests and budget changes count here within that second. The
+//! writer writes a batch, counts it as written and forgets its pending rows under one lock the
+//! decision reads under, so a row is never counted twice or missed. Requests still
 //! running are not counted: `n` concurrent requests of a key may all start under a budget.
 //! When the store cannot answer in time, the decision lets the request through (logged): an
 //! outage of the ledger's database does not stop the gateway.
@@ -34,6 +37,12 @@ use super::{Group, UsageQuery, UsageRow};
 
 /// Longest a budget decision waits for the store before it lets the request through.
 const DECIDE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long what the store said (the budgets set through the API, a tenant's spend) is taken
+/// from memory before the store is asked again. What this process writes or sets counts at
+/// once; what another replica does, within this.
+const FRESH: Duration = Duration::from_secs(1);
+/// Tenants kept in those memories at most (then they start over).
+const REMEMBERED: usize = 10_000;
 /// How often rows past the retention are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -69,7 +78,18 @@ impl Default for LedgerConfig {
 #[derive(Default)]
 struct Pending {
     totals: Mutex<HashMap<String, Totals>>,
+    /// What this process has written, by tenant, since it started or since this memory last
+    /// started over (the generation counts how often): what a spend read earlier lacks.
+    written: Mutex<(u64, HashMap<String, Totals>)>,
     gate: RwLock<()>,
+}
+
+fn row_totals(row: &UsageRow, sign: f64) -> Totals {
+    Totals {
+        requests: sign,
+        tokens: sign * (f64::from(row.input_tokens) + f64::from(row.output_tokens)),
+        usd: sign * row.cost_usd,
+    }
 }
 
 impl Pending {
@@ -78,13 +98,27 @@ impl Pending {
             return;
         };
         let entry = totals.entry(row.tenant.clone()).or_default();
-        entry.add(&Totals {
-            requests: sign,
-            tokens: sign * (f64::from(row.input_tokens) + f64::from(row.output_tokens)),
-            usd: sign * row.cost_usd,
-        });
+        entry.add(&row_totals(row, sign));
         if entry.requests <= 0.0 {
             totals.remove(&row.tenant);
+        }
+    }
+
+    /// Counts `rows` as written (under the gate's write lock).
+    fn wrote(&self, rows: &[UsageRow]) {
+        let Ok(mut written) = self.written.lock() else {
+            return;
+        };
+        let (generation, written) = &mut *written;
+        for row in rows {
+            if written.len() >= REMEMBERED && !written.contains_key(&row.tenant) {
+                written.clear();
+                *generation += 1;
+            }
+            written
+                .entry(row.tenant.clone())
+                .or_default()
+                .add(&row_totals(row, 1.0));
         }
     }
 
@@ -95,6 +129,25 @@ impl Pending {
             .and_then(|t| t.get(tenant).copied())
             .unwrap_or_default()
     }
+
+    /// What this process wrote for `tenant`, and the memory's generation.
+    fn written_of(&self, tenant: &str) -> (u64, Totals) {
+        self.written
+            .lock()
+            .map_or((u64::MAX, Totals::default()), |w| {
+                (w.0, w.1.get(tenant).copied().unwrap_or_default())
+            })
+    }
+}
+
+/// A tenant's spend as read from the store, with what this process had written by then.
+struct ReadSpend {
+    read_at: Instant,
+    /// The day's and the month's starts it was read for.
+    bounds: (i64, i64),
+    spend: Spend,
+    /// `Pending::written_of` then.
+    written_then: (u64, Totals),
 }
 
 pub struct Ledger {
@@ -102,6 +155,18 @@ pub struct Ledger {
     sender: mpsc::Sender<UsageRow>,
     pending: Arc<Pending>,
     file_budgets: HashMap<String, Vec<Budget>>,
+    /// The API budgets by tenant, as last read from the store, and when.
+    api_budgets: Mutex<HashMap<String, (Instant, Vec<Budget>)>>,
+    /// The spend by tenant, as last read from the store.
+    spends: Mutex<HashMap<String, ReadSpend>>,
+}
+
+fn minus(a: Totals, b: Totals) -> Totals {
+    Totals {
+        requests: a.requests - b.requests,
+        tokens: a.tokens - b.tokens,
+        usd: a.usd - b.usd,
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -142,6 +207,8 @@ impl Ledger {
             sender,
             pending,
             file_budgets: config.file_budgets,
+            api_budgets: Mutex::default(),
+            spends: Mutex::default(),
         })
     }
 
@@ -175,6 +242,16 @@ impl Ledger {
 
     /// `tenant`'s budgets: the key file's, overridden by those set through the API.
     pub async fn budgets_of(&self, tenant: &str) -> Result<Vec<Budget>, String> {
+        let file = self.file_budgets.get(tenant).map_or(&[][..], Vec::as_slice);
+        let cached = self.api_budgets.lock().ok().and_then(|c| {
+            c.get(tenant)
+                .filter(|(at, _)| at.elapsed() < FRESH)
+                .map(|(_, b)| b.clone())
+        });
+        if let Some(stored) = cached {
+            return Ok(budget::merge(file, &stored));
+        }
+        let read_at = Instant::now();
         let stored: Vec<Budget> = self
             .store
             .budgets(Some(tenant))
@@ -182,19 +259,62 @@ impl Ledger {
             .into_iter()
             .map(|(_, b)| b)
             .collect();
-        let file = self.file_budgets.get(tenant).map_or(&[][..], Vec::as_slice);
+        if let Ok(mut cache) = self.api_budgets.lock() {
+            if cache.len() >= REMEMBERED {
+                cache.clear();
+            }
+            cache.insert(tenant.to_owned(), (read_at, stored.clone()));
+        }
         Ok(budget::merge(file, &stored))
     }
 
-    /// What `tenant` spent in the current day and month, written or pending.
+    /// What `tenant` spent in the current day and month, written or pending: the store's
+    /// answer (at most `FRESH` old) plus what this process wrote since and has not written yet.
     async fn spend(&self, tenant: &str, now: i64) -> Result<Spend, String> {
-        let day = budget::Window::Day.bounds(now).0;
-        let month = budget::Window::Month.bounds(now).0;
+        let bounds = (
+            budget::Window::Day.bounds(now).0,
+            budget::Window::Month.bounds(now).0,
+        );
+        // The writer changes the store and `written` under the write side: neither moves while
+        // this reads them.
         let _gate = self.pending.gate.read().await;
-        let mut spend = self.store.spend(tenant, day, month).await?;
-        let pending = self.pending.of(tenant);
-        spend.day.add(&pending);
-        spend.month.add(&pending);
+        let written = self.pending.written_of(tenant);
+        let remembered = self.spends.lock().ok().and_then(|spends| {
+            spends
+                .get(tenant)
+                .filter(|r| {
+                    r.bounds == bounds
+                        && r.read_at.elapsed() < FRESH
+                        && r.written_then.0 == written.0
+                })
+                .map(|r| (r.spend, r.written_then.1))
+        });
+        let (mut spend, since) = match remembered {
+            Some((spend, then)) => (spend, minus(written.1, then)),
+            None => {
+                let read_at = Instant::now();
+                let spend = self.store.spend(tenant, bounds.0, bounds.1).await?;
+                if let Ok(mut spends) = self.spends.lock() {
+                    if spends.len() >= REMEMBERED {
+                        spends.clear();
+                    }
+                    spends.insert(
+                        tenant.to_owned(),
+                        ReadSpend {
+                            read_at,
+                            bounds,
+                            spend,
+                            written_then: written,
+                        },
+                    );
+                }
+                (spend, Totals::default())
+            }
+        };
+        let mut unread = self.pending.of(tenant);
+        unread.add(&since);
+        spend.day.add(&unread);
+        spend.month.add(&unread);
         Ok(spend)
     }
 
@@ -267,7 +387,12 @@ impl Ledger {
 
     /// Replaces `tenant`'s API budgets (empty: back to the key file's).
     pub async fn set_budgets(&self, tenant: &str, budgets: &[Budget]) -> Result<(), String> {
-        self.store.set_budgets(tenant, budgets, now_ms()).await
+        let result = self.store.set_budgets(tenant, budgets, now_ms()).await;
+        // Read again at the next decision, whether or not the write went through.
+        if let Ok(mut cache) = self.api_budgets.lock() {
+            cache.remove(tenant);
+        }
+        result
     }
 }
 
@@ -291,6 +416,9 @@ async fn write_loop(
         let started = Instant::now();
         let gate = pending.gate.write().await;
         let written = store.insert(&rows).await;
+        if written.is_ok() {
+            pending.wrote(&rows);
+        }
         for row in &rows {
             pending.change(row, -1.0);
         }
@@ -442,3 +570,7 @@ impl ChatBackend for LedgerBackend {
         self.inner.load()
     }
 }
+
+#[cfg(test)]
+#[path = "ledger_tests.rs"]
+mod tests;
