@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-benches=(e2e reuse overhead memory no_buffering hotpaths cluster)
+benches=(e2e reuse overhead memory no_buffering hotpaths cluster operator)
 
 claude=${CLAUDE_REAL_BIN:-.tools/node_modules/.bin/claude}
 if [ ! -x "$claude" ]; then
@@ -47,6 +47,8 @@ declare -A titles=(
   [memory]="Memory (\`memory\`)"
   [no_buffering]="Streaming adds no buffering (\`no_buffering\`)"
   [hotpaths]="Hot paths, criterion (\`hotpaths\`)"
+  [cluster]="Scale-out, one façade in front of 1 and 3 workers (\`cluster\`)"
+  [operator]="The operator's view: ledger, budgets and traces on vs off (\`operator\`)"
 )
 for b in "${benches[@]}"; do
   {
