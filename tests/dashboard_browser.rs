@@ -3,9 +3,9 @@
 //! through Selenium (`tests/python/dashboard_browser.py`), logs in with the admin key, waits for
 //! the page to show the request just made, checks that nothing it loaded came from anywhere but
 //! the gateway, and saves `target/dashboard.png` (and `target/dashboard-dark.png`) for CI to keep.
-//! Then, with the usage ledger's contract answers injected in place of `/v1/usage` and
-//! `/v1/budgets` (which this branch does not serve), the key table shows usage and budget bars
-//! (`target/dashboard-ledger.png`).
+//! The key table is the usage ledger's rows and the key's budgets from the keys file, with their
+//! bars; the recent list leaves out the page's own reads of `/v1/usage` and `/v1/budgets`.
+//! `docs/dashboard.png` in the README is a copy of `target/dashboard.png`.
 //! The browser, its driver and Selenium missing fail the test (`skip.rs`).
 #![allow(clippy::unwrap_used)]
 
@@ -43,7 +43,8 @@ async fn the_dashboard_shows_a_fresh_request_in_a_real_browser_with_no_outside_r
         let keys = dir.path().join("keys");
         std::fs::write(
             &keys,
-            "sk-dash-admin role=admin name=ops\nsk-dash-user name=alice\n",
+            "sk-dash-admin role=admin name=ops\n\
+             sk-dash-user name=alice budget.requests.day=10 budget.usd.month=5\n",
         )
         .unwrap();
         let gw = FakeCliGateway::start(&["--api-keys-file", keys.to_str().unwrap()]).await;
@@ -118,9 +119,19 @@ async fn the_dashboard_shows_a_fresh_request_in_a_real_browser_with_no_outside_r
         );
         assert_eq!(seen["cards"]["c-completions"], "3", "{seen}");
         assert!(seen["quota"].as_str().unwrap().contains("93%"), "{seen}");
-        // The usage ledger's own rows for the two completions (the refused one has none).
+        // The usage ledger's own rows for the two completions (the refused one has none), and
+        // alice's budgets from the keys file with what is spent.
+        let keys = seen["keys"].as_str().unwrap();
+        assert!(keys.contains("alice 2 "), "{seen}");
+        assert!(keys.contains("2 / 10 requests per day"), "{seen}");
         assert!(
-            seen["keys"].as_str().unwrap().contains("alice 2 "),
+            keys.contains("$5.00") && keys.contains("per month"),
+            "{seen}"
+        );
+        // The page's own polls of the operator's endpoints are not traffic.
+        let recent = seen["recent"].as_str().unwrap();
+        assert!(
+            !recent.contains("/v1/usage") && !recent.contains("/v1/budgets"),
             "{seen}"
         );
         let distinct: Vec<&str> = seen["distinct"]

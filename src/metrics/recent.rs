@@ -47,25 +47,33 @@ struct Rings {
 
 static RINGS: LazyLock<Mutex<Rings>> = LazyLock::new(Mutex::default);
 
-/// Whether requests to `route` are traffic worth showing.
-pub fn shown(route: &str) -> bool {
-    ![
-        "/health",
-        "/metrics",
-        "/dashboard",
-        "/docs",
-        "/redoc",
-        "/openapi.json",
-    ]
-    .iter()
-    .any(|p| route.starts_with(p))
+/// Whether a request is traffic worth showing: not the gateway's own pages and probes, and not
+/// a successful read of the operator's endpoints (the dashboard itself polls `/v1/usage` and
+/// `/v1/budgets`; a refused one is still an error worth seeing).
+pub fn shown(method: &str, route: &str, status: u16) -> bool {
+    let operator_read = method == "GET"
+        && status < 400
+        && ["/v1/usage", "/v1/budgets", "/v1/quota"]
+            .iter()
+            .any(|p| route.starts_with(p));
+    !operator_read
+        && ![
+            "/health",
+            "/metrics",
+            "/dashboard",
+            "/docs",
+            "/redoc",
+            "/openapi.json",
+        ]
+        .iter()
+        .any(|p| route.starts_with(p))
         && route != "/"
         && route != "unmatched"
 }
 
 /// Records a finished request (newest first).
 pub fn record(entry: RecentRequest) {
-    if !shown(&entry.route) {
+    if !shown(&entry.method, &entry.route, entry.status) {
         return;
     }
     let Ok(mut rings) = RINGS.lock() else {
@@ -119,8 +127,12 @@ mod tests {
         }
         assert_eq!(ring.len(), 50);
         assert_eq!(ring[0].route, "/v1/r59");
-        assert!(!shown("/health/ready"));
-        assert!(!shown("/dashboard/data"));
-        assert!(shown("/v1/chat/completions"));
+        assert!(!shown("GET", "/health/ready", 200));
+        assert!(!shown("GET", "/dashboard/data", 200));
+        assert!(shown("POST", "/v1/chat/completions", 200));
+        assert!(!shown("GET", "/v1/usage", 200));
+        assert!(!shown("GET", "/v1/budgets/{key}", 200));
+        assert!(shown("GET", "/v1/usage", 403));
+        assert!(shown("PUT", "/v1/budgets/{key}", 200));
     }
 }

@@ -7,7 +7,8 @@ Logs in with the admin key, waits until the page has drawn its data and the rece
 table shows EXPECTED_ROUTE, checks that every request the browser made went to BASE_URL (Chrome's
 performance log, plus the page's own resource list; all other hosts resolve to nothing anyway,
 by --host-resolver-rules) and that no Content-Security-Policy violation was reported, then saves
-a screenshot (and a dark-mode one next to it). Prints one JSON line of what it saw; exits 1
+a screenshot (and a dark-mode one next to it). The key table is the gateway's own usage ledger
+and budgets, as is every other panel: nothing on the page is injected. Prints one JSON line of what it saw; exits 1
 with the reason on any failure.
 """
 import json, os, sys, time
@@ -20,23 +21,6 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 base, key, shot, route = sys.argv[1:5]
 
-# The usage ledger's contract (GET /v1/usage?group_by=key, GET /v1/budgets), for the key table.
-USAGE = {"object": "list", "from": 0, "to": 0, "group_by": ["key"], "data": [
-    {"key": "alice", "requests": 42, "input_tokens": 51200, "output_tokens": 9100, "cached_input_tokens": 0,
-     "cost_usd": 1.2034, "duration_ms": 81234, "ttft_ms_avg": 412},
-    {"key": "batch", "requests": 310, "input_tokens": 1250000, "output_tokens": 88000, "cached_input_tokens": 0,
-     "cost_usd": 4.61, "duration_ms": 912000, "ttft_ms_avg": 655}]}
-BUDGETS = {"object": "list", "data": [
-    {"key": "alice", "budgets": [{"metric": "usd", "window": "day", "limit": 5.0, "used": 1.2, "remaining": 3.8,
-                                  "resets_at": 0}]},
-    {"key": "batch", "budgets": [{"metric": "usd", "window": "day", "limit": 5.0, "used": 4.61, "remaining": 0.39,
-                                  "resets_at": 0}]}]}
-LEDGER_STUB = (
-    "(() => { const real = window.fetch; const answers = { '/v1/usage': %s, '/v1/budgets': %s };"
-    " window.fetch = (url, opts) => { const path = String(url).split('?')[0];"
-    " if (answers[path]) return Promise.resolve(new Response(JSON.stringify(answers[path]),"
-    " { status: 200, headers: { 'content-type': 'application/json' } }));"
-    " return real(url, opts); }; })();" % (json.dumps(USAGE), json.dumps(BUDGETS)))
 origin = urlparse(base)
 
 opts = webdriver.ChromeOptions()
@@ -89,8 +73,6 @@ try:
     console = driver.get_log("browser")
     violations = [e["message"] for e in console
                   if "Content Security Policy" in e["message"] or e["level"] == "SEVERE"]
-    # The key table reads the ledger's endpoints; their 404 (ledger off) is expected.
-    violations = [v for v in violations if "/v1/usage" not in v and "/v1/budgets" not in v]
     # So is the login form's 401 (nobody was logged in yet).
     violations = [v for v in violations if not v.startswith(base + "/dashboard - ") or "401" not in v]
     if violations:
@@ -108,18 +90,8 @@ try:
     time.sleep(0.3)
     root, ext = os.path.splitext(shot)
     driver.save_screenshot(root + "-dark" + ext)
-    # The key table with a usage ledger: the contract's answers stand in for /v1/usage and
-    # /v1/budgets (a script injected before the page's own wraps fetch; nothing leaves either).
-    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": LEDGER_STUB})
-    driver.get(base + "/dashboard")
-    WebDriverWait(driver, 20).until(lambda d: "alice" in d.find_element(By.ID, "keys").text)
-    time.sleep(2.5)
-    keys_with_ledger = driver.find_element(By.ID, "keys").text
-    driver.save_screenshot(root + "-ledger" + ext)
     print(json.dumps({"loaded_ms": loaded_ms, "requests": len(urls), "distinct": sorted(set(urls)),
-                      "cards": cards, "recent": recent, "quota": quota, "keys": keys,
-                      "keys_with_ledger": keys_with_ledger}))
+                      "cards": cards, "recent": recent, "quota": quota, "keys": keys}))
 finally:
     driver.quit()
 if failures:
