@@ -12,8 +12,8 @@
 //!
 //! The answer is the check: `rewound:true` with no message before the target
 //! (`precedingAssistantUuid: null`) means nothing is left of the conversation. Anything else — a
-//! refusal (`stale_target`, `target_not_found`, `turn_running`), an error, silence past the
-//! timeout, a dead process — discards the process.
+//! refusal (`stale_target`, `target_not_found`, `turn_running` five times over ~75 ms), an error,
+//! silence past the timeout, a dead process — discards the process.
 
 use std::time::Duration;
 
@@ -61,7 +61,19 @@ pub fn emptied(response: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Empties the conversation of `process`; on success its marks start over.
+/// Whether the CLI refused because its turn is still winding down: the `result` line is out but
+/// the CLI has not yet marked the turn over (the fake CLI has that window between two threads;
+/// a refusal there is worth another try, not the process).
+fn still_turning(response: &Value) -> bool {
+    response.pointer("/response/reason").and_then(Value::as_str) == Some("turn_running")
+}
+
+/// How often a `turn_running` refusal is asked again, and how long to wait before each.
+const TURN_RETRIES: u32 = 5;
+const TURN_RETRY_WAIT: Duration = Duration::from_millis(5);
+
+/// Empties the conversation of `process`; on success its marks start over. `timeout` bounds
+/// the whole reset, retries included.
 pub async fn rewind(
     process: &mut ClaudeProcess,
     marks: &mut Marks,
@@ -71,11 +83,34 @@ pub async fn rewind(
         // Nothing was ever written: the conversation is empty already.
         return Ok(());
     };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut attempt = 0;
+    let answer = loop {
+        let answer = ask(process, &request, deadline, timeout).await?;
+        if !still_turning(&answer) || attempt == TURN_RETRIES {
+            break answer;
+        }
+        attempt += 1;
+        tokio::time::sleep(TURN_RETRY_WAIT * attempt).await;
+    };
+    emptied(&answer)?;
+    marks.first_user = None;
+    marks.last_user = None;
+    Ok(())
+}
+
+/// Writes the rewind and waits, until `deadline`, for its answer.
+async fn ask(
+    process: &mut ClaudeProcess,
+    request: &str,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<Value, String> {
     process
-        .write_line(&request)
+        .write_line(request)
         .await
         .map_err(|e| format!("cannot write the rewind: {e}"))?;
-    let answer = tokio::time::timeout(timeout, async {
+    tokio::time::timeout_at(deadline, async {
         while let Some(line) = process.next_line().await {
             if let Some(CliLine::ControlResponse { response }) = CliLine::parse(&line)
                 && response.get("request_id").and_then(Value::as_str) == Some(REWIND_ID)
@@ -87,11 +122,7 @@ pub async fn rewind(
     })
     .await
     .map_err(|_| format!("no answer to the rewind within {} ms", timeout.as_millis()))?
-    .ok_or_else(|| "the process exited".to_string())?;
-    emptied(&answer)?;
-    marks.first_user = None;
-    marks.last_user = None;
-    Ok(())
+    .ok_or_else(|| "the process exited".to_string())
 }
 
 #[cfg(test)]
@@ -108,6 +139,9 @@ mod tests {
         assert!(emptied(&middle).is_err());
         let error = json!({"subtype":"error","request_id":"rewind_1","error":"boom"});
         assert!(emptied(&error).unwrap_err().contains("boom"));
+        let turning = json!({"subtype":"success","request_id":"rewind_1","response":{"rewound":false,"prefillText":null,"precedingAssistantUuid":null,"error":"turn running","reason":"turn_running"}});
+        assert!(still_turning(&turning) && !still_turning(&stale) && !still_turning(&ok));
+        assert!(emptied(&turning).is_err());
     }
 
     #[test]
