@@ -19,6 +19,7 @@
 //! outage of the ledger's database does not stop the gateway.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -157,6 +158,8 @@ pub struct Ledger {
     file_budgets: HashMap<String, Vec<Budget>>,
     /// The API budgets by tenant, as last read from the store, and when.
     api_budgets: Mutex<HashMap<String, (Instant, Vec<Budget>)>>,
+    /// Counts this process's budget changes: a read that a change overtook is not remembered.
+    budget_changes: AtomicU64,
     /// The spend by tenant, as last read from the store.
     spends: Mutex<HashMap<String, ReadSpend>>,
 }
@@ -208,6 +211,7 @@ impl Ledger {
             pending,
             file_budgets: config.file_budgets,
             api_budgets: Mutex::default(),
+            budget_changes: AtomicU64::new(0),
             spends: Mutex::default(),
         })
     }
@@ -252,6 +256,7 @@ impl Ledger {
             return Ok(budget::merge(file, &stored));
         }
         let read_at = Instant::now();
+        let changes = self.budget_changes.load(Ordering::SeqCst);
         let stored: Vec<Budget> = self
             .store
             .budgets(Some(tenant))
@@ -259,7 +264,9 @@ impl Ledger {
             .into_iter()
             .map(|(_, b)| b)
             .collect();
-        if let Ok(mut cache) = self.api_budgets.lock() {
+        if let Ok(mut cache) = self.api_budgets.lock()
+            && self.budget_changes.load(Ordering::SeqCst) == changes
+        {
             if cache.len() >= REMEMBERED {
                 cache.clear();
             }
@@ -388,8 +395,10 @@ impl Ledger {
     /// Replaces `tenant`'s API budgets (empty: back to the key file's).
     pub async fn set_budgets(&self, tenant: &str, budgets: &[Budget]) -> Result<(), String> {
         let result = self.store.set_budgets(tenant, budgets, now_ms()).await;
-        // Read again at the next decision, whether or not the write went through.
+        // Read again at the next decision, whether or not the write went through (and a read
+        // under way now is not remembered: it may predate the write).
         if let Ok(mut cache) = self.api_budgets.lock() {
+            self.budget_changes.fetch_add(1, Ordering::SeqCst);
             cache.remove(tenant);
         }
         result
