@@ -112,12 +112,18 @@ async fn requests_spread_over_workers_and_avoid_a_busy_one() {
         .zip(&slow_on)
         .map(|(a, b)| a - b)
         .collect();
-    // The worker with the most slow requests gets the fewest quick ones.
-    let busiest = (0..3).max_by_key(|&i| after_slow[i]).unwrap();
-    let least = *quick.iter().min().unwrap();
-    assert_eq!(
-        quick[busiest], least,
-        "slow {after_slow:?}, quick {quick:?}"
+    // A worker busier with slow requests than another never gets more quick ones than it
+    // (workers equally busy may split them either way).
+    for i in 0..3 {
+        for j in 0..3 {
+            if after_slow[i] > after_slow[j] {
+                assert!(quick[i] <= quick[j], "slow {after_slow:?}, quick {quick:?}");
+            }
+        }
+    }
+    assert!(
+        after_slow.iter().max() > after_slow.iter().min(),
+        "the slow requests spread evenly: {after_slow:?}"
     );
     for b in busy {
         assert_eq!(b.await.unwrap().0, 200);
