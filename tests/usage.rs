@@ -354,7 +354,7 @@ async fn budgets_refuse_in_every_dialect_before_anything_runs() {
     within(60, async {
         let (_keys, file) = key_file(
             "key-a name=alice budget.requests.day=2 budget.tokens.month=1000000\nkey-b name=bob\n\
-             key-admin role=admin name=root\n",
+             key-c name=carol budget.requests.day=5\nkey-admin role=admin name=root\n",
         );
         let gw = FakeCliGateway::start(&["--api-keys-file", &file]).await;
         let chat = gw.gw.url("/v1/chat/completions");
@@ -399,6 +399,8 @@ async fn budgets_refuse_in_every_dialect_before_anything_runs() {
             status.message().contains("2 requests per day"),
             "{status:?}"
         );
+        let left = status.metadata().get("x-budget-remaining-requests-day");
+        assert_eq!(left.unwrap(), "0", "{status:?}");
         // Bob has no budget and no headers.
         let (status, headers, _) = post(&chat, "key-b", &chat_body("sonnet", "bob")).await;
         assert_eq!(status, 200);
@@ -406,6 +408,35 @@ async fn budgets_refuse_in_every_dialect_before_anything_runs() {
         // Nothing ran for the refusals.
         usage_when(&gw.gw.http, "key-a", "group_by=", 2).await;
         assert_eq!(gw.prompts(), 3);
+        // gRPC answers carry the same numbers as metadata: a whole answer counts itself…
+        let answer = grpc
+            .create_chat_completion(grpc_request("key-c", "unary"))
+            .await
+            .unwrap();
+        let remaining = |m: &tonic::metadata::MetadataMap| {
+            m.get("x-budget-remaining-requests-day")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(remaining(answer.metadata()).as_deref(), Some("4"));
+        assert!(
+            answer
+                .metadata()
+                .contains_key("x-budget-reset-requests-day")
+        );
+        // …a stream's head comes before it ends, so it does not.
+        let unary = grpc_request("key-c", "streamed");
+        let (metadata, _, unary) = unary.into_parts();
+        let stream = tonic::Request::from_parts(
+            metadata,
+            Default::default(),
+            pb::StreamChatCompletionRequest {
+                params: unary.params,
+            },
+        );
+        let mut events = grpc.stream_chat_completion(stream).await.unwrap();
+        assert_eq!(remaining(events.metadata()).as_deref(), Some("4"));
+        while events.get_mut().message().await.unwrap().is_some() {}
+        assert_eq!(gw.prompts(), 5);
 
         // A USD budget through the admin API: a tiny one, spent by one request.
         let budgets = gw.gw.url("/v1/budgets/bob");
@@ -435,7 +466,7 @@ async fn budgets_refuse_in_every_dialect_before_anything_runs() {
                 .unwrap()
                 .contains("$0.00 per day")
         );
-        // The list: the admin's has both keys, Bob's only his own.
+        // The list: the admin's has every key with budgets, Bob's only his own.
         let (status, list) = get_json(&gw.gw.url("/v1/budgets"), "key-admin").await;
         assert_eq!(status, 200);
         assert_eq!(list["object"], "list");
@@ -445,7 +476,7 @@ async fn budgets_refuse_in_every_dialect_before_anything_runs() {
             .iter()
             .map(|k| k["key"].as_str().unwrap())
             .collect();
-        assert_eq!(keys, ["alice", "bob"], "{list}");
+        assert_eq!(keys, ["alice", "bob", "carol"], "{list}");
         let alice = &list["data"][0]["budgets"];
         assert_eq!(alice[0]["metric"], "requests");
         assert_eq!(alice[0]["limit"], 2.0);

@@ -22,16 +22,20 @@ use crate::access::{
     Access, Admitted, Protocol, Refusal, Route, TENANT_ADMIN_METADATA, TENANT_METADATA, write_quota,
 };
 use crate::chat::Tenant;
+use crate::usage::Ledger;
 
-/// `Server::builder().layer(AccessLayer::new(access))`.
+/// `Server::builder().layer(AccessLayer::new(access, ledger))`.
 #[derive(Clone)]
 pub struct AccessLayer {
     access: Arc<Access>,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl AccessLayer {
-    pub fn new(access: Arc<Access>) -> Self {
-        AccessLayer { access }
+    /// With the usage `ledger`, an admitted call's answer also carries its tenant's
+    /// `x-budget-*` metadata, as HTTP answers do.
+    pub fn new(access: Arc<Access>, ledger: Option<Arc<Ledger>>) -> Self {
+        AccessLayer { access, ledger }
     }
 }
 
@@ -42,6 +46,7 @@ impl<S> tower::Layer<S> for AccessLayer {
         AccessService {
             inner,
             access: self.access.clone(),
+            ledger: self.ledger.clone(),
         }
     }
 }
@@ -50,6 +55,7 @@ impl<S> tower::Layer<S> for AccessLayer {
 pub struct AccessService<S> {
     inner: S,
     access: Arc<Access>,
+    ledger: Option<Arc<Ledger>>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -73,6 +79,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let access = self.access.clone();
+        let ledger = self.ledger.clone();
         let call = Call::of(&request);
         Box::pin(async move {
             match call.admit(&access).await {
@@ -80,9 +87,14 @@ where
                     if forwarded {
                         request.extensions_mut().insert(Forwarded);
                     }
+                    let id = tenant.id().to_owned();
                     request.extensions_mut().insert(tenant);
                     let mut response = inner.call(request).await?;
                     write_quota(response.headers_mut(), quota.as_ref());
+                    // A façade's call keeps its budgets at the façade.
+                    if let (Some(ledger), false, Route::Api) = (ledger, forwarded, call.route) {
+                        write_budgets(response.headers_mut(), ledger.budget_headers(&id).await);
+                    }
                     Ok(response)
                 }
                 Err(refusal) => {
@@ -93,6 +105,19 @@ where
                 }
             }
         })
+    }
+}
+
+/// The tenant's budgets as response metadata: sent with the response's head, so a stream's
+/// count does not include the stream itself, and a whole answer's (a unary call's) does.
+fn write_budgets(headers: &mut axum::http::HeaderMap, budgets: Vec<(String, String)>) {
+    for (name, value) in budgets {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            axum::http::HeaderValue::from_str(&value),
+        ) {
+            headers.insert(name, value);
+        }
     }
 }
 

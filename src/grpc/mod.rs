@@ -44,8 +44,8 @@ pub async fn serve(
         responses,
         access,
         grpc_tls,
-        // Already around `backend`; the gRPC API has no usage routes of its own.
-        ledger: _,
+        // Already around `backend`; here for the budget metadata of answers.
+        ledger,
     } = services;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let watched = backend.clone();
@@ -95,7 +95,7 @@ pub async fn serve(
         ))
         // Then request ids and metrics for every call, refused ones included.
         .layer(crate::metrics::GrpcLayer::new(pb::served_methods()))
-        .layer(access::AccessLayer::new(access))
+        .layer(access::AccessLayer::new(access, ledger))
         .add_service(health_service)
         .add_service(
             pb::chat_service_server::ChatServiceServer::new(service::ChatGrpc::new(

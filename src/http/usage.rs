@@ -25,9 +25,6 @@ use crate::usage::{Group, GroupBy, Ledger, UsageQuery};
 use super::error::{ApiError, OpenAiBytes, OpenAiQuery, parse_json};
 use super::handlers::AppState;
 
-/// Longest the budget headers wait for the store; past it the answer goes without them.
-const HEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
-
 fn ledger(state: &AppState) -> Result<&Arc<Ledger>, ApiError> {
     state.ledger.as_ref().ok_or_else(|| {
         ApiError(ChatError::NotImplemented {
@@ -467,17 +464,9 @@ pub async fn budget_headers(
     let (Some(ledger), Some(tenant), true) = (ledger, tenant, api) else {
         return response;
     };
-    let states = match tokio::time::timeout(HEADERS_TIMEOUT, ledger.status(tenant.id())).await {
-        Ok(Ok(states)) => states,
-        Ok(Err(_)) | Err(_) => return response,
-    };
-    for state in &states {
-        for (name, value) in state.headers() {
-            if let (Ok(name), Ok(value)) =
-                (HeaderName::try_from(name), HeaderValue::from_str(&value))
-            {
-                response.headers_mut().insert(name, value);
-            }
+    for (name, value) in ledger.budget_headers(tenant.id()).await {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(&value)) {
+            response.headers_mut().insert(name, value);
         }
     }
     response

@@ -36,6 +36,8 @@ use super::budget::{self, Budget, BudgetState, Spend, Totals};
 use super::store::UsageStore;
 use super::{Group, UsageQuery, UsageRow};
 
+/// Longest an answer waits for its `x-budget-*` headers before it goes without them.
+const HEADERS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest a budget decision waits for the store before it lets the request through.
 const DECIDE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long what the store said (the budgets set through the API, a tenant's spend) is taken
@@ -334,6 +336,15 @@ impl Ledger {
         let now = now_ms();
         let spend = self.spend(tenant, now).await?;
         Ok(budget::states(&budgets, &spend, now))
+    }
+
+    /// The `x-budget-*` headers (HTTP) or metadata (gRPC) of `tenant`'s budgets now: none
+    /// without budgets, or when the store does not answer within `HEADERS_TIMEOUT`.
+    pub async fn budget_headers(&self, tenant: &str) -> Vec<(String, String)> {
+        match tokio::time::timeout(HEADERS_TIMEOUT, self.status(tenant)).await {
+            Ok(Ok(states)) => states.iter().flat_map(BudgetState::headers).collect(),
+            Ok(Err(_)) | Err(_) => Vec::new(),
+        }
     }
 
     /// `Ok` when `tenant` may start a request; `QuotaExceeded` naming the spent budget when not.
