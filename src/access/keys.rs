@@ -175,10 +175,16 @@ fn parse_fields<'a>(fields: impl Iterator<Item = &'a str>) -> Result<Fields, Str
                 return Err(format!("role must be `user` or `admin`, not `{other}`"));
             }
             Some(("name", value)) => {
-                if !valid_id(value) || value.starts_with("key-") {
+                // `anonymous` is the tenant of a gateway without keys, which may read the
+                // operator's endpoints: no key may take its name.
+                if !valid_id(value)
+                    || value.starts_with("key-")
+                    || value == crate::chat::tenant::ANONYMOUS
+                {
                     return Err(format!(
                         "name `{value}` is not a tenant name: 1 to 128 ASCII letters, digits, \
-                         `_`, `-`, `.` or `@`, not starting with `key-`"
+                         `_`, `-`, `.` or `@`, not starting with `key-`, and not `{}`",
+                        crate::chat::tenant::ANONYMOUS
                     ));
                 }
                 name = Some(value.to_owned());
@@ -426,6 +432,7 @@ mod tests {
             ("sk-x role=root", "role must be"),
             ("sk-x name=a/b", "not a tenant name"),
             ("sk-x name=key-1234", "not a tenant name"),
+            ("sk-x name=anonymous", "not a tenant name"),
             ("sk-x sk-y", "unknown field"),
             ("sk-x budget.usd.week=1", "window is day or month"),
             ("sk-x budget.requests.day=many", "must be a number"),
