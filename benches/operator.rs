@@ -228,7 +228,7 @@ async fn request_path(out: &mut String) -> Vec<(String, f64)> {
          |---|---|---|---|---|---|\n"
     ));
     let mut ratios = Vec::new();
-    for (path, rate) in paths.iter().zip(&concurrent) {
+    for (i, (path, rate)) in paths.iter().zip(&concurrent).enumerate() {
         let p50 = median(&path.latencies);
         let ratio = p50.as_secs_f64() / base.as_secs_f64();
         out.push_str(&format!(
@@ -240,7 +240,7 @@ async fn request_path(out: &mut String) -> Vec<(String, f64)> {
             rate,
             rate / base_rate,
         ));
-        if !std::ptr::eq(path, &paths[0]) {
+        if i > 0 {
             ratios.push((path.name.to_string(), ratio));
         }
     }
