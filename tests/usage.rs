@@ -4,7 +4,9 @@
 //! refused before anything ran (401, 400, a spent budget); `GET /v1/usage` per key (B never
 //! sees A's rows), grouped, as JSON and CSV; budgets from the key file and from the admin API
 //! refusing in OpenAI's, Anthropic's and gRPC's shapes; a budget that holds across a restart
-//! (SQLite file) and across two façades sharing a PostgreSQL store. Every test is bounded.
+//! (SQLite file) and across two façades sharing a PostgreSQL store; the official `openai` and
+//! `anthropic` Python SDKs reading the budget headers and not retrying a spent budget
+//! (`tests/python/test_budgets.py`). Every test is bounded.
 
 #![allow(clippy::unwrap_used)]
 
@@ -633,6 +635,49 @@ async fn two_facades_on_one_postgres_share_budgets_and_the_worker_records_nothin
         let (status, mine) = get_json(&worker.gw.url("/v1/usage?group_by="), "worker-admin").await;
         assert_eq!(status, 200, "{mine}");
         assert_eq!(mine["data"], json!([]), "{mine}");
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test]
+async fn the_openai_and_anthropic_sdks_see_budgets_and_do_not_retry_a_spent_one() {
+    let Some(python) = tool("venv/bin/python") else {
+        return;
+    };
+    within(120, async {
+        let (_keys, file) = key_file(
+            "sk-sdk-openai name=sdk-openai budget.requests.day=1\n\
+             sk-sdk-anthropic name=sdk-anthropic budget.requests.day=1\n",
+        );
+        let gw = FakeCliGateway::start(&["--api-keys-file", &file]).await;
+        let out = run(tokio::process::Command::new(&python)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .arg("tests/python/test_budgets.py")
+            .current_dir(repo_path(""))
+            .env("GATEWAY_URL", gw.gw.http.as_str())
+            .env("OPENAI_KEY", "sk-sdk-openai")
+            .env("ANTHROPIC_KEY", "sk-sdk-anthropic")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("ANTHROPIC_BASE_URL")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .env("PYTHONDONTWRITEBYTECODE", "1"))
+        .await;
+        let summary = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            describe("pytest tests/python/test_budgets.py", &out)
+        );
+        assert!(
+            summary.contains("2 passed") && !summary.contains("skipped"),
+            "{summary}"
+        );
+        // One run each: the refusals ran nothing.
+        assert_eq!(gw.prompts(), 2);
     })
     .await
     .expect("timed out");
