@@ -23,7 +23,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::clients::{blocks, client_command, with_marker};
+use common::clients::{self, blocks, client_command, with_marker};
 use common::fake_anthropic::FakeAnthropic;
 use common::*;
 use serde_json::{Value, json};
@@ -112,33 +112,7 @@ async fn python_inner() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     let file = "tests/python/test_messages.py";
-    let started = Instant::now();
-    let out = run(messages_client(&python, &gw, &record).args([
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        file,
-    ]))
-    .await;
-    let stdout = text(&out.stdout);
-    eprintln!("pytest {file} took {:.1?}:\n{stdout}", started.elapsed());
-    assert!(
-        out.status.success(),
-        "{}\n--- gateway stderr ---\n{}",
-        describe(&format!("pytest {file}"), &out),
-        gw.stderr()
-    );
-    let source = std::fs::read_to_string(repo_path(file)).unwrap();
-    let tests = source
-        .lines()
-        .filter(|l| l.starts_with("def test_"))
-        .count();
-    assert!(
-        tests > 0 && stdout.contains(&format!("{tests} passed")) && !stdout.contains("skipped"),
-        "all {tests} tests of {file} must run and pass: {stdout}"
-    );
+    clients::pytest_in(messages_client(&python, &gw, &record), &gw, file).await;
 
     let requests = api.requests();
     // The system prompt, as a string and as blocks.

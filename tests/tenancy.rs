@@ -59,43 +59,25 @@ async fn facade_and_worker() -> (Gateway, FakeCliGateway, tempfile::TempDir) {
     (facade, worker, dir)
 }
 
-/// Runs `tests/python/test_tenancy.py` against `http` with A's, B's and the admin's keys.
-async fn pytest_tenancy(http: &str, keys: [&str; 3], what: &str) {
+/// Runs `tests/python/test_tenancy.py` against `gw` with A's, B's and the admin's keys.
+async fn pytest_tenancy(gw: &Gateway, keys: [&str; 3], what: &str) {
     let Some(python) = tool("venv/bin/python") else {
         return;
     };
-    let out = run(Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg("tests/python/test_tenancy.py")
-        .current_dir(repo_path(""))
-        .env("OPENAI_BASE_URL", format!("{http}/v1"))
-        .env("TENANT_A_KEY", keys[0])
+    eprintln!("the tenancy tests through the SDK, {what}");
+    let record = tempfile::tempdir().unwrap();
+    let mut cmd = clients::client_command(&python, gw, &record.path().join("record"));
+    cmd.env("TENANT_A_KEY", keys[0])
         .env("TENANT_B_KEY", keys[1])
-        .env("TENANT_ADMIN_KEY", keys[2])
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_ORG_ID")
-        .env_remove("OPENAI_PROJECT_ID")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1"))
-    .await;
-    let summary = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        describe("pytest tests/python/test_tenancy.py", &out)
-    );
-    assert!(
-        summary.contains("4 passed") && !summary.contains("skipped"),
-        "{what}: every tenancy test must run: {summary}"
-    );
+        .env("TENANT_ADMIN_KEY", keys[2]);
+    clients::pytest_in(cmd, gw, "tests/python/test_tenancy.py").await;
 }
 
 #[tokio::test]
 async fn python_sdk_two_keys_on_a_gateway() {
     within(120, async {
         let (gw, _keys) = keyed_gateway().await;
-        pytest_tenancy(&gw.gw.http, ["key-a", "key-b", "key-admin"], "gateway").await;
+        pytest_tenancy(&gw.gw, ["key-a", "key-b", "key-admin"], "gateway").await;
         // Unnamed keys too: their tenants are digests of the keys.
         let unnamed = FakeCliGateway::start(&[
             "--api-keys",
@@ -105,7 +87,7 @@ async fn python_sdk_two_keys_on_a_gateway() {
         ])
         .await;
         let keys = ["plain-a", "plain-b", "plain-admin"];
-        pytest_tenancy(&unnamed.gw.http, keys, "unnamed keys").await;
+        pytest_tenancy(&unnamed.gw, keys, "unnamed keys").await;
         assert!(
             !unnamed.gw.stderr().contains("plain-a"),
             "a key reached the log"
@@ -119,7 +101,7 @@ async fn python_sdk_two_keys_on_a_gateway() {
 async fn python_sdk_two_keys_through_a_facade() {
     within(120, async {
         let (facade, _worker, _keys) = facade_and_worker().await;
-        pytest_tenancy(&facade.http, ["key-a", "key-b", "key-admin"], "façade").await;
+        pytest_tenancy(&facade, ["key-a", "key-b", "key-admin"], "façade").await;
     })
     .await
     .expect("timed out");

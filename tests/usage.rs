@@ -646,36 +646,18 @@ async fn the_openai_and_anthropic_sdks_see_budgets_and_do_not_retry_a_spent_one(
         return;
     };
     within(120, async {
-        let (_keys, file) = key_file(
+        let (keys, file) = key_file(
             "sk-sdk-openai name=sdk-openai budget.requests.day=1\n\
              sk-sdk-anthropic name=sdk-anthropic budget.requests.day=1\n",
         );
         let gw = FakeCliGateway::start(&["--api-keys-file", &file]).await;
-        let out = run(tokio::process::Command::new(&python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-            .arg("tests/python/test_budgets.py")
-            .current_dir(repo_path(""))
-            .env("GATEWAY_URL", gw.gw.http.as_str())
+        let mut cmd = clients::client_command(&python, &gw.gw, &keys.path().join("record"));
+        cmd.env("GATEWAY_URL", gw.gw.http.as_str())
             .env("OPENAI_KEY", "sk-sdk-openai")
             .env("ANTHROPIC_KEY", "sk-sdk-anthropic")
-            .env_remove("OPENAI_API_KEY")
             .env_remove("ANTHROPIC_API_KEY")
-            .env_remove("OPENAI_BASE_URL")
-            .env_remove("ANTHROPIC_BASE_URL")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env("PYTHONDONTWRITEBYTECODE", "1"))
-        .await;
-        let summary = text(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            describe("pytest tests/python/test_budgets.py", &out)
-        );
-        assert!(
-            summary.contains("2 passed") && !summary.contains("skipped"),
-            "{summary}"
-        );
+            .env_remove("ANTHROPIC_BASE_URL");
+        clients::pytest_in(cmd, &gw.gw, "tests/python/test_budgets.py").await;
         // One run each: the refusals ran nothing.
         assert_eq!(gw.prompts(), 2);
     })

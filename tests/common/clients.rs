@@ -33,16 +33,15 @@ pub fn client_command(program: &Path, gw: &Gateway, record: &Path) -> Command {
 /// Runs one pytest file against the gateway; fails (with the gateway's log) unless every test
 /// in it ran and passed.
 pub async fn pytest(python: &Path, gw: &Gateway, record: &Path, file: &str) {
+    pytest_in(client_command(python, gw, record), gw, file).await;
+}
+
+/// `pytest` with the Python command `python` already set up (`client_command` and what the file
+/// needs besides): runs `file` under it; fails (with the gateway's log) unless every test in it
+/// ran and passed.
+pub async fn pytest_in(mut python: Command, gw: &Gateway, file: &str) {
     let started = Instant::now();
-    let out = run(client_command(python, gw, record).args([
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        file,
-    ]))
-    .await;
+    let out = run(python.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", file])).await;
     let stdout = text(&out.stdout);
     eprintln!("pytest {file} took {:.1?}:\n{stdout}", started.elapsed());
     assert!(
