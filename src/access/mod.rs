@@ -509,6 +509,16 @@ pub fn write_quota(headers: &mut HeaderMap, quota: Option<&Quota>) {
     }
 }
 
+/// Adds a tenant's `x-budget-*` headers (`Ledger::budget_headers`; HTTP headers, or gRPC
+/// response metadata).
+pub fn write_budgets(headers: &mut HeaderMap, budgets: Vec<(String, String)>) {
+    for (name, value) in budgets {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(&value)) {
+            headers.insert(name, value);
+        }
+    }
+}
+
 /// The tonic interceptor of the `--upstream` façade: sends the worker's key on every call.
 #[derive(Clone, Default)]
 pub struct UpstreamKey(Option<AsciiMetadataValue>);

@@ -19,7 +19,8 @@ use tonic::transport::server::TcpConnectInfo;
 
 use super::error::to_status;
 use crate::access::{
-    Access, Admitted, Protocol, Refusal, Route, TENANT_ADMIN_METADATA, TENANT_METADATA, write_quota,
+    Access, Admitted, Protocol, Refusal, Route, TENANT_ADMIN_METADATA, TENANT_METADATA,
+    write_budgets, write_quota,
 };
 use crate::chat::Tenant;
 use crate::usage::Ledger;
@@ -91,7 +92,8 @@ where
                     request.extensions_mut().insert(tenant);
                     let mut response = inner.call(request).await?;
                     write_quota(response.headers_mut(), quota.as_ref());
-                    // A façade's call keeps its budgets at the façade.
+                    // A façade's call keeps its budgets at the façade. Sent with the response's
+                    // head: a unary answer counts itself, a stream does not yet.
                     if let (Some(ledger), false, Route::Api) = (ledger, forwarded, call.route) {
                         write_budgets(response.headers_mut(), ledger.budget_headers(&id).await);
                     }
@@ -105,19 +107,6 @@ where
                 }
             }
         })
-    }
-}
-
-/// The tenant's budgets as response metadata: sent with the response's head, so a stream's
-/// count does not include the stream itself, and a whole answer's (a unary call's) does.
-fn write_budgets(headers: &mut axum::http::HeaderMap, budgets: Vec<(String, String)>) {
-    for (name, value) in budgets {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::try_from(name),
-            axum::http::HeaderValue::from_str(&value),
-        ) {
-            headers.insert(name, value);
-        }
     }
 }
 

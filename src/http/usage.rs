@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -464,11 +464,8 @@ pub async fn budget_headers(
     let (Some(ledger), Some(tenant), true) = (ledger, tenant, api) else {
         return response;
     };
-    for (name, value) in ledger.budget_headers(tenant.id()).await {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(&value)) {
-            response.headers_mut().insert(name, value);
-        }
-    }
+    let budgets = ledger.budget_headers(tenant.id()).await;
+    crate::access::write_budgets(response.headers_mut(), budgets);
     response
 }
 
