@@ -166,6 +166,15 @@ pub struct Ledger {
     spends: Mutex<HashMap<String, ReadSpend>>,
 }
 
+/// Keeps `value` for `tenant` in a memory of the store's answers, which starts over once it
+/// holds `REMEMBERED` tenants.
+fn remember<V>(memory: &mut HashMap<String, V>, tenant: &str, value: V) {
+    if memory.len() >= REMEMBERED {
+        memory.clear();
+    }
+    memory.insert(tenant.to_owned(), value);
+}
+
 fn minus(a: Totals, b: Totals) -> Totals {
     Totals {
         requests: a.requests - b.requests,
@@ -269,10 +278,7 @@ impl Ledger {
         if let Ok(mut cache) = self.api_budgets.lock()
             && self.budget_changes.load(Ordering::SeqCst) == changes
         {
-            if cache.len() >= REMEMBERED {
-                cache.clear();
-            }
-            cache.insert(tenant.to_owned(), (read_at, stored.clone()));
+            remember(&mut cache, tenant, (read_at, stored.clone()));
         }
         Ok(budget::merge(file, &stored))
     }
@@ -304,18 +310,13 @@ impl Ledger {
                 let read_at = Instant::now();
                 let spend = self.store.spend(tenant, bounds.0, bounds.1).await?;
                 if let Ok(mut spends) = self.spends.lock() {
-                    if spends.len() >= REMEMBERED {
-                        spends.clear();
-                    }
-                    spends.insert(
-                        tenant.to_owned(),
-                        ReadSpend {
-                            read_at,
-                            bounds,
-                            spend,
-                            written_then: written,
-                        },
-                    );
+                    let read = ReadSpend {
+                        read_at,
+                        bounds,
+                        spend,
+                        written_then: written,
+                    };
+                    remember(&mut spends, tenant, read);
                 }
                 (spend, Totals::default())
             }
